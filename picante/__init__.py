@@ -1,0 +1,63 @@
+"""
+picante: an asyncio-first incremental query framework.
+
+Declare a database class with `@picante.database`; its `@picante.input` and
+`@picante.query` methods become ingredients. `await db.words("a.md")` computes and
+memoizes; after an input changes, picante recomputes only what is affected and stops
+early when a recomputed value comes out equal.
+"""
+
+from ._declare import database as database, input as input, query as query
+from ._errors import (
+    CacheError as CacheError,
+    CycleError as CycleError,
+    LimitExceededError as LimitExceededError,
+    MissingInputError as MissingInputError,
+    PicanteError as PicanteError,
+    UsageError as UsageError,
+)
+from ._ingredients import (
+    BoundInput as BoundInput,
+    BoundQuery as BoundQuery,
+    InputIngredient as InputIngredient,
+    QueryIngredient as QueryIngredient,
+)
+from ._runtime import revision as revision
+from ._store import Durability as Durability, Revision as Revision
+
+
+__all__ = [
+    "BoundInput",
+    "BoundQuery",
+    "CacheError",
+    "CycleError",
+    "Durability",
+    "InputIngredient",
+    "LimitExceededError",
+    "MissingInputError",
+    "PicanteError",
+    "QueryIngredient",
+    "Revision",
+    "UsageError",
+    "database",
+    "input",
+    "query",
+    "revision",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version("picante")
+    msg = f"module 'picante' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+# Public objects report `picante.X`: tracebacks, reprs, pickles and docs use the stable path.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("picante."):
+        _obj.__module__ = "picante"
+del _name, _obj

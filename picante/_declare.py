@@ -1,0 +1,283 @@
+"""
+Declarations at class time: `@picante.database`, `@picante.input` and `@picante.query`.
+
+`@picante.input` and `@picante.query` only wrap the function in an ingredient descriptor;
+`@picante.database` does the work when the class is created: it collects the
+ingredients of the class and its bases into a registry (`cls.__picante__`), validates
+every declaration, raising `UsageError("Site.words: ...")` on the first problem, and
+hooks `__init_subclass__` so that subclasses, decorated again or not, get a registry of
+their own. Annotations are checked for presence only; they are resolved when something
+needs the types (persistence), so forward references work.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+
+from ._errors import UsageError
+from ._ingredients import EqFn, InputIngredient, KeySpec, QueryIngredient
+from ._store import Durability
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Mapping
+
+
+__all__ = ["DatabaseSpec", "database", "input", "query"]
+
+C = TypeVar("C", bound=type)
+D = TypeVar("D")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_RESERVED = "__picante__"
+_Ingredient = InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any]
+
+
+class DatabaseSpec:
+    """The ingredient registry of one database class, at `cls.__picante__`."""
+
+    __slots__ = ("cls", "ingredients")
+
+    def __init__(self, cls: type, ingredients: Mapping[str, _Ingredient]) -> None:
+        self.cls = cls
+        self.ingredients = dict(ingredients)
+
+    @property
+    def inputs(self) -> dict[str, InputIngredient[Any, Any, Any]]:
+        """The inputs, by name, in declaration order."""
+        return {n: i for n, i in self.ingredients.items() if isinstance(i, InputIngredient)}
+
+    @property
+    def queries(self) -> dict[str, QueryIngredient[Any, Any, Any]]:
+        """The queries, by name, in declaration order."""
+        return {n: i for n, i in self.ingredients.items() if isinstance(i, QueryIngredient)}
+
+    def __repr__(self) -> str:
+        return f"<DatabaseSpec {self.cls.__qualname__}: {', '.join(self.ingredients)}>"
+
+
+class _InputDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
+    ) -> InputIngredient[D, P, R]: ...
+
+
+class _QueryDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
+    ) -> QueryIngredient[D, P, R]: ...
+
+
+@overload
+def input(  # noqa: A001 - the public name is picante.input on purpose
+    fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
+) -> InputIngredient[D, P, R]: ...
+@overload
+def input(  # noqa: A001
+    *, durability: Durability = Durability.LOW, eq: EqFn | None = None
+) -> _InputDecorator: ...
+def input(  # noqa: A001
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    durability: Durability = Durability.LOW,
+    eq: EqFn | None = None,
+) -> Any:
+    """
+    Declare an input: a value the program sets, keyed by the method's parameters.
+
+    The body is never run; write `...`. Use bare (`@picante.input`) or with options.
+
+    Args:
+        durability: How rarely the input changes (`Durability.LOW` by default). Memos
+            that read only inputs of durability ≥ D are revalidated in O(1) while no such
+            input changed.
+        eq: Equality deciding whether a `set` is a no-op (default `a is b or a == b`).
+
+    Examples:
+        ```python
+        @picante.input
+        async def source(self, path: str) -> str: ...
+
+        @picante.input(durability=picante.Durability.HIGH)
+        async def config(self) -> Config: ...
+        ```
+    """
+
+    def decorate(fn: Callable[..., Any]) -> InputIngredient[Any, Any, Any]:
+        return InputIngredient(fn, durability=durability, eq=eq)
+
+    return decorate if fn is None else decorate(fn)
+
+
+@overload
+def query(fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /) -> QueryIngredient[D, P, R]: ...
+@overload
+def query(
+    *,
+    lru: int | None = None,
+    eq: EqFn | None = None,
+    persist: bool = True,
+    version: str | int | None = None,
+) -> _QueryDecorator: ...
+def query(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    lru: int | None = None,
+    eq: EqFn | None = None,
+    persist: bool = True,
+    version: str | int | None = None,
+) -> Any:
+    """
+    Declare a derived query: an `async def` method whose result picante memoizes.
+
+    Every input and query the method reads while it runs (also from child tasks) is
+    recorded; the memo is reused until one of them changes, and a recompute that yields
+    an equal value does not recompute the queries that read this one (early cutoff).
+
+    Args:
+        lru: Keep at most this many memoized values of this query.
+        eq: Equality used for early cutoff (default `a is b or a == b`; an `==` that
+            raises or does not return a `bool` counts as "changed").
+        persist: Whether memos of this query are written to cache files.
+        version: A string or int that, when changed, discards persisted memos.
+
+    Examples:
+        ```python
+        @picante.query
+        async def words(self, path: str) -> int:
+            return len((await self.source(path)).split())
+        ```
+    """
+
+    def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
+        return QueryIngredient(fn, lru=lru, eq=eq, persist=persist, version=version)
+
+    return decorate if fn is None else decorate(fn)
+
+
+@overload
+def database(cls: C, /) -> C: ...
+@overload
+def database() -> Callable[[C], C]: ...
+def database(cls: C | None = None, /) -> C | Callable[[C], C]:
+    """
+    Make a class a picante database: collect and validate its ingredients.
+
+    Every `@picante.input` and `@picante.query` attribute of the class and its bases
+    becomes an ingredient named after the attribute. Subclasses are databases too; they
+    inherit, add and override ingredients. The class may define its own `__init__`
+    without calling `super().__init__()`. The only name picante reserves is
+    `__picante__`.
+
+    Raises:
+        UsageError: A declaration is invalid: the message names the class, the method
+            and the reason, e.g. `Site.words: must be declared with async def`.
+    """
+
+    def decorate(cls: C) -> C:
+        _register(cls)
+        hook = cls.__dict__.get("__init_subclass__")
+        inherited = getattr(cls.__init_subclass__, "__func__", None)
+        if not getattr(inherited, "_picante_hook", False):
+            _install_subclass_hook(cls, hook)
+        return cls
+
+    return decorate if cls is None else decorate(cls)
+
+
+def _install_subclass_hook(cls: type, own: Any) -> None:
+    """Make every subclass of *cls* register its ingredients at creation."""
+
+    def __init_subclass__(sub: type, /, **kwargs: Any) -> None:  # noqa: N807
+        if own is not None:
+            own.__func__(sub, **kwargs)
+        else:
+            super(cls, sub).__init_subclass__(**kwargs)
+        _register(sub)
+
+    __init_subclass__._picante_hook = True  # type: ignore[attr-defined]  # noqa: SLF001
+    cls.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+
+
+def _register(cls: type) -> None:
+    """Build, validate and store the registry of *cls*."""
+    ingredients: dict[str, _Ingredient] = {}
+    for klass in reversed(cls.__mro__):
+        for name, attr in vars(klass).items():
+            if isinstance(attr, InputIngredient | QueryIngredient):
+                ingredients[name] = attr
+            elif name in ingredients:
+                # A plain attribute of a subclass shadows the inherited ingredient.
+                del ingredients[name]
+    own = cls.__dict__.get(_RESERVED)
+    if own is not None and not isinstance(own, DatabaseSpec):
+        msg = f"{cls.__qualname__}.{_RESERVED}: the name {_RESERVED} is reserved by picante"
+        raise UsageError(msg)
+    for name, ingredient in ingredients.items():
+        _validate(ingredient, name)
+    cls.__picante__ = DatabaseSpec(cls, ingredients)  # type: ignore[attr-defined]
+
+
+def _validate(ingredient: _Ingredient, name: str) -> None:
+    """Check one declaration; build its key spec. Raise `UsageError` naming it."""
+    where = ingredient.qualname
+
+    def fail(reason: str) -> UsageError:
+        return UsageError(f"{where}: {reason}")
+
+    if name == _RESERVED:
+        msg = f"the name {_RESERVED} is reserved by picante"
+        raise fail(msg)
+    fn = ingredient.fn
+    if not inspect.iscoroutinefunction(fn):
+        msg = f"must be declared with async def, got {type(fn).__qualname__} {fn!r}"
+        raise fail(msg)
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        msg = "must take self as its first parameter"
+        raise fail(msg)
+    for param in params[1:]:
+        if param.kind is param.VAR_POSITIONAL:
+            msg = f"*{param.name} is not supported; a key is a fixed list of parameters"
+            raise fail(msg)
+        if param.kind is param.VAR_KEYWORD:
+            msg = f"**{param.name} is not supported; a key is a fixed list of parameters"
+            raise fail(msg)
+        if param.kind is param.KEYWORD_ONLY:
+            msg = f"keyword-only parameter {param.name!r} is not supported; key parameters are positional"
+            raise fail(msg)
+        if param.annotation is param.empty:
+            msg = f"parameter {param.name!r} needs a type annotation"
+            raise fail(msg)
+    if signature.return_annotation is signature.empty:
+        msg = "the return value needs a type annotation"
+        raise fail(msg)
+    _validate_options(ingredient, fail)
+    ingredient.spec = KeySpec(where, signature.replace(parameters=params[1:]))
+
+
+def _validate_options(ingredient: _Ingredient, fail: Callable[[str], UsageError]) -> None:
+    if ingredient.eq_option is not None and not callable(ingredient.eq_option):
+        msg = f"eq must be callable, got {ingredient.eq_option!r}"
+        raise fail(msg)
+    if isinstance(ingredient, InputIngredient):
+        if not isinstance(ingredient.durability, Durability):
+            msg = f"durability must be a picante.Durability, got {ingredient.durability!r}"
+            raise fail(msg)
+        return
+    lru = ingredient.lru
+    if lru is not None and (type(lru) is not int or lru < 1):
+        msg = f"lru must be a positive int or None, got {lru!r}"
+        raise fail(msg)
+    if type(ingredient.persist) is not bool:
+        msg = f"persist must be a bool, got {ingredient.persist!r}"
+        raise fail(msg)
+    version = ingredient.version
+    if version is not None and type(version) not in (str, int):
+        msg = f"version must be a str, an int or None, got {version!r}"
+        raise fail(msg)

@@ -1,0 +1,297 @@
+"""
+The algorithm: fetch a query record at a revision, revalidating or recomputing its memo.
+
+The hot path (a clean memo, or one verified at this revision) lives in the bound query
+handle; everything else comes here:
+
+1. **Shallow verify** (`quick_valid`): verified at this revision, clean (nothing it read
+   changed since), or no input of its durability or higher changed since it was verified.
+2. **Single flight**: if a frame for this record and revision is in progress, wait for it
+   as a follower (after checking that waiting cannot close a cycle).
+3. **Deep verify** (`deep_verify`): walk the recorded dependencies, deepest first, with an
+   explicit stack (no recursion, so chains of any depth work); a dependency that must be
+   recomputed is recomputed; if none of them changed after the memo was verified, the
+   memo is valid again.
+4. **Execute**: run the query with its frame active, so every read is recorded.
+5. **Backdate**: if the new outcome equals the old one (the query's `eq`, or same error
+   type and args), keep the old `changed_at`, so dependents are not recomputed.
+
+Every frame is bound to the revision at which it started: it reads inputs and memos as
+they were at that revision, even if a mutation happens while it is suspended. A frame
+started from outside any query runs in its own task, so cancelling its caller cancels
+only that caller's wait; a frame started inside a query runs inline in the querying task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ._frames import ACTIVE, RETRY, Frame, check_wait
+from ._store import NEVER, Durability, Failure, InputCell, QueryCell, errors_equal
+
+
+if TYPE_CHECKING:
+    from ._runtime import View
+    from ._store import Revision
+
+
+__all__ = ["fetch", "quick_valid"]
+
+
+def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
+    """Tell whether *cell*'s memo is valid at *revision* without looking at its deps."""
+    verified_at = cell.verified_at
+    if verified_at == revision:
+        return True
+    if cell.failure is not None or verified_at == NEVER or verified_at > revision:
+        # Errors are memoized for one revision; a memo newer than the revision asked for
+        # says nothing about that revision.
+        return False
+    # Clean: valid from verified_at up to the view's current revision. Durability: nothing
+    # this memo can depend on changed since it was verified.
+    return cell.clean or view.last_changed[cell.durability] <= verified_at
+
+
+async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
+    """Return (or raise) *cell*'s outcome at the caller's revision, recording the read."""
+    revision = view.revision if caller is None else caller.revision
+    while True:
+        if quick_valid(view, cell, revision):
+            outcome: Any = cell.failure or cell.value
+            break
+        flight = view.flight(cell, revision)
+        if flight is None:
+            frame = Frame(view, cell, revision, caller)
+            if caller is not None:
+                outcome = await _drive(frame, verify=True)
+                break
+            # Outside any query: drive the frame in a task of its own, so that cancelling
+            # this caller cancels only its wait, never the evaluation others share.
+            view.start_flight(frame)
+            frame.task = asyncio.get_running_loop().create_task(_drive_task(frame))
+            flight = frame
+        outcome = await _follow(view, flight, caller)
+        if outcome is not RETRY:
+            break
+    if caller is not None:
+        caller.deps[cell] = None
+    if type(outcome) is Failure:
+        return outcome.reraise()
+    return outcome
+
+
+async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
+    """Wait for *flight*'s outcome (or `RETRY` if it was cancelled)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if caller is not None:
+        check_wait(caller, flight, view.waits.values())
+        view.waits[future] = (caller, flight)
+    if flight.followers is None:
+        flight.followers = [future]
+    else:
+        flight.followers.append(future)
+    try:
+        return await future
+    finally:
+        if caller is not None:
+            del view.waits[future]
+
+
+async def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Any:
+    """Execute *cell* at *revision* (or join the flight doing it); return the outcome."""
+    while True:
+        flight = view.flight(cell, revision)
+        if flight is None:
+            return await _drive(Frame(view, cell, revision, caller), verify=False)
+        outcome = await _follow(view, flight, caller)
+        if outcome is not RETRY:
+            return outcome
+
+
+async def _drive_task(frame: Frame) -> None:
+    await _drive(frame, verify=True, started=True)
+
+
+async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
+    """Revalidate (if *verify*) or execute *frame*'s cell; hand the outcome to followers."""
+    view = frame.view
+    cell = frame.cell
+    if not started:
+        view.start_flight(frame)
+    outcome: Any = RETRY
+    try:
+        if (
+            verify
+            and cell.failure is None
+            and NEVER < cell.verified_at < frame.revision
+            and await deep_verify(view, cell, frame)
+        ):
+            outcome = cell.value
+        else:
+            outcome = await _execute(frame)
+    finally:
+        # On cancellation (or any BaseException) followers get RETRY: one of them starts
+        # a new flight, and nothing is memoized.
+        view.end_flight(frame)
+        if frame.followers:
+            for future in frame.followers:
+                if not future.done():
+                    future.set_result(outcome)
+    return outcome
+
+
+async def _execute(frame: Frame) -> Any:
+    """Run the query body with *frame* active; memoize and return the outcome."""
+    view = frame.view
+    cell = frame.cell
+    view.counters.executions += 1
+    token = ACTIVE.set(frame)
+    try:
+        outcome: Any = await cell.ingredient.fn(view.db, *cell.key)
+    except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
+        outcome = Failure(error, error.__traceback__)
+    finally:
+        ACTIVE.reset(token)
+    _install(view, frame, outcome)
+    return outcome
+
+
+def _install(view: View, frame: Frame, outcome: Any) -> None:
+    """Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed."""
+    cell = frame.cell
+    revision = frame.revision
+    with view.lock:
+        if cell.verified_at > revision:
+            # A newer memo exists; this outcome only answers this frame's callers.
+            return
+        deps = tuple(frame.deps)
+        if deps != cell.deps:
+            _relink(cell, cell.deps, deps)
+        durability = Durability.HIGH
+        clean = revision == view.revision
+        for dep in deps:
+            if type(dep) is InputCell:
+                durability = min(durability, dep.ingredient.durability)
+            else:
+                durability = min(durability, dep.durability)
+                clean = clean and dep.clean
+        failure = outcome if type(outcome) is Failure else None
+        same = (
+            cell.verified_at != NEVER
+            and durability >= cell.durability
+            and (
+                errors_equal(cell.failure.error, failure.error)
+                if cell.failure is not None and failure is not None
+                else cell.failure is None
+                and failure is None
+                and cell.ingredient.eq(cell.value, outcome)
+            )
+        )
+        if not same:
+            cell.changed_at = revision
+            cell.value = None if failure is not None else outcome
+            cell.failure = failure
+        cell.verified_at = revision
+        cell.durability = durability
+        cell.deps = deps
+        cell.clean = clean and failure is None
+
+
+def _relink(
+    cell: QueryCell,
+    old: tuple[InputCell | QueryCell, ...],
+    new: tuple[InputCell | QueryCell, ...],
+) -> None:
+    """Move *cell*'s reverse edges from its *old* dependencies to its *new* ones."""
+    keep = set(new)
+    for dep in old:
+        if dep not in keep and dep.dependents is not None:
+            dep.dependents.discard(cell)
+    for dep in new:
+        if dep.dependents is None:
+            dep.dependents = {cell}
+        else:
+            dep.dependents.add(cell)
+
+
+def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
+    with view.lock:
+        if cell.verified_at < revision:
+            cell.verified_at = revision
+        cell.clean = revision == view.revision and all(
+            dep.clean for dep in cell.deps if type(dep) is QueryCell
+        )
+
+
+async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
+    """
+    Tell whether *root*'s memo is still valid at *frame*'s revision.
+
+    Walks the dependencies deepest first with an explicit stack. A memo none of whose
+    dependencies changed after it was verified is marked verified; one that must be
+    recomputed is, unless it is *root*, which the caller executes (then `False`).
+    """
+    revision = frame.revision
+    counters = view.counters
+    # Entries are [memo, index of the next dependency to check]; index -1 means one of
+    # its dependencies could not be brought to this revision, so it must be executed.
+    stack: list[list[Any]] = [[root, 0]]
+    while stack:
+        entry = stack[-1]
+        memo: QueryCell = entry[0]
+        index: int = entry[1]
+        needs_execution = index < 0 or memo.failure is not None or not (
+            NEVER < memo.verified_at <= revision
+        )
+        if not needs_execution:
+            if memo is not root and quick_valid(view, memo, revision):
+                stack.pop()
+                continue
+            verified_at = memo.verified_at
+            deps = memo.deps
+            descended = False
+            while index < len(deps):
+                dep = deps[index]
+                counters.dependency_checks += 1
+                if type(dep) is InputCell:
+                    changed_at = (
+                        dep.changed_at if dep.changed_at <= revision else dep.version_at(revision)[0]
+                    )
+                elif quick_valid(view, dep, revision):
+                    changed_at = dep.changed_at
+                elif (
+                    dep.failure is None
+                    and NEVER < dep.verified_at < revision
+                    and view.flight(dep, revision) is None
+                ):
+                    entry[1] = index
+                    stack.append([dep, 0])
+                    descended = True
+                    break
+                else:
+                    try:
+                        await _run(view, dep, revision, frame)
+                    except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                        return False
+                    changed_at = dep.changed_at if dep.verified_at == revision else revision
+                if changed_at > verified_at:
+                    needs_execution = True
+                    break
+                index += 1
+            if descended:
+                continue
+            if not needs_execution:
+                _mark_verified(view, memo, revision)
+                stack.pop()
+                continue
+        if memo is root:
+            return False
+        try:
+            await _run(view, memo, revision, frame)
+        except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+            return False
+        stack.pop()
+        if memo.verified_at != revision:
+            stack[-1][1] = -1
+    return True

@@ -1,0 +1,145 @@
+"""
+Dependency frames and cycle detection.
+
+A `Frame` is one fetch of one query record at one revision that could not be answered
+from the memo: it revalidates the memo and, if needed, runs the query. While it runs the
+query, the frame is the value of the `ACTIVE` context variable, so every read the query
+makes, also from child tasks (`asyncio.gather` and `TaskGroup` copy the context), is
+recorded in `frame.deps`. The frame is also the single flight of its record: callers
+that arrive while it is in progress become followers and receive its outcome.
+
+Cycles. `frame.parent` is the frame on whose behalf this one runs (the query that
+asked), so a frame's ancestors are the records its task, or its parent's task, is
+waiting for. The view records every wait in progress as a pair of frames. Before a
+frame waits on another, `check_wait` asks whether the awaited frame can, through its
+descendants and their waits, reach the waiting frame; if so, waiting would deadlock, and
+a `CycleError` is raised instead with the chain of records that closes the loop.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import CycleError
+
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterable, Iterator
+
+    from ._store import InputCell, QueryCell, Revision
+
+
+__all__ = ["ACTIVE", "RETRY", "Frame", "check_wait"]
+
+
+class Frame:
+    """One revalidation or evaluation of *cell* at *revision* on behalf of *parent*."""
+
+    __slots__ = (
+        "cell",
+        "deps",
+        "followers",
+        "parent",
+        "revision",
+        "task",
+        "view",
+    )
+
+    def __init__(
+        self, view: object, cell: QueryCell, revision: Revision, parent: Frame | None
+    ) -> None:
+        self.view = view
+        self.cell = cell
+        self.revision = revision
+        self.parent = parent
+        # Reads of the running query, in first-read order (a dict is an ordered set).
+        self.deps: dict[InputCell | QueryCell, None] = {}
+        # One future per waiting caller, so that cancelling one waiter cancels only its own.
+        self.followers: list[asyncio.Future[Any]] | None = None
+        # The task driving this frame when it was started from outside any query; held
+        # here because the event loop keeps only weak references to tasks.
+        self.task: asyncio.Task[None] | None = None
+
+    def ancestry(self) -> Iterator[Frame]:
+        """Yield this frame and every frame it runs on behalf of, innermost first."""
+        frame: Frame | None = self
+        while frame is not None:
+            yield frame
+            frame = frame.parent
+
+    def record(self) -> tuple[str, tuple[object, ...]]:
+        return (self.cell.ingredient.name, self.cell.key)
+
+    def __repr__(self) -> str:
+        name, key = self.record()
+        return f"<Frame {name}{key!r} at {self.revision}>"
+
+
+ACTIVE: Final[contextvars.ContextVar[Frame | None]] = contextvars.ContextVar(
+    "picante_active_frame", default=None
+)
+"""The frame of the query running in the current context, if any."""
+
+
+class Retry:
+    """Outcome sent to followers when the frame they waited on was cancelled."""
+
+    __slots__ = ()
+
+
+RETRY: Final = Retry()
+
+
+def _chain(descendant: Frame, ancestor: Frame) -> list[Frame]:
+    """Frames from *ancestor* down to *descendant* (both included)."""
+    chain: list[Frame] = []
+    for frame in descendant.ancestry():
+        chain.append(frame)
+        if frame is ancestor:
+            break
+    chain.reverse()
+    return chain
+
+
+def check_wait(waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]]) -> None:
+    """
+    Raise `CycleError` if *waiter* waiting on *target* would close a cycle.
+
+    *waits* holds a `(waiting frame, awaited frame)` pair for every wait in progress (a
+    frame can wait on several at once from child tasks). A frame is blocked
+    until its descendants finish (they run on its behalf) and until the frames they wait on
+    finish. Waiting closes a cycle when *target* is, or is blocked by, *waiter* or one of
+    *waiter*'s ancestors.
+    """
+    targets = {id(frame) for frame in waiter.ancestry()}
+    # back[id(Y)] = (B, A): B, a descendant of the reached frame A, waits on Y.
+    back: dict[int, tuple[Frame, Frame] | None] = {id(target): None}
+    frontier = [target]
+    while frontier:
+        for frame in frontier:
+            if id(frame) in targets:
+                path = [*_back_path(frame, back), *_chain(waiter, frame)[1:], target]
+                raise CycleError([f.record() for f in path])
+        next_frontier: list[Frame] = []
+        for blocked, awaited in waits:
+            if id(awaited) in back:
+                continue
+            for ancestor in blocked.ancestry():
+                if id(ancestor) in back:
+                    back[id(awaited)] = (blocked, ancestor)
+                    next_frontier.append(awaited)
+                    break
+        frontier = next_frontier
+
+
+def _back_path(last: Frame, back: dict[int, tuple[Frame, Frame] | None]) -> list[Frame]:
+    """The chain of frames from the search's start down to *last*, following waits."""
+    segments: list[list[Frame]] = [[last]]
+    frame = last
+    while (step := back[id(frame)]) is not None:
+        blocked, ancestor = step
+        segments.append(_chain(blocked, ancestor))
+        frame = ancestor
+    return [frame for segment in reversed(segments) for frame in segment]
