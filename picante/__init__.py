@@ -48,7 +48,7 @@ __all__ = [
 
 def __getattr__(name: str) -> str:
     if name == "__version__":
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
         return version("picante")
     msg = f"module 'picante' has no attribute {name!r}"

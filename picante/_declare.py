@@ -113,7 +113,9 @@ def input(  # noqa: A001
 
 
 @overload
-def query(fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /) -> QueryIngredient[D, P, R]: ...
+def query(
+    fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
+) -> QueryIngredient[D, P, R]: ...
 @overload
 def query(
     *,
@@ -215,7 +217,7 @@ def _register(cls: type) -> None:
                 del ingredients[name]
     own = cls.__dict__.get(_RESERVED)
     if own is not None and not isinstance(own, DatabaseSpec):
-        msg = f"{cls.__qualname__}.{_RESERVED}: the name {_RESERVED} is reserved by picante"
+        msg = f"{cls.__name__}.{_RESERVED}: the name {_RESERVED} is reserved by picante"
         raise UsageError(msg)
     for name, ingredient in ingredients.items():
         _validate(ingredient, name)
@@ -234,11 +236,14 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
         raise fail(msg)
     fn = ingredient.fn
     if not inspect.iscoroutinefunction(fn):
-        msg = f"must be declared with async def, got {type(fn).__qualname__} {fn!r}"
+        msg = "must be declared with async def"
         raise fail(msg)
     signature = inspect.signature(fn)
     params = list(signature.parameters.values())
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    if not params or params[0].kind not in (
+        params[0].POSITIONAL_ONLY,
+        params[0].POSITIONAL_OR_KEYWORD,
+    ):
         msg = "must take self as its first parameter"
         raise fail(msg)
     for param in params[1:]:

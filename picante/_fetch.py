@@ -190,8 +190,10 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         )
         if not same:
             cell.changed_at = revision
-            cell.value = None if failure is not None else outcome
-            cell.failure = failure
+        # The fresh outcome is kept even when it counts as equal: the memo answers what a
+        # from-scratch evaluation would; dependents cut off keep what they computed.
+        cell.value = None if failure is not None else outcome
+        cell.failure = failure
         cell.verified_at = revision
         cell.durability = durability
         cell.deps = deps
@@ -217,8 +219,7 @@ def _relink(
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
-        if cell.verified_at < revision:
-            cell.verified_at = revision
+        cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
             dep.clean for dep in cell.deps if type(dep) is QueryCell
         )
@@ -241,8 +242,8 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
         entry = stack[-1]
         memo: QueryCell = entry[0]
         index: int = entry[1]
-        needs_execution = index < 0 or memo.failure is not None or not (
-            NEVER < memo.verified_at <= revision
+        needs_execution = (
+            index < 0 or memo.failure is not None or not (NEVER < memo.verified_at <= revision)
         )
         if not needs_execution:
             if memo is not root and quick_valid(view, memo, revision):
@@ -253,10 +254,11 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
             descended = False
             while index < len(deps):
                 dep = deps[index]
-                counters.dependency_checks += 1
                 if type(dep) is InputCell:
                     changed_at = (
-                        dep.changed_at if dep.changed_at <= revision else dep.version_at(revision)[0]
+                        dep.changed_at
+                        if dep.changed_at <= revision
+                        else dep.version_at(revision)[0]
                     )
                 elif quick_valid(view, dep, revision):
                     changed_at = dep.changed_at
@@ -275,6 +277,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
                         return False
                     changed_at = dep.changed_at if dep.verified_at == revision else revision
+                counters.dependency_checks += 1
                 if changed_at > verified_at:
                     needs_execution = True
                     break

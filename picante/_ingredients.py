@@ -24,7 +24,7 @@ from ._store import ABSENT, Durability, InputCell, QueryCell, default_eq
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
 
     from ._frames import Frame
     from ._runtime import View
@@ -111,7 +111,7 @@ class _Ingredient:
     @property
     def qualname(self) -> str:
         """`Owner.name`, as used in messages."""
-        owner = self.owner.__qualname__ if self.owner is not None else "<unbound>"
+        owner = self.owner.__name__ if self.owner is not None else "<unbound>"
         return f"{owner}.{self.name}"
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -133,7 +133,9 @@ class _Ingredient:
 
     def _spec(self) -> KeySpec:
         if self.spec is None:
-            msg = f"{self.qualname}: the class is not a database; decorate it with @picante.database"
+            msg = (
+                f"{self.qualname}: the class is not a database; decorate it with @picante.database"
+            )
             raise UsageError(msg)
         return self.spec
 
@@ -164,7 +166,9 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
     def __get__(self, instance: D, owner: type[Any] | None = None) -> BoundInput[P, R]: ...
-    def __get__(self, instance: D | None, owner: type[Any] | None = None) -> Self | BoundInput[P, R]:
+    def __get__(
+        self, instance: D | None, owner: type[Any] | None = None
+    ) -> Self | BoundInput[P, R]:
         if instance is None:
             return self
         bound: BoundInput[P, R] = BoundInput(self, view_of(instance))
@@ -199,7 +203,9 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
     def __get__(self, instance: D, owner: type[Any] | None = None) -> BoundQuery[P, R]: ...
-    def __get__(self, instance: D | None, owner: type[Any] | None = None) -> Self | BoundQuery[P, R]:
+    def __get__(
+        self, instance: D | None, owner: type[Any] | None = None
+    ) -> Self | BoundQuery[P, R]:
         if instance is None:
             return self
         bound: BoundQuery[P, R] = BoundQuery(self, view_of(instance))
@@ -354,4 +360,3 @@ class BoundInput(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<bound input {self._ingredient.qualname} of {self._view!r}>"
-

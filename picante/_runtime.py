@@ -134,8 +134,13 @@ class View:
 
     # -- mutations ---------------------------------------------------------------------
 
-    def commit_set(self, cell_table: dict[tuple[object, ...], Any], ingredient: Any,
-                   key: tuple[object, ...], value: object) -> Revision:
+    def commit_set(
+        self,
+        cell_table: dict[tuple[object, ...], Any],
+        ingredient: Any,
+        key: tuple[object, ...],
+        value: object,
+    ) -> Revision:
         """Set an input cell to *value*; return the view's revision afterwards."""
         _forbid_inside_query(ingredient, "set")
         with self.lock:
@@ -147,8 +152,9 @@ class View:
                 return self.revision
             return self._commit(cell, value)
 
-    def commit_remove(self, cell_table: dict[tuple[object, ...], Any], ingredient: Any,
-                      key: tuple[object, ...]) -> Revision:
+    def commit_remove(
+        self, cell_table: dict[tuple[object, ...], Any], ingredient: Any, key: tuple[object, ...]
+    ) -> Revision:
         """Remove an input cell's value; return the view's revision afterwards."""
         _forbid_inside_query(ingredient, "remove")
         with self.lock:
@@ -207,7 +213,7 @@ def _forbid_inside_query(ingredient: Any, operation: str) -> None:
     frame = ACTIVE.get()
     if frame is not None:
         name, key = frame.record()
-        from ._errors import fmt_key  # noqa: PLC0415
+        from ._errors import fmt_key
 
         msg = (
             f"{ingredient.name}.{operation}() was called inside the running query "
@@ -221,12 +227,12 @@ def view_of(db: object) -> View:
     try:
         state = vars(db)
     except TypeError:
-        msg = f"{type(db).__qualname__} instances need a __dict__ to be picante databases"
+        msg = f"{type(db).__name__} instances need a __dict__ to be picante databases"
         raise UsageError(msg) from None
     view = state.get("__picante__")
     if view is None:
         if getattr(type(db), "__picante__", None) is None:
-            msg = f"{type(db).__qualname__} is not a database: decorate it with @picante.database"
+            msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
             raise UsageError(msg)
         view = state.setdefault("__picante__", View(db))
     return view

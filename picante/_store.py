@@ -136,7 +136,7 @@ class InputCell:
         return 0, ABSENT
 
     def __repr__(self) -> str:
-        from ._errors import fmt_key  # noqa: PLC0415 - only for reprs
+        from ._errors import fmt_key
 
         return f"<InputCell {fmt_key(self.ingredient.name, self.key)} changed={self.changed_at}>"
 
@@ -173,7 +173,7 @@ class QueryCell:
         self.flight: Any = None
 
     def __repr__(self) -> str:
-        from ._errors import fmt_key  # noqa: PLC0415 - only for reprs
+        from ._errors import fmt_key
 
         return (
             f"<Memo {fmt_key(self.ingredient.name, self.key)}"

@@ -1,0 +1,60 @@
+"""The module layering of STYLE.md G3, enforced: lower layers never import higher ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "picante"
+
+# module -> the picante modules it may import (at run time or for type checking).
+ALLOWED: dict[str, set[str]] = {
+    "_errors": set(),
+    "_store": {"_errors"},
+    "_frames": {"_errors", "_store"},
+    "_runtime": {"_errors", "_store", "_frames"},
+    "_fetch": {"_errors", "_store", "_frames", "_runtime"},
+    "_ingredients": {"_errors", "_store", "_frames", "_runtime", "_fetch"},
+    "_declare": {"_errors", "_store", "_ingredients"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The picante modules *path* imports, by relative or absolute import."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith("picante."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(
+                alias.name.split(".")[1]
+                for alias in node.names
+                if alias.name.startswith("picante.")
+            )
+    return found
+
+
+def test_every_module_has_a_layer() -> None:
+    """Each private module of the package is placed in the layering."""
+    modules = {p.stem for p in PACKAGE.glob("_*.py") if p.stem != "__init__"}
+    assert modules - {"__main__"} == set(ALLOWED)
+
+
+def test_imports_follow_layers() -> None:
+    """No module imports one above it: data ← frames/runtime ← fetch ← ingredients ← declare."""
+    violations = {
+        module: sorted(imported_modules(PACKAGE / f"{module}.py") - allowed)
+        for module, allowed in ALLOWED.items()
+    }
+    assert {m: v for m, v in violations.items() if v} == {}
+
+
+def test_checker_sees_imports() -> None:
+    """The import scanner itself finds relative imports (so the test above can fail)."""
+    assert "_fetch" in imported_modules(PACKAGE / "_ingredients.py")
