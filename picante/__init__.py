@@ -55,9 +55,13 @@ def __getattr__(name: str) -> str:
     raise AttributeError(msg)
 
 
-# Public objects report `picante.X`: tracebacks, reprs, pickles and docs use the stable path.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("picante."):
-        _obj.__module__ = "picante"
-del _name, _obj
+def _report_public_module() -> None:
+    """Make public objects say `picante.X`: tracebacks, reprs, pickles and docs use it."""
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("picante."):
+            obj.__module__ = "picante"
+
+
+_report_public_module()
+del _report_public_module

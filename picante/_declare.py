@@ -184,7 +184,7 @@ def database(cls: C | None = None, /) -> C | Callable[[C], C]:
         _register(cls)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
-        if not getattr(inherited, "_picante_hook", False):
+        if not getattr(inherited, "picante_hook", False):
             _install_subclass_hook(cls, hook)
         return cls
 
@@ -194,15 +194,16 @@ def database(cls: C | None = None, /) -> C | Callable[[C], C]:
 def _install_subclass_hook(cls: type, own: Any) -> None:
     """Make every subclass of *cls* register its ingredients at creation."""
 
-    def __init_subclass__(sub: type, /, **kwargs: Any) -> None:  # noqa: N807
+    def init_subclass(sub: Any, /, **kwargs: Any) -> None:
         if own is not None:
             own.__func__(sub, **kwargs)
         else:
-            super(cls, sub).__init_subclass__(**kwargs)
+            # mypy cannot see that the captured *cls* is a class.
+            super(cls, sub).__init_subclass__(**kwargs)  # type: ignore[arg-type]
         _register(sub)
 
-    __init_subclass__._picante_hook = True  # type: ignore[attr-defined]  # noqa: SLF001
-    cls.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+    init_subclass.picante_hook = True  # type: ignore[attr-defined]
+    cls.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
 
 
 def _register(cls: type) -> None:
@@ -254,7 +255,10 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
             msg = f"**{param.name} is not supported; a key is a fixed list of parameters"
             raise fail(msg)
         if param.kind is param.KEYWORD_ONLY:
-            msg = f"keyword-only parameter {param.name!r} is not supported; key parameters are positional"
+            msg = (
+                f"keyword-only parameter {param.name!r} is not supported; "
+                "key parameters are positional"
+            )
             raise fail(msg)
         if param.annotation is param.empty:
             msg = f"parameter {param.name!r} needs a type annotation"
@@ -271,8 +275,9 @@ def _validate_options(ingredient: _Ingredient, fail: Callable[[str], UsageError]
         msg = f"eq must be callable, got {ingredient.eq_option!r}"
         raise fail(msg)
     if isinstance(ingredient, InputIngredient):
-        if not isinstance(ingredient.durability, Durability):
-            msg = f"durability must be a picante.Durability, got {ingredient.durability!r}"
+        durability = ingredient.durability
+        if type(durability) is not Durability:
+            msg = f"durability must be a picante.Durability, got {durability!r}"
             raise fail(msg)
         return
     lru = ingredient.lru

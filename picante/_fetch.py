@@ -171,7 +171,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         durability = Durability.HIGH
         clean = revision == view.revision
         for dep in deps:
-            if type(dep) is InputCell:
+            if isinstance(dep, InputCell):
                 durability = min(durability, dep.ingredient.durability)
             else:
                 durability = min(durability, dep.durability)
@@ -221,7 +221,7 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
-            dep.clean for dep in cell.deps if type(dep) is QueryCell
+            dep.clean for dep in cell.deps if isinstance(dep, QueryCell)
         )
 
 
@@ -254,7 +254,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
             descended = False
             while index < len(deps):
                 dep = deps[index]
-                if type(dep) is InputCell:
+                if isinstance(dep, InputCell):
                     changed_at = (
                         dep.changed_at
                         if dep.changed_at <= revision

@@ -48,8 +48,9 @@ class Frame:
     )
 
     def __init__(
-        self, view: object, cell: QueryCell, revision: Revision, parent: Frame | None
+        self, view: Any, cell: QueryCell, revision: Revision, parent: Frame | None
     ) -> None:
+        # The `View` (typed loosely: frames sit below the runtime in the layering).
         self.view = view
         self.cell = cell
         self.revision = revision

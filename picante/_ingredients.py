@@ -12,7 +12,6 @@ accesses are plain attribute reads.
 
 from __future__ import annotations
 
-import inspect
 import typing
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
@@ -24,6 +23,7 @@ from ._store import ABSENT, Durability, InputCell, QueryCell, default_eq
 
 
 if TYPE_CHECKING:
+    import inspect
     from collections.abc import Callable
 
     from ._frames import Frame
@@ -125,13 +125,14 @@ class _Ingredient:
     def key_types(self) -> tuple[Any, ...]:
         """The resolved types of the key parameters, in order."""
         hints = self.type_hints()
-        return tuple(hints[name] for name in self._spec().names)
+        return tuple(hints[name] for name in self.key_spec().names)
 
     def value_type(self) -> Any:
         """The resolved type of the value."""
         return self.type_hints()["return"]
 
-    def _spec(self) -> KeySpec:
+    def key_spec(self) -> KeySpec:
+        """The key spec, built when the owning class became a database."""
         if self.spec is None:
             msg = (
                 f"{self.qualname}: the class is not a database; decorate it with @picante.database"
@@ -224,7 +225,7 @@ class BoundQuery(Generic[P, R]):
 
     def __init__(self, ingredient: QueryIngredient[Any, P, R], view: View) -> None:
         self._ingredient = ingredient
-        self._spec = ingredient._spec()  # noqa: SLF001
+        self._spec = ingredient.key_spec()
         self._size = self._spec.size
         self._view = view
         self._cells: dict[tuple[object, ...], QueryCell] = view.table(ingredient.name)
@@ -280,7 +281,7 @@ class BoundInput(Generic[P, R]):
 
     def __init__(self, ingredient: InputIngredient[Any, P, R], view: View) -> None:
         self._ingredient = ingredient
-        self._spec = ingredient._spec()  # noqa: SLF001
+        self._spec = ingredient.key_spec()
         self._size = self._spec.size
         self._view = view
         self._cells: dict[tuple[object, ...], InputCell] = view.table(ingredient.name)

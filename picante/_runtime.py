@@ -19,7 +19,7 @@ revision, so a reader sees the state before or after it.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import UsageError
 from ._frames import ACTIVE
@@ -234,8 +234,9 @@ def view_of(db: object) -> View:
         if getattr(type(db), "__picante__", None) is None:
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
             raise UsageError(msg)
+        # setdefault: two threads touching a new database first keep one view.
         view = state.setdefault("__picante__", View(db))
-    return view
+    return cast("View", view)
 
 
 def revision(db: object) -> Revision:

@@ -161,7 +161,7 @@ class QueryCell:
     def __init__(self, ingredient: Any, key: tuple[object, ...]) -> None:
         self.ingredient = ingredient
         self.key = key
-        self.value: object = None
+        self.value: Any = None
         self.failure: Failure | None = None
         self.verified_at: Revision = NEVER
         self.changed_at: Revision = NEVER

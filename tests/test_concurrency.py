@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import picante
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 TIMEOUT = 5

@@ -12,7 +12,9 @@ import picante
 class TestValidation:
     def test_sync_method_rejected(self) -> None:
         """A query that is not `async def` fails at class creation, naming it."""
-        with pytest.raises(picante.UsageError, match=r"^Site\.words: must be declared with async def"):
+        with pytest.raises(
+            picante.UsageError, match=r"^Site\.words: must be declared with async def"
+        ):
 
             @picante.database
             class Site:
@@ -63,7 +65,7 @@ class TestValidation:
             @picante.database
             class Site:
                 @picante.query
-                async def words(self, path) -> int:  # type: ignore[no-untyped-def]  # noqa: ANN001
+                async def words(self, path) -> int:  # type: ignore[no-untyped-def]
                     return 0
 
     def test_missing_return_annotation(self) -> None:
@@ -266,7 +268,9 @@ class TestKeys:
                 return path
 
         db = Site()
-        with pytest.raises(TypeError, match=r"^Site\.page\(\): missing a required argument: 'path'$"):
+        with pytest.raises(
+            TypeError, match=r"^Site\.page\(\): missing a required argument: 'path'$"
+        ):
             await db.page()  # type: ignore[call-arg]
         with pytest.raises(TypeError, match=r"^Site\.page\(\): too many positional arguments$"):
             await db.page("a", "b", "c")  # type: ignore[call-arg]
@@ -286,7 +290,8 @@ class TestKeys:
         db = Site()
         with pytest.raises(
             TypeError,
-            match=r"^Site\.page\(\): argument 'tags' must be hashable to be part of a key, got list$",
+            match=r"^Site\.page\(\): argument 'tags' must be hashable to be part of a key, "
+            r"got list$",
         ):
             await db.page("a", ["x"])  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=r"^Site\.source\(\): argument 'tags' must be hashable"):
