@@ -151,6 +151,13 @@ async def _execute(frame: Frame) -> Any:
         outcome: Any = await cell.ingredient.fn(view.db, *cell.key)
     except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
         outcome = Failure(error, error.__traceback__)
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        # The query raised CancelledError without being cancelled (it awaited something
+        # that was): that is its outcome, not a cancellation of this evaluation.
+        outcome = Failure(error, error.__traceback__)
     finally:
         ACTIVE.reset(token)
     _install(view, frame, outcome)

@@ -13,7 +13,7 @@ accesses are plain attribute reads.
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, Self, TypeVar, overload
 
 from ._errors import MissingInputError, UsageError
 from ._fetch import fetch
@@ -221,10 +221,12 @@ class BoundQuery(Generic[P, R]):
     `await db.words("a.md")` returns the value at the current revision, memoized.
     """
 
-    __slots__ = ("_cells", "_ingredient", "_size", "_spec", "_view")
+    __slots__ = ("_cells", "_size", "_spec", "_view", "ingredient")
 
     def __init__(self, ingredient: QueryIngredient[Any, P, R], view: View) -> None:
-        self._ingredient = ingredient
+        # A plain attribute, not a property: mypy would apply the descriptor's __get__ to a
+        # property's value (python/mypy#13608).
+        self.ingredient: Final = ingredient
         self._spec = ingredient.key_spec()
         self._size = self._spec.size
         self._view = view
@@ -252,19 +254,14 @@ class BoundQuery(Generic[P, R]):
                         return cell.value  # type: ignore[no-any-return]
                     return cell.failure.reraise()  # type: ignore[no-any-return]
         else:
-            cell = self._cells.setdefault(key, QueryCell(self._ingredient, key))
+            cell = self._cells.setdefault(key, QueryCell(self.ingredient, key))
         if frame is not None and frame.view is not view:
             # A query of another database: an untracked read, fetched as from outside.
             frame = None
         return await fetch(view, cell, frame)  # type: ignore[no-any-return]
 
-    @property
-    def ingredient(self) -> QueryIngredient[Any, P, R]:
-        """The declaration this handle is bound from."""
-        return self._ingredient
-
     def __repr__(self) -> str:
-        return f"<bound query {self._ingredient.qualname} of {self._view!r}>"
+        return f"<bound query {self.ingredient.qualname} of {self._view!r}>"
 
 
 class BoundInput(Generic[P, R]):
@@ -277,10 +274,10 @@ class BoundInput(Generic[P, R]):
     recorded as dependencies of that query.
     """
 
-    __slots__ = ("_cells", "_ingredient", "_size", "_spec", "_view")
+    __slots__ = ("_cells", "_size", "_spec", "_view", "ingredient")
 
     def __init__(self, ingredient: InputIngredient[Any, P, R], view: View) -> None:
-        self._ingredient = ingredient
+        self.ingredient: Final = ingredient
         self._spec = ingredient.key_spec()
         self._size = self._spec.size
         self._view = view
@@ -302,7 +299,7 @@ class BoundInput(Generic[P, R]):
             return ABSENT if cell is None else cell.value
         if cell is None:
             # Absence is a dependency too: the cell is where a later `set` finds the reader.
-            cell = self._cells.setdefault(key, InputCell(self._ingredient, key, ABSENT, 0))
+            cell = self._cells.setdefault(key, InputCell(self.ingredient, key, ABSENT, 0))
         frame.deps[cell] = None
         if cell.changed_at <= frame.revision:
             return cell.value
@@ -312,7 +309,7 @@ class BoundInput(Generic[P, R]):
         key = self._key(args, kwargs)
         value = self._read(key)
         if value is ABSENT:
-            raise MissingInputError(self._ingredient.name, key)
+            raise MissingInputError(self.ingredient.name, key)
         return value  # type: ignore[return-value]
 
     @overload
@@ -337,10 +334,10 @@ class BoundInput(Generic[P, R]):
             UsageError: Called from inside a running query.
         """
         if not key_and_value:
-            msg = f"{self._ingredient.qualname}.set() needs the value as its last argument"
+            msg = f"{self.ingredient.qualname}.set() needs the value as its last argument"
             raise TypeError(msg)
         cell_key = self._key(key_and_value[:-1], key)
-        return self._view.commit_set(self._cells, self._ingredient, cell_key, key_and_value[-1])
+        return self._view.commit_set(self._cells, self.ingredient, cell_key, key_and_value[-1])
 
     def remove(self, *key: object, **kwargs: object) -> Revision:
         """
@@ -352,12 +349,7 @@ class BoundInput(Generic[P, R]):
         Raises:
             UsageError: Called from inside a running query.
         """
-        return self._view.commit_remove(self._cells, self._ingredient, self._key(key, kwargs))
-
-    @property
-    def ingredient(self) -> InputIngredient[Any, P, R]:
-        """The declaration this handle is bound from."""
-        return self._ingredient
+        return self._view.commit_remove(self._cells, self.ingredient, self._key(key, kwargs))
 
     def __repr__(self) -> str:
-        return f"<bound input {self._ingredient.qualname} of {self._view!r}>"
+        return f"<bound input {self.ingredient.qualname} of {self._view!r}>"

@@ -219,3 +219,22 @@ async def test_create_task_of_cached_call() -> None:
     async with asyncio.TaskGroup() as group:
         task = group.create_task(db.one())
     assert task.result() == 1
+
+
+async def test_query_raising_cancelled_error_is_memoized(log: list[str]) -> None:
+    """A query that raises `CancelledError` without being cancelled fails like any error."""
+
+    @picante.database
+    class Db:
+        @picante.query
+        async def victim(self) -> int:
+            log.append("victim()")
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return await future
+
+    db = Db()
+    for _ in range(2):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(db.victim(), TIMEOUT)
+    assert log == ["victim()"]

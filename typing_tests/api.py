@@ -1,0 +1,95 @@
+"""
+Type-level tests of the public API: checked by mypy --strict and pyright strict, never run.
+
+Each `assert_type` pins what the checkers infer. Each `# type: ignore[code]` marks a line
+that must stay an error: mypy's `warn_unused_ignores` fails the check if it stops being one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+import attrs
+
+import picante
+
+
+@attrs.frozen
+class Config:
+    minify: bool = False
+
+
+@picante.database
+class Site:
+    # mypy flags the `...` body of every input whose value type is not None as
+    # [empty-body] ("Missing return statement"); pyright does not. Users need this ignore
+    # or `disable_error_code = ["empty-body"]`.
+    @picante.input
+    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+
+    @picante.input(durability=picante.Durability.HIGH)
+    async def config(self) -> Config: ...  # type: ignore[empty-body]
+
+    @picante.query
+    async def words(self, path: str) -> int:
+        return len((await self.source(path)).split())
+
+    @picante.query(lru=10, eq=lambda a, b: a == b, persist=False, version=2)
+    async def page(self, path: str, lang: str = "en") -> str:
+        config = await self.config()
+        text = await self.source(path)
+        return f"{lang}: {text.strip() if config.minify else text}"
+
+
+async def check() -> None:
+    db = Site()
+    assert_type(db, Site)
+
+    # Queries: the value type comes from the method's return annotation.
+    assert_type(await db.words("a"), int)
+    assert_type(await db.words(path="a"), int)
+    assert_type(await db.page("a"), str)
+    assert_type(await db.page("a", "fr"), str)
+    assert_type(await db.page("a", lang="fr"), str)
+
+    # Inputs.
+    assert_type(await db.source("a"), str)
+    assert_type(await db.config(), Config)
+    assert_type(db.source.get("a"), str | None)
+    assert_type(db.source.get("a", default=0), str | int)
+    assert_type(db.config.get(), Config | None)
+    assert_type(db.source.set("a", "x"), int)
+    assert_type(db.config.set(Config(minify=True)), int)
+    assert_type(db.source.remove("a"), int)
+    assert_type(picante.revision(db), int)
+
+    # Handles and declarations. A ParamSpec keeps parameter names, which a type expression
+    # cannot spell, so these are checked by assignment rather than `assert_type`.
+    words: picante.BoundQuery[[str], int] = db.words
+    source: picante.BoundInput[[str], str] = db.source
+    declared: picante.QueryIngredient[Site, [str], int] = Site.words
+    bound_from: picante.QueryIngredient[Any, [str], int] = db.words.ingredient
+    input_from: picante.InputIngredient[Any, [str], str] = db.source.ingredient
+    wrong_value: picante.BoundQuery[[str], str] = db.words  # type: ignore[assignment]
+    wrong_key: picante.BoundInput[[int], str] = db.source  # type: ignore[assignment]
+    del words, source, declared, bound_from, input_from, wrong_value, wrong_key
+
+    # Errors carry typed fields.
+    try:
+        await db.words("a")
+    except picante.MissingInputError as error:
+        assert_type(error.ingredient, str)
+        assert_type(error.key, tuple[object, ...])
+    except picante.CycleError as error:
+        assert_type(error.path, tuple[tuple[str, tuple[object, ...]], ...])
+
+    # Calls that must stay errors.
+    await db.words(1)  # type: ignore[arg-type]
+    await db.words()  # type: ignore[call-arg]
+    await db.words("a", "b")  # type: ignore[call-arg]
+    await db.words(name="a")  # type: ignore[call-arg]
+    await db.page("a", "fr", "x")  # type: ignore[call-arg]
+    await db.page("a", 2)  # type: ignore[arg-type]
+    await db.source(1)  # type: ignore[arg-type]
+    await db.config("a")  # type: ignore[call-arg]
+    picante.revision()  # type: ignore[call-arg]
