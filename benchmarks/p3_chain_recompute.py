@@ -1,0 +1,116 @@
+"""
+P3: a chain of queries over one input; change the input and await the tail.
+
+Every query of the chain recomputes (each value changes), so the figure is the time of
+one `source.set(v)` plus one `await db.step(depth - 1)`, divided by the depth: the cost
+per recomputed query. Peers: observ and reaktiv (the same chain as computed values), and
+plain Python (the same `async def` chain with no memo, the floor for the work).
+
+Goals: ≤ 1.0 µs per recomputed query, and below observ and reaktiv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from ._chain import executions, observ_chain, picante_chain, plain_chain, reaktiv_chain
+from ._harness import (
+    Check,
+    Profile,
+    Row,
+    compare,
+    deep_recursion,
+    load_peer,
+    ratio_check,
+    verify,
+)
+
+
+if TYPE_CHECKING:
+    from ._chain import SyncChain
+    from ._harness import Case
+
+
+__all__ = ["run"]
+
+
+def _sync_case(chain: SyncChain, counter: list[int]) -> Case:
+    clock = time.perf_counter_ns
+
+    async def case(n: int) -> int:
+        set_source, tail = chain.set_source, chain.tail
+        first = counter[0] + 1
+        counter[0] += n
+        start = clock()
+        for value in range(first, first + n):
+            set_source(value)
+            tail()
+        return clock() - start
+
+    return case
+
+
+async def _main(profile: Profile, depth: int) -> list[Row]:
+    clock = time.perf_counter_ns
+    last = depth - 1
+
+    db = await picante_chain(depth)
+    before = executions(db)
+    db.source.set(-1)
+    verify(await db.step(last) == last - 1, "picante chain value")
+    verify(executions(db) == before + depth, "every step recomputes")
+    picante_counter = [0]
+
+    async def picante_case(n: int) -> int:
+        first = picante_counter[0] + 1
+        picante_counter[0] += n
+        start = clock()
+        for value in range(first, first + n):
+            db.source.set(value)
+            await db.step(last)
+        return clock() - start
+
+    state, plain_tail = plain_chain(depth)
+    plain_counter = [0]
+
+    async def plain_case(n: int) -> int:
+        first = plain_counter[0] + 1
+        plain_counter[0] += n
+        tail = plain_tail
+        start = clock()
+        for value in range(first, first + n):
+            state["source"] = value
+            await tail()
+        return clock() - start
+
+    cases: dict[str, Case] = {"picante": picante_case, "plain": plain_case}
+    for name, build in (("observ", observ_chain), ("reaktiv", reaktiv_chain)):
+        module = load_peer(name)
+        if module is None:
+            continue
+        chain = build(module, depth)
+        chain.set_source(-1)
+        verify(chain.tail() == last - 1, f"{name} chain value")
+        cases[name] = _sync_case(chain, [0])
+
+    per_op = await compare(cases, profile)
+    ns = {name: value / depth for name, value in per_op.items()}
+    pic = ns["picante"]
+    peers = {name: ns.get(name) for name in ("plain", "observ", "reaktiv")}
+    checks = [Check("≤ 1.0 µs per query", pic / 1_000, 1.0)]
+    checks += [
+        ratio_check(
+            f"< {name}", pic, peers[name], 1.0, strict=True, missing=f"{name} not installed"
+        )
+        for name in ("observ", "reaktiv")
+    ]
+    return [Row(f"P3 chain {depth}: recompute all, per query", pic, peers, checks)]
+
+
+def run(*, quick: bool = False) -> list[Row]:
+    """Measure P3; return its result rows."""
+    depth = 20 if quick else 100
+    with deep_recursion(depth * 10 + 1_000):
+        return asyncio.run(_main(Profile.of(quick=quick), depth))
