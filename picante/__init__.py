@@ -7,7 +7,12 @@ memoizes; after an input changes, picante recomputes only what is affected and s
 early when a recomputed value comes out equal.
 """
 
-from ._declare import database as database, input as input, query as query
+from ._declare import (
+    database as database,
+    input as input,
+    interned as interned,
+    query as query,
+)
 from ._errors import (
     CacheError as CacheError,
     CycleError as CycleError,
@@ -18,31 +23,39 @@ from ._errors import (
 )
 from ._ingredients import (
     BoundInput as BoundInput,
+    BoundInterned as BoundInterned,
     BoundQuery as BoundQuery,
     InputIngredient as InputIngredient,
+    InternedIngredient as InternedIngredient,
     QueryIngredient as QueryIngredient,
 )
-from ._runtime import revision as revision
-from ._store import Durability as Durability, Revision as Revision
+from ._runtime import batch as batch, revision as revision, snapshot as snapshot
+from ._store import Durability as Durability, InternId as InternId, Revision as Revision
 
 
 __all__ = [
     "BoundInput",
+    "BoundInterned",
     "BoundQuery",
     "CacheError",
     "CycleError",
     "Durability",
     "InputIngredient",
+    "InternId",
+    "InternedIngredient",
     "LimitExceededError",
     "MissingInputError",
     "PicanteError",
     "QueryIngredient",
     "Revision",
     "UsageError",
+    "batch",
     "database",
     "input",
+    "interned",
     "query",
     "revision",
+    "snapshot",
 ]
 
 

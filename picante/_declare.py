@@ -16,7 +16,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import UsageError
-from ._ingredients import EqFn, InputIngredient, KeySpec, QueryIngredient
+from ._ingredients import EqFn, InputIngredient, InternedIngredient, KeySpec, QueryIngredient
 from ._store import Durability
 
 
@@ -24,25 +24,31 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
 
 
-__all__ = ["DatabaseSpec", "database", "input", "query"]
+__all__ = ["DatabaseSpec", "database", "input", "interned", "query"]
 
 C = TypeVar("C", bound=type)
 D = TypeVar("D")
+T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _RESERVED = "__picante__"
-_Ingredient = InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any]
+_Ingredient = (
+    InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any] | InternedIngredient[Any]
+)
 
 
 class DatabaseSpec:
     """The ingredient registry of one database class, at `cls.__picante__`."""
 
-    __slots__ = ("cls", "ingredients")
+    __slots__ = ("cls", "ingredients", "max_state_bytes")
 
-    def __init__(self, cls: type, ingredients: Mapping[str, _Ingredient]) -> None:
+    def __init__(
+        self, cls: type, ingredients: Mapping[str, _Ingredient], max_state_bytes: int | None
+    ) -> None:
         self.cls = cls
         self.ingredients = dict(ingredients)
+        self.max_state_bytes = max_state_bytes
 
     @property
     def inputs(self) -> dict[str, InputIngredient[Any, Any, Any]]:
@@ -53,6 +59,11 @@ class DatabaseSpec:
     def queries(self) -> dict[str, QueryIngredient[Any, Any, Any]]:
         """The queries, by name, in declaration order."""
         return {n: i for n, i in self.ingredients.items() if isinstance(i, QueryIngredient)}
+
+    @property
+    def interned(self) -> dict[str, InternedIngredient[Any]]:
+        """The interned tables, by name, in declaration order."""
+        return {n: i for n, i in self.ingredients.items() if isinstance(i, InternedIngredient)}
 
     def __repr__(self) -> str:
         return f"<DatabaseSpec {self.cls.__qualname__}: {', '.join(self.ingredients)}>"
@@ -161,11 +172,25 @@ def query(
     return decorate if fn is None else decorate(fn)
 
 
+def interned(value_type: type[T]) -> InternedIngredient[T]:
+    """
+    Declare an interned table of *value_type* values: `labels = picante.interned(str)`.
+
+    `db.labels.intern(value)` returns a `picante.InternId` (an `int`); equal values get the
+    same id, and `db.labels.lookup(id)` returns the value. The table only grows, never
+    moves a revision, and is shared by a database and all its snapshots; a query that
+    reads an interned value is never invalidated by it.
+    """
+    return InternedIngredient(value_type)
+
+
 @overload
 def database(cls: C, /) -> C: ...
 @overload
-def database() -> Callable[[C], C]: ...
-def database(cls: C | None = None, /) -> C | Callable[[C], C]:
+def database(*, max_state_bytes: int | None = None) -> Callable[[C], C]: ...
+def database(
+    cls: C | None = None, /, *, max_state_bytes: int | None = None
+) -> C | Callable[[C], C]:
     """
     Make a class a picante database: collect and validate its ingredients.
 
@@ -175,13 +200,24 @@ def database(cls: C | None = None, /) -> C | Callable[[C], C]:
     without calling `super().__init__()`. The only name picante reserves is
     `__picante__`.
 
+    Args:
+        max_state_bytes: Bound the state: the keys and values of present inputs plus the
+            interned values, each measured when it is set or interned as the deep
+            `sys.getsizeof` of everything it reaches. A mutation, batch or intern that would
+            go over raises `picante.LimitExceededError` and has no effect at all. Memos
+            are not counted: `lru=` bounds those.
+
     Raises:
         UsageError: A declaration is invalid: the message names the class, the method
             and the reason, e.g. `Site.words: must be declared with async def`.
     """
 
+    if max_state_bytes is not None and (type(max_state_bytes) is not int or max_state_bytes < 1):
+        msg = f"database(): max_state_bytes must be a positive int or None, got {max_state_bytes!r}"
+        raise UsageError(msg)
+
     def decorate(cls: C) -> C:
-        _register(cls)
+        _register(cls, max_state_bytes)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
         if not getattr(inherited, "picante_hook", False):
@@ -206,12 +242,12 @@ def _install_subclass_hook(cls: type, own: Any) -> None:
     cls.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
 
 
-def _register(cls: type) -> None:
-    """Build, validate and store the registry of *cls*."""
+def _register(cls: type, max_state_bytes: int | None = None) -> None:
+    """Build, validate and store the registry of *cls* (a limit not given is inherited)."""
     ingredients: dict[str, _Ingredient] = {}
     for klass in reversed(cls.__mro__):
         for name, attr in vars(klass).items():
-            if isinstance(attr, InputIngredient | QueryIngredient):
+            if isinstance(attr, InputIngredient | QueryIngredient | InternedIngredient):
                 ingredients[name] = attr
             elif name in ingredients:
                 # A plain attribute of a subclass shadows the inherited ingredient.
@@ -222,7 +258,11 @@ def _register(cls: type) -> None:
         raise UsageError(msg)
     for name, ingredient in ingredients.items():
         _validate(ingredient, name)
-    cls.__picante__ = DatabaseSpec(cls, ingredients)  # type: ignore[attr-defined]
+    if max_state_bytes is None:
+        inherited = getattr(cls, _RESERVED, None)
+        if isinstance(inherited, DatabaseSpec):
+            max_state_bytes = inherited.max_state_bytes
+    cls.__picante__ = DatabaseSpec(cls, ingredients, max_state_bytes)  # type: ignore[attr-defined]
 
 
 def _validate(ingredient: _Ingredient, name: str) -> None:
@@ -235,6 +275,8 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
     if name == _RESERVED:
         msg = f"the name {_RESERVED} is reserved by picante"
         raise fail(msg)
+    if isinstance(ingredient, InternedIngredient):
+        return
     fn = ingredient.fn
     if not inspect.iscoroutinefunction(fn):
         msg = "must be declared with async def"
@@ -270,7 +312,10 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
     ingredient.spec = KeySpec(where, signature.replace(parameters=params[1:]))
 
 
-def _validate_options(ingredient: _Ingredient, fail: Callable[[str], UsageError]) -> None:
+def _validate_options(
+    ingredient: InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any],
+    fail: Callable[[str], UsageError],
+) -> None:
     if ingredient.eq_option is not None and not callable(ingredient.eq_option):
         msg = f"eq must be callable, got {ingredient.eq_option!r}"
         raise fail(msg)

@@ -28,7 +28,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ._frames import ACTIVE, RETRY, Frame, check_wait
-from ._store import NEVER, Durability, Failure, InputCell, QueryCell, errors_equal
+from ._runtime import relink
+from ._store import EVICTED, NEVER, Durability, Failure, InputCell, QueryCell, errors_equal
 
 
 if TYPE_CHECKING:
@@ -56,8 +57,10 @@ def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
 async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
     """Return (or raise) *cell*'s outcome at the caller's revision, recording the read."""
     revision = view.revision if caller is None else caller.revision
+    if cell.verified_at == NEVER and view.parent is not None:
+        view.adopt(cell)
     while True:
-        if quick_valid(view, cell, revision):
+        if quick_valid(view, cell, revision) and cell.value is not EVICTED:
             outcome: Any = cell.failure or cell.value
             break
         flight = view.flight(cell, revision)
@@ -66,14 +69,27 @@ async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
             if caller is not None:
                 outcome = await _drive(frame, verify=True)
                 break
+            with view.lock:
+                # Under the lock no commit (from another thread) is half done: the frame
+                # counts as running at a revision that is still current, so every later
+                # commit keeps the versions it reads.
+                if view.revision != revision:
+                    revision = view.revision
+                    continue
+                view.start_flight(frame)
             # Outside any query: drive the frame in a task of its own, so that cancelling
             # this caller cancels only its wait, never the evaluation others share.
-            view.start_flight(frame)
             frame.task = asyncio.get_running_loop().create_task(_drive_task(frame))
             flight = frame
         outcome = await _follow(view, flight, caller)
-        if outcome is not RETRY:
-            break
+        if outcome is RETRY:
+            continue
+        if flight.view is not view and cell.verified_at < revision:
+            # Shared with another view at the same state: take its memo as ours.
+            theirs = flight.view.tables[cell.ingredient.name].get(cell.key)
+            if theirs is not None:
+                view.adopt_from(flight.view, theirs, cell, revision)
+        break
     if caller is not None:
         caller.deps[cell] = None
     if type(outcome) is Failure:
@@ -84,9 +100,10 @@ async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
 async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
     """Wait for *flight*'s outcome (or `RETRY` if it was cancelled)."""
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    waits = view.family.waits
     if caller is not None:
-        check_wait(caller, flight, view.waits.values())
-        view.waits[future] = (caller, flight)
+        check_wait(caller, flight, waits.values())
+        waits[future] = (caller, flight)
     if flight.followers is None:
         flight.followers = [future]
     else:
@@ -95,7 +112,7 @@ async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
         return await future
     finally:
         if caller is not None:
-            del view.waits[future]
+            del waits[future]
 
 
 async def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Any:
@@ -124,6 +141,7 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
         if (
             verify
             and cell.failure is None
+            and cell.value is not EVICTED
             and NEVER < cell.verified_at < frame.revision
             and await deep_verify(view, cell, frame)
         ):
@@ -172,9 +190,11 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         if cell.verified_at > revision:
             # A newer memo exists; this outcome only answers this frame's callers.
             return
+        if view.pins and cell.verified_at != NEVER:
+            view.keep_past(cell, view.revision if cell.clean else cell.verified_at)
         deps = tuple(frame.deps)
         if deps != cell.deps:
-            _relink(cell, cell.deps, deps)
+            relink(cell, cell.deps, deps)
         durability = Durability.HIGH
         clean = revision == view.revision
         for dep in deps:
@@ -205,23 +225,12 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.durability = durability
         cell.deps = deps
         cell.clean = clean and failure is None
-
-
-def _relink(
-    cell: QueryCell,
-    old: tuple[InputCell | QueryCell, ...],
-    new: tuple[InputCell | QueryCell, ...],
-) -> None:
-    """Move *cell*'s reverse edges from its *old* dependencies to its *new* ones."""
-    keep = set(new)
-    for dep in old:
-        if dep not in keep and dep.dependents is not None:
-            dep.dependents.discard(cell)
-    for dep in new:
-        if dep.dependents is None:
-            dep.dependents = {cell}
-        else:
-            dep.dependents.add(cell)
+        capacity = cell.ingredient.lru
+        if capacity is not None and failure is None:
+            victim = view.lru(cell.ingredient.name, capacity).add(cell)
+            if victim is not None:
+                # Only the value goes: revalidation still has the bookkeeping.
+                victim.value = EVICTED
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:

@@ -13,13 +13,13 @@ accesses are plain attribute reads.
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, Self, TypeVar, cast, overload
 
 from ._errors import MissingInputError, UsageError
 from ._fetch import fetch
 from ._frames import ACTIVE
-from ._runtime import view_of
-from ._store import ABSENT, Durability, InputCell, QueryCell, default_eq
+from ._runtime import BoundHandle, view_of
+from ._store import ABSENT, EVICTED, Durability, InputCell, InternId, QueryCell, default_eq
 
 
 if TYPE_CHECKING:
@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BoundInput",
+    "BoundInterned",
     "BoundQuery",
     "EqFn",
     "InputIngredient",
+    "InternedIngredient",
     "KeySpec",
     "QueryIngredient",
 ]
@@ -214,14 +216,14 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         return bound
 
 
-class BoundQuery(Generic[P, R]):
+class BoundQuery(BoundHandle, Generic[P, R]):
     """
     A query of one database instance: `db.words`.
 
     `await db.words("a.md")` returns the value at the current revision, memoized.
     """
 
-    __slots__ = ("_cells", "_size", "_spec", "_view", "ingredient")
+    __slots__ = ("_cells", "_lru", "_size", "_spec", "_view", "ingredient")
 
     def __init__(self, ingredient: QueryIngredient[Any, P, R], view: View) -> None:
         # A plain attribute, not a property: mypy would apply the descriptor's __get__ to a
@@ -231,6 +233,7 @@ class BoundQuery(Generic[P, R]):
         self._size = self._spec.size
         self._view = view
         self._cells: dict[tuple[object, ...], QueryCell] = view.table(ingredient.name)
+        self._lru = None if ingredient.lru is None else view.lru(ingredient.name, ingredient.lru)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key = args if not kwargs and len(args) == self._size else self._spec.normalize(args, kwargs)
@@ -240,21 +243,19 @@ class BoundQuery(Generic[P, R]):
             raise self._spec.unhashable(key) from None
         view = self._view
         frame = ACTIVE.get()
-        if cell is not None:
-            if frame is None:
-                if cell.clean or cell.verified_at == view.revision:
-                    if cell.failure is None:
-                        return cell.value  # type: ignore[no-any-return]
-                    return cell.failure.reraise()  # type: ignore[no-any-return]
-            elif frame.view is view:
-                revision = view.revision
-                if frame.revision == revision and (cell.clean or cell.verified_at == revision):
-                    frame.deps[cell] = None
-                    if cell.failure is None:
-                        return cell.value  # type: ignore[no-any-return]
-                    return cell.failure.reraise()  # type: ignore[no-any-return]
-        else:
+        if cell is None:
             cell = self._cells.setdefault(key, QueryCell(self.ingredient, key))
+        elif (cell.clean or cell.verified_at == view.revision) and (
+            frame is None or (frame.view is view and frame.revision == view.revision)
+        ):
+            # The hot path: a memo valid now. Failures and evicted values go the slow way.
+            value = cell.value
+            if cell.failure is None and value is not EVICTED:
+                if frame is not None:
+                    frame.deps[cell] = None
+                if self._lru is not None:
+                    self._lru.touch(cell)
+                return value  # type: ignore[no-any-return]
         if frame is not None and frame.view is not view:
             # A query of another database: an untracked read, fetched as from outside.
             frame = None
@@ -264,7 +265,7 @@ class BoundQuery(Generic[P, R]):
         return f"<bound query {self.ingredient.qualname} of {self._view!r}>"
 
 
-class BoundInput(Generic[P, R]):
+class BoundInput(BoundHandle, Generic[P, R]):
     """
     An input of one database instance: `db.source`.
 
@@ -294,15 +295,20 @@ class BoundInput(Generic[P, R]):
     def _read(self, key: tuple[object, ...]) -> object:
         """Return the value (or `ABSENT`) of *key*, recording the read in a running query."""
         cell = self._cells.get(key)
+        view = self._view
         frame: Frame | None = ACTIVE.get()
-        if frame is None or frame.view is not self._view:
-            return ABSENT if cell is None else cell.value
+        if frame is None or frame.view is not view:
+            if cell is not None:
+                return cell.value
+            return ABSENT if view.parent is None else view.inherited(self.ingredient.name, key)[1]
         if cell is None:
             # Absence is a dependency too: the cell is where a later `set` finds the reader.
-            cell = self._cells.setdefault(key, InputCell(self.ingredient, key, ABSENT, 0))
+            cell = view.materialize_input(self._cells, self.ingredient, key)
         frame.deps[cell] = None
+        # The value before the stamp: see `InputCell.__init__`.
+        value = cell.value
         if cell.changed_at <= frame.revision:
-            return cell.value
+            return value
         return cell.version_at(frame.revision)[1]
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -337,7 +343,7 @@ class BoundInput(Generic[P, R]):
             msg = f"{self.ingredient.qualname}.set() needs the value as its last argument"
             raise TypeError(msg)
         cell_key = self._key(key_and_value[:-1], key)
-        return self._view.commit_set(self._cells, self.ingredient, cell_key, key_and_value[-1])
+        return self._view.mutate(self._cells, self.ingredient, cell_key, key_and_value[-1])
 
     def remove(self, *key: object, **kwargs: object) -> Revision:
         """
@@ -349,7 +355,113 @@ class BoundInput(Generic[P, R]):
         Raises:
             UsageError: Called from inside a running query.
         """
-        return self._view.commit_remove(self._cells, self.ingredient, self._key(key, kwargs))
+        return self._view.mutate(self._cells, self.ingredient, self._key(key, kwargs), ABSENT)
 
     def __repr__(self) -> str:
         return f"<bound input {self.ingredient.qualname} of {self._view!r}>"
+
+
+class InternedIngredient(Generic[T]):
+    """
+    A declared interned table: `labels = picante.interned(str)`.
+
+    Accessed on a database instance it gives a `BoundInterned`.
+    """
+
+    kind = "interned"
+
+    def __init__(self, value_type: type[T] | Any) -> None:
+        self.value_type = value_type
+        self.name = "<interned>"
+        self.owner: type | None = None
+
+    @property
+    def qualname(self) -> str:
+        """`Owner.name`, as used in messages."""
+        owner = self.owner.__name__ if self.owner is not None else "<unbound>"
+        return f"{owner}.{self.name}"
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.owner = owner
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> BoundInterned[T]: ...
+    def __get__(
+        self, instance: object | None, owner: type[Any] | None = None
+    ) -> Self | BoundInterned[T]:
+        if instance is None:
+            return self
+        bound: BoundInterned[T] = BoundInterned(self, view_of(instance))
+        vars(instance)[self.name] = bound
+        return bound
+
+    def __repr__(self) -> str:
+        return f"<interned {self.qualname}>"
+
+
+class BoundInterned(BoundHandle, Generic[T]):
+    """
+    An interned table as seen from one database instance: `db.labels`.
+
+    The table is shared by the database and all its snapshots, and only grows: equal
+    values get the same `InternId`, ids never change, and interning never moves a
+    revision. Reading an interned value is not a dependency, because it cannot change.
+    """
+
+    __slots__ = ("_table", "_view", "ingredient")
+
+    def __init__(self, ingredient: InternedIngredient[T], view: View) -> None:
+        self.ingredient: Final = ingredient
+        self._view = view
+        self._table = view.family.intern_table(ingredient.name)
+
+    def intern(self, value: T) -> InternId:
+        """
+        Return the id of *value*, adding it to the table if no equal value is there.
+
+        Values are equal when they have the same type and compare equal, so `1`, `1.0`
+        and `True` get three ids.
+
+        Raises:
+            TypeError: *value* is not hashable.
+            LimitExceededError: Adding it would exceed the database's `max_state_bytes`.
+        """
+        table = self._table
+        key = (type(value), value)
+        try:
+            found = table.ids.get(key)
+        except TypeError:
+            msg = f"{self.ingredient.qualname}.intern(): {type(value).__qualname__} is not hashable"
+            raise TypeError(msg) from None
+        if found is not None:
+            return cast("InternId", found)
+        with table.lock:
+            found = table.ids.get(key)
+            if found is None:
+                self._view.account_interned(self.ingredient.name, value)
+                found = len(table.values)
+                table.values.append(value)
+                table.ids[key] = found
+        return cast("InternId", found)
+
+    def lookup(self, id: InternId) -> T:  # noqa: A002 - the natural name
+        """
+        Return the value behind *id*.
+
+        Raises:
+            LookupError: No value of this table has this id.
+        """
+        values = self._table.values
+        if type(id) is not int or not 0 <= id < len(values):
+            msg = f"{self.ingredient.qualname}.lookup(): no interned value has the id {id!r}"
+            raise LookupError(msg)
+        return cast("T", values[id])
+
+    def __len__(self) -> int:
+        return len(self._table.values)
+
+    def __repr__(self) -> str:
+        return f"<interned {self.ingredient.qualname}: {len(self)} values>"

@@ -1,36 +1,84 @@
 """
-The state of one database instance (a *view*) and the commit of mutations to it.
+Views and the commit of mutations: revisions, snapshots, batches, limits, threads.
 
-A view owns a revision clock, one table per ingredient (key → cell), the per-durability
-watermarks, the frames in flight, and the counters the debugging tools read. Mutations
-(`commit_set`, `commit_remove`) are the only code that moves the clock. A commit is a
-single critical section under the view's lock:
+A *view* is the state of one database instance: a revision clock, one table per
+ingredient (key → cell), per-durability watermarks, the frames in flight and the work
+counters. A database and the snapshots taken of it (and of them) form a *family*, which
+shares the interned tables, the registry of flights (so views at one state share
+evaluations) and the record of waits (so cycles across views are found).
 
-1. compare the new value with the current one (equal set, absent remove: no-op);
-2. keep the old version if an evaluation bound to an older revision may still read it;
-3. bump the revision, stamp the cell, raise the durability watermarks;
-4. push: mark every memo that transitively read the cell as not clean.
+Snapshots are O(1): a snapshot is a new, empty view whose `parent` is the view it was
+taken of and whose `base` is the parent's revision then. Its revisions up to `base` are
+the parent's; what it has not touched yet it reads from its ancestors as of `base`
+(`materialize_input`, `adopt`). The parent keeps what a live snapshot may still need:
+old input versions (`InputCell.history`) and old memo states (`QueryCell.past`) for the
+revisions its snapshots are *pinned* at.
 
-Reads never take the lock: on one event loop they cannot interleave with a commit made
-on the loop, and a commit from another thread publishes the new value before it moves the
-revision, so a reader sees the state before or after it.
+Mutations are the only code that moves a clock. A commit is one critical section under
+the view's lock:
+
+1. compare each new value with the current one (equal set, absent remove: no-op);
+2. check `max_state_bytes`; nothing has changed yet, so a refusal changes nothing;
+3. keep old versions that running frames or pinned snapshots may still read;
+4. write values, bump the revision, raise the durability watermarks;
+5. push: mark every memo that transitively read a changed cell as not clean;
+6. publish the new revision.
+
+Reads take no lock. The event loop's thread never interleaves with its own commits, and
+a commit from another thread writes a cell's value before its `changed_at` and publishes
+the revision last, so a reader sees each cell, and the revision, before or after.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, cast
+import weakref
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from ._errors import UsageError
+from ._errors import LimitExceededError, UsageError, fmt_key
 from ._frames import ACTIVE
-from ._store import ABSENT, Durability, InputCell, QueryCell, Revision
+from ._store import (
+    ABSENT,
+    NEVER,
+    Durability,
+    InputCell,
+    InternTable,
+    Lru,
+    MemoState,
+    QueryCell,
+    Revision,
+    sizeof,
+)
 
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from ._frames import Frame
 
 
-__all__ = ["Counters", "View", "revision", "view_of"]
+__all__ = [
+    "BoundHandle",
+    "Counters",
+    "Family",
+    "View",
+    "batch",
+    "revision",
+    "snapshot",
+    "view_of",
+]
+
+D = TypeVar("D")
+
+Table = dict[tuple[object, ...], Any]
+
+
+class BoundHandle:
+    """Base of the per-instance handles (`db.words`); snapshots do not copy them."""
+
+    __slots__ = ()
 
 
 class Counters:
@@ -47,47 +95,177 @@ class Counters:
         self.invalidations = 0
 
 
+class Family:
+    """What a database shares with its snapshots."""
+
+    __slots__ = ("flights", "interned", "interned_bytes", "lock", "views", "waits")
+
+    def __init__(self) -> None:
+        self.interned: dict[str, InternTable] = {}
+        self.interned_bytes = 0
+        # Flights by state, used once the family has more than one view:
+        # {(ingredient name, key, canonical view, revision): frame}.
+        self.flights: dict[tuple[str, tuple[object, ...], View, Revision], Frame] = {}
+        # Waits in progress, keyed by the waiter's future: (waiting frame, awaited frame).
+        self.waits: dict[object, tuple[Frame, Frame]] = {}
+        self.views = 1
+        self.lock = threading.Lock()
+
+    def intern_table(self, name: str) -> InternTable:
+        """Return the interned table *name*, creating it on first use."""
+        table = self.interned.get(name)
+        if table is None:
+            table = self.interned.setdefault(name, InternTable())
+        return table
+
+
+# One pending batch per view, per context: a batch covers the code inside its block
+# (and tasks it starts), not other tasks or threads that mutate meanwhile.
+_BATCHES: Final[contextvars.ContextVar[dict[View, list[_Op]] | None]] = contextvars.ContextVar(
+    "picante_batches", default=None
+)
+
+_Op = tuple[Table, Any, tuple[object, ...], object]
+"""A deferred mutation: (table, input ingredient, key, value or ABSENT)."""
+
+
 class View:
     """Everything picante keeps for one database instance; lives at `db.__picante__`."""
 
     __slots__ = (
+        "__weakref__",
         "active",
+        "base",
         "counters",
         "db",
+        "family",
         "histories",
+        "input_bytes",
         "last_changed",
+        "limit",
         "lock",
+        "lrus",
+        "parent",
+        "pins",
         "revision",
         "side_flights",
         "tables",
-        "waits",
     )
 
-    def __init__(self, db: object) -> None:
+    def __init__(self, db: object, parent: View | None = None, limit: int | None = None) -> None:
         self.db = db
-        self.revision: Revision = 0
-        # tables[ingredient name] = {key: cell}
-        self.tables: dict[str, dict[tuple[object, ...], Any]] = {}
-        # last_changed[d]: the last revision at which an input of durability ≥ d changed.
-        self.last_changed: list[Revision] = [0] * len(Durability)
+        self.parent = parent
+        self.tables: dict[str, Table] = {}
+        self.lrus: dict[str, Lru] = {}
         # Frames in progress per revision: an input keeps old versions while any runs.
         self.active: dict[Revision, int] = {}
-        self.histories: list[InputCell] = []
+        self.histories: list[InputCell | QueryCell] = []
         # Flights for a revision other than the one in `cell.flight`: {(cell, rev): frame}.
         self.side_flights: dict[tuple[QueryCell, Revision], Frame] = {}
-        # Waits in progress, keyed by the waiter's future: (waiting frame, awaited frame).
-        self.waits: dict[object, tuple[Frame, Frame]] = {}
+        # Revisions that live snapshots of this view were taken at: {revision: count}.
+        self.pins: dict[Revision, int] = {}
         self.counters = Counters()
         self.lock = threading.RLock()
+        if parent is None:
+            self.family = Family()
+            self.revision: Revision = 0
+            self.base: Revision = NEVER
+            # last_changed[d]: the last revision at which an input of durability ≥ d changed.
+            self.last_changed: list[Revision] = [0] * len(Durability)
+            self.limit = limit
+            self.input_bytes = 0
+        else:
+            self.family = parent.family
+            self.revision = self.base = parent.revision
+            self.last_changed = list(parent.last_changed)
+            self.limit = parent.limit
+            self.input_bytes = parent.input_bytes
 
-    def table(self, name: str) -> dict[tuple[object, ...], Any]:
+    def table(self, name: str) -> Table:
         """Return the table of ingredient *name*, creating it on first use."""
         table = self.tables.get(name)
         if table is None:
             table = self.tables.setdefault(name, {})
         return table
 
-    # -- frames in progress ------------------------------------------------------------
+    def lru(self, name: str, capacity: int) -> Lru:
+        """Return the LRU order of query *name*, creating it on first use."""
+        lru = self.lrus.get(name)
+        if lru is None:
+            lru = self.lrus.setdefault(name, Lru(capacity))
+        return lru
+
+    # -- what a snapshot inherits -------------------------------------------------------
+
+    def inherited(self, name: str, key: tuple[object, ...]) -> tuple[Revision, object]:
+        """Return `(changed_at, value)` of an input this view has no cell for."""
+        view, at = self.parent, self.base
+        while view is not None:
+            cell: InputCell | None = view.tables.get(name, {}).get(key)
+            if cell is not None:
+                return cell.version_at(at)
+            at = view.base
+            view = view.parent
+        return 0, ABSENT
+
+    def materialize_input(
+        self, table: Table, ingredient: Any, key: tuple[object, ...]
+    ) -> InputCell:
+        """Return this view's cell for an input key, creating it as inherited."""
+        cell: InputCell | None = table.get(key)
+        if cell is None:
+            changed_at, value = (
+                (0, ABSENT) if self.parent is None else self.inherited(ingredient.name, key)
+            )
+            fresh = InputCell(ingredient, key, value, changed_at)
+            if value is not ABSENT and self.limit is not None:
+                fresh.size = sizeof(key) + sizeof(value)
+            # setdefault: a commit on another thread may be creating the same cell.
+            cell = cast("InputCell", table.setdefault(key, fresh))
+        return cell
+
+    def cell_like(self, cell: InputCell | QueryCell) -> InputCell | QueryCell:
+        """Return this view's cell for the record *cell* (of another view)."""
+        name = cell.ingredient.name
+        table = self.table(name)
+        if isinstance(cell, InputCell):
+            return self.materialize_input(table, cell.ingredient, cell.key)
+        mine = table.get(cell.key)
+        if mine is None:
+            mine = table.setdefault(cell.key, QueryCell(cell.ingredient, cell.key))
+        return cast("QueryCell", mine)
+
+    def adopt(self, cell: QueryCell) -> bool:
+        """Give *cell* (without a memo) an ancestor's memo valid at the inherited state."""
+        view, at = self.parent, self.base
+        while view is not None:
+            theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
+            if theirs is not None:
+                return self.adopt_from(view, theirs, cell, at)
+            at = view.base
+            view = view.parent
+        return False
+
+    def adopt_from(self, view: View, theirs: QueryCell, mine: QueryCell, at: Revision) -> bool:
+        """Copy *theirs* (of *view*) into *mine* if it is valid at revision *at*."""
+        state = _memo_at(view, theirs, at)
+        if state is None:
+            return False
+        with self.lock:
+            if mine.verified_at >= at:
+                return True
+            deps = tuple(self.cell_like(dep) for dep in state.deps)
+            relink(mine, mine.deps, deps)
+            mine.value = state.value
+            mine.failure = state.failure
+            mine.changed_at = state.changed_at
+            mine.durability = state.durability
+            mine.deps = deps
+            mine.verified_at = at
+            mine.clean = False
+        return True
+
+    # -- frames in progress ---------------------------------------------------------------
 
     def enter(self, revision: Revision) -> None:
         """Note that a frame bound to *revision* started."""
@@ -100,19 +278,43 @@ class View:
             self.active[revision] = left
             return
         del self.active[revision]
-        if self.histories and (not self.active or min(self.active) >= self.revision):
+        if self.histories:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Drop old versions no running frame and no pinned snapshot can read any more."""
+        with self.lock:
+            oldest = min([*self.active, *self.pins], default=self.revision)
+            if oldest < self.revision:
+                return
             for cell in self.histories:
-                cell.history = None
+                if isinstance(cell, InputCell):
+                    cell.history = None
+                else:
+                    cell.past = None
             self.histories.clear()
 
     def flight(self, cell: QueryCell, revision: Revision) -> Frame | None:
-        """Return the frame in progress for *cell* at *revision*, if any."""
+        """Return the frame in progress for *cell* at *revision*, in any view of the state."""
         frame: Frame | None = cell.flight
         if frame is not None and frame.revision == revision:
             return frame
         if self.side_flights:
-            return self.side_flights.get((cell, revision))
+            frame = self.side_flights.get((cell, revision))
+            if frame is not None:
+                return frame
+        if self.family.views > 1:
+            return self.family.flights.get(
+                (cell.ingredient.name, cell.key, self.canonical(revision), revision)
+            )
         return None
+
+    def canonical(self, revision: Revision) -> View:
+        """The view that first reached the state *revision* of this view stands for."""
+        view = self
+        while view.parent is not None and revision <= view.base:
+            view = view.parent
+        return view
 
     def start_flight(self, frame: Frame) -> None:
         """Register *frame* as the flight of its cell at its revision."""
@@ -121,6 +323,9 @@ class View:
             cell.flight = frame
         else:
             self.side_flights[cell, frame.revision] = frame
+        if self.family.views > 1:
+            key = (cell.ingredient.name, cell.key, self.canonical(frame.revision), frame.revision)
+            self.family.flights.setdefault(key, frame)
         self.enter(frame.revision)
 
     def end_flight(self, frame: Frame) -> None:
@@ -130,57 +335,91 @@ class View:
             cell.flight = None
         else:
             del self.side_flights[cell, frame.revision]
+        flights = self.family.flights
+        if flights:
+            key = (cell.ingredient.name, cell.key, self.canonical(frame.revision), frame.revision)
+            if flights.get(key) is frame:
+                del flights[key]
         self.leave(frame.revision)
 
-    # -- mutations ---------------------------------------------------------------------
+    # -- mutations ------------------------------------------------------------------------
 
-    def commit_set(
-        self,
-        cell_table: dict[tuple[object, ...], Any],
-        ingredient: Any,
-        key: tuple[object, ...],
-        value: object,
+    def mutate(
+        self, table: Table, ingredient: Any, key: tuple[object, ...], value: object
     ) -> Revision:
-        """Set an input cell to *value*; return the view's revision afterwards."""
-        _forbid_inside_query(ingredient, "set")
-        with self.lock:
-            cell: InputCell | None = cell_table.get(key)
-            if cell is None:
-                cell = InputCell(ingredient, key, ABSENT, 0)
-                cell_table[key] = cell
-            elif cell.value is not ABSENT and ingredient.eq(cell.value, value):
+        """Set (or, with `ABSENT`, remove) an input; defer it inside a batch of this view."""
+        _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
+        batches = _BATCHES.get()
+        if batches is not None:
+            pending = batches.get(self)
+            if pending is not None:
+                pending.append((table, ingredient, key, value))
                 return self.revision
-            return self._commit(cell, value)
+        return self.commit([(table, ingredient, key, value)])
 
-    def commit_remove(
-        self, cell_table: dict[tuple[object, ...], Any], ingredient: Any, key: tuple[object, ...]
-    ) -> Revision:
-        """Remove an input cell's value; return the view's revision afterwards."""
-        _forbid_inside_query(ingredient, "remove")
+    def commit(self, ops: list[_Op]) -> Revision:
+        """Apply *ops* in order at one new revision (or none, if nothing changes)."""
         with self.lock:
-            cell: InputCell | None = cell_table.get(key)
-            if cell is None or cell.value is ABSENT:
+            final: dict[tuple[int, tuple[object, ...]], _Op] = {}
+            for op in ops:
+                final[id(op[0]), op[2]] = op
+            changes: list[tuple[InputCell, object]] = []
+            for table, ingredient, key, value in final.values():
+                if value is ABSENT and self.parent is None and key not in table:
+                    continue
+                cell = self.materialize_input(table, ingredient, key)
+                current = cell.value
+                if value is ABSENT:
+                    if current is not ABSENT:
+                        changes.append((cell, value))
+                elif current is ABSENT or not ingredient.eq(current, value):
+                    changes.append((cell, value))
+            if not changes:
                 return self.revision
-            return self._commit(cell, ABSENT)
+            sizes = self._check_limit(changes) if self.limit is not None else None
+            revision = self.revision + 1
+            keep = min([*self.active, *self.pins], default=revision) < revision
+            last_changed = self.last_changed
+            for index, (cell, value) in enumerate(changes):
+                if keep:
+                    if cell.history is None:
+                        cell.history = []
+                        self.histories.append(cell)
+                    cell.history.append((cell.changed_at, cell.value))
+                if sizes is not None:
+                    cell.size = sizes[index]
+                # The stamp before the value: see `InputCell.__init__`.
+                cell.changed_at = revision
+                cell.value = value
+                for level in range(cell.ingredient.durability + 1):
+                    last_changed[level] = revision
+            for cell, _ in changes:
+                self._invalidate(cell)
+            # Published last: another thread sees the new revision only after the new
+            # values and the invalidation are in place.
+            self.revision = revision
+            return revision
 
-    def _commit(self, cell: InputCell, value: object) -> Revision:
-        revision = self.revision + 1
-        if self.active and min(self.active) < revision:
-            if cell.history is None:
-                cell.history = []
-                self.histories.append(cell)
-            cell.history.append((cell.changed_at, cell.value))
-        cell.value = value
-        cell.changed_at = revision
-        durability: int = cell.ingredient.durability
-        last_changed = self.last_changed
-        for level in range(durability + 1):
-            last_changed[level] = revision
-        self._invalidate(cell)
-        # Published last: a reader on another thread sees the new revision only after the
-        # new value and the invalidation are in place.
-        self.revision = revision
-        return revision
+    def _check_limit(self, changes: list[tuple[InputCell, object]]) -> list[int]:
+        """Return the new sizes of the changed cells; raise if the total would exceed."""
+        limit = cast("int", self.limit)
+        sizes = [
+            0 if value is ABSENT else sizeof(cell.key) + sizeof(value) for cell, value in changes
+        ]
+        total = self.input_bytes + sum(sizes) - sum(cell.size for cell, _ in changes)
+        if total + self.family.interned_bytes > limit:
+            what = (
+                f"setting {fmt_key(changes[0][0].ingredient.name, changes[0][0].key)}"
+                if len(changes) == 1
+                else f"this batch of {len(changes)} changes"
+            )
+            msg = (
+                f"{type(self.db).__name__}: {what} would make the state "
+                f"{total + self.family.interned_bytes:,} bytes, over max_state_bytes={limit:,}"
+            )
+            raise LimitExceededError(msg)
+        self.input_bytes = total
+        return sizes
 
     def _invalidate(self, cell: InputCell) -> None:
         """Mark every clean memo that transitively read *cell* as not clean."""
@@ -188,16 +427,61 @@ class View:
             return
         stack = list(cell.dependents)
         invalidated = 0
+        pinned = self.pins
         while stack:
             memo = stack.pop()
             if not memo.clean:
                 # Not clean already: by the invariant, its dependents are not clean either.
                 continue
+            if pinned:
+                self.keep_past(memo, self.revision)
             memo.clean = False
             invalidated += 1
             if memo.dependents:
                 stack.extend(memo.dependents)
         self.counters.invalidations += invalidated
+
+    def keep_past(self, memo: QueryCell, valid_through: Revision) -> None:
+        """Save *memo*'s state if a pinned snapshot's revision lies in its validity."""
+        low = memo.verified_at
+        if low == NEVER or not any(low <= pin <= valid_through for pin in self.pins):
+            return
+        if memo.past is None:
+            memo.past = []
+            self.histories.append(memo)
+        memo.past.append(memo.state(valid_through))
+
+    def account_interned(self, name: str, value: object) -> None:
+        """Count a new interned *value* against `max_state_bytes` (raise if it does not fit)."""
+        if self.limit is None:
+            return
+        size = sizeof(value)
+        family = self.family
+        with family.lock:
+            total = self.input_bytes + family.interned_bytes + size
+            if total > self.limit:
+                msg = (
+                    f"{type(self.db).__name__}: interning a value in {name} would make the "
+                    f"state {total:,} bytes, over max_state_bytes={self.limit:,}"
+                )
+                raise LimitExceededError(msg)
+            family.interned_bytes += size
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def pin(self, revision: Revision) -> None:
+        with self.lock:
+            self.pins[revision] = self.pins.get(revision, 0) + 1
+
+    def unpin(self, revision: Revision) -> None:
+        with self.lock:
+            left = self.pins[revision] - 1
+            if left:
+                self.pins[revision] = left
+            else:
+                del self.pins[revision]
+        if self.histories:
+            self._prune()
 
     def __repr__(self) -> str:
         memos = sum(
@@ -206,15 +490,42 @@ class View:
             for cell in table.values()
             if isinstance(cell, QueryCell) and cell.verified_at >= 0
         )
-        return f"<{type(self.db).__qualname__} rev={self.revision} memos={memos}>"
+        kind = " snapshot" if self.parent is not None else ""
+        return f"<{type(self.db).__name__}{kind} rev={self.revision} memos={memos}>"
+
+
+def _memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
+    """Return *cell*'s memo (of *view*) as it was valid at revision *at*, if known."""
+    verified_at = cell.verified_at
+    if verified_at == at or (cell.clean and NEVER < verified_at <= at <= view.revision):
+        return cell.state(at)
+    for state in cell.past or ():
+        if state.verified_at <= at <= state.valid_through:
+            return state
+    return None
+
+
+def relink(
+    cell: QueryCell,
+    old: tuple[InputCell | QueryCell, ...],
+    new: tuple[InputCell | QueryCell, ...],
+) -> None:
+    """Move *cell*'s reverse edges from its *old* dependencies to its *new* ones."""
+    keep = set(new)
+    for dep in old:
+        if dep not in keep and dep.dependents is not None:
+            dep.dependents.discard(cell)
+    for dep in new:
+        if dep.dependents is None:
+            dep.dependents = {cell}
+        else:
+            dep.dependents.add(cell)
 
 
 def _forbid_inside_query(ingredient: Any, operation: str) -> None:
     frame = ACTIVE.get()
     if frame is not None:
         name, key = frame.record()
-        from ._errors import fmt_key
-
         msg = (
             f"{ingredient.name}.{operation}() was called inside the running query "
             f"{fmt_key(name, key)}; queries must not mutate inputs"
@@ -231,11 +542,12 @@ def view_of(db: object) -> View:
         raise UsageError(msg) from None
     view = state.get("__picante__")
     if view is None:
-        if getattr(type(db), "__picante__", None) is None:
+        spec = getattr(type(db), "__picante__", None)
+        if spec is None:
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
             raise UsageError(msg)
         # setdefault: two threads touching a new database first keep one view.
-        view = state.setdefault("__picante__", View(db))
+        view = state.setdefault("__picante__", View(db, limit=spec.max_state_bytes))
     return cast("View", view)
 
 
@@ -243,10 +555,76 @@ def revision(db: object) -> Revision:
     """
     Return the current revision of *db*.
 
-    A new database is at revision 0; every effective mutation adds one, and no-ops
-    (setting an equal value, removing an absent key) leave it where it is.
+    A new database is at revision 0; every effective mutation (or batch) adds one, and
+    no-ops (setting an equal value, removing an absent key) leave it where it is. A
+    snapshot starts at the revision it was taken at and counts on from there on its own.
 
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
     """
     return view_of(db).revision
+
+
+def snapshot(db: D) -> D:
+    """
+    Return an isolated view of *db*, frozen at its current revision, in O(1).
+
+    The snapshot is an instance of the same class. Later changes to *db* are invisible
+    in it, and changes made on it are invisible in *db*: from here on it has a revision
+    timeline of its own. Every memo valid at the snapshot's revision is reused without
+    recomputing, evaluations of the same record at the same state are shared between a
+    database and its snapshots, and interned tables are shared by all of them. The
+    user's instance attributes are copied shallowly. Safe to call from any thread.
+
+    Raises:
+        UsageError: *db* is not an instance of a `@picante.database` class.
+    """
+    view = view_of(db)
+    cls = type(db)
+    copy = cls.__new__(cls)
+    attributes = vars(copy)
+    for name, value in vars(db).items():
+        if name != "__picante__" and not isinstance(value, BoundHandle):
+            attributes[name] = value
+    with view.lock:
+        child = View(copy, parent=view)
+        view.pin(child.base)
+        with view.family.lock:
+            view.family.views += 1
+    weakref.finalize(child, _release, view, child.base)
+    attributes["__picante__"] = child
+    return copy
+
+
+def _release(parent: View, base: Revision) -> None:
+    parent.unpin(base)
+
+
+@contextlib.contextmanager
+def batch(db: object) -> Generator[None]:
+    """
+    Defer every `set` and `remove` on *db* inside the block; apply them at exit, at once.
+
+    At exit the changes are applied in order at one new revision (none if nothing
+    changed). If the block raises, all of them are discarded. Reads inside the block see
+    the state before the batch, and `set`/`remove` return the current revision. A batch
+    opened inside a batch of the same database joins the outer one. The batch covers the
+    code in the block and tasks started from it; other tasks and threads mutate directly.
+
+    Raises:
+        LimitExceededError: The changes would exceed `max_state_bytes`; none is applied.
+    """
+    view = view_of(db)
+    batches = _BATCHES.get()
+    if batches is not None and view in batches:
+        yield
+        return
+    ops: list[_Op] = []
+    token = _BATCHES.set({**(batches or {}), view: ops})
+    try:
+        yield
+    finally:
+        _BATCHES.reset(token)
+    # Not reached if the block raised: the pending changes are dropped with `ops`.
+    if ops:
+        view.commit(ops)

@@ -22,7 +22,9 @@ never clean: errors are memoized for one revision only.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NewType, TypeAlias
 
 
 if TYPE_CHECKING:
@@ -31,15 +33,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABSENT",
+    "EVICTED",
     "NEVER",
     "Durability",
     "Failure",
     "InputCell",
+    "InternId",
+    "InternTable",
+    "Lru",
+    "MemoState",
     "QueryCell",
     "Revision",
     "default_eq",
     "errors_equal",
+    "sizeof",
 ]
+
+InternId = NewType("InternId", int)
+"""The id of a value in an interned table: an `int`, stable for the table's lifetime."""
 
 Revision: TypeAlias = int
 """A point in a view's timeline. A new database is at revision 0; each change adds 1."""
@@ -108,18 +119,47 @@ class Failure:
         raise self.error.with_traceback(self.traceback)
 
 
+class _Evicted:
+    """The value of a memo whose value an LRU dropped; its bookkeeping stays."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "EVICTED"
+
+
+EVICTED: Final = _Evicted()
+
+
+class MemoState(NamedTuple):
+    """A memo as it was, valid from `verified_at` through `valid_through`."""
+
+    verified_at: Revision
+    valid_through: Revision
+    value: Any
+    failure: Failure | None
+    changed_at: Revision
+    durability: Durability
+    deps: tuple[InputCell | QueryCell, ...]
+
+
 class InputCell:
     """One input record: its current value (or `ABSENT`) and who read it."""
 
-    __slots__ = ("changed_at", "dependents", "history", "ingredient", "key", "value")
+    __slots__ = ("changed_at", "dependents", "history", "ingredient", "key", "size", "value")
 
     def __init__(
         self, ingredient: Any, key: tuple[object, ...], value: object, changed_at: Revision
     ) -> None:
         self.ingredient = ingredient
         self.key = key
+        # Commits write `changed_at` before `value`; readers read `value` before
+        # `changed_at`. So a reader on another thread never pairs a new value with an old
+        # stamp: if it saw the new value, it sees the new stamp and looks in `history`.
         self.value = value
         self.changed_at = changed_at
+        # Accounted bytes of key and value (only tracked under `max_state_bytes`).
+        self.size = 0
         self.dependents: set[QueryCell] | None = None
         # Older (changed_at, value) versions, newest last; kept only while an evaluation
         # bound to an older revision is running (see `View.keep_history`).
@@ -154,6 +194,9 @@ class QueryCell:
         "flight",
         "ingredient",
         "key",
+        "lru_next",
+        "lru_prev",
+        "past",
         "value",
         "verified_at",
     )
@@ -171,6 +214,23 @@ class QueryCell:
         self.clean = False
         # The evaluation in progress for the current revision, if any (a `Frame`).
         self.flight: Any = None
+        # Neighbours in the query's LRU list (only for queries declared with `lru=`).
+        self.lru_prev: QueryCell | None = None
+        self.lru_next: QueryCell | None = None
+        # Earlier memo states kept for live snapshots whose revision they are valid at.
+        self.past: list[MemoState] | None = None
+
+    def state(self, valid_through: Revision) -> MemoState:
+        """Capture the memo as a `MemoState` known valid up to *valid_through*."""
+        return MemoState(
+            self.verified_at,
+            valid_through,
+            self.value,
+            self.failure,
+            self.changed_at,
+            self.durability,
+            self.deps,
+        )
 
     def __repr__(self) -> str:
         from ._errors import fmt_key
@@ -179,3 +239,111 @@ class QueryCell:
             f"<Memo {fmt_key(self.ingredient.name, self.key)}"
             f" verified={self.verified_at} changed={self.changed_at}>"
         )
+
+
+class Lru:
+    """
+    The least-recently-used order of one query's memoized values, capped at *capacity*.
+
+    A doubly linked list threaded through the cells' `lru_prev`/`lru_next` slots, so a
+    hit moves a cell to the front with a few pointer writes and no allocation.
+    """
+
+    __slots__ = ("capacity", "head", "size", "tail")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.size = 0
+        self.head: QueryCell | None = None
+        self.tail: QueryCell | None = None
+
+    def touch(self, cell: QueryCell) -> None:
+        """Make *cell* the most recently used (it must be in the list)."""
+        if self.head is cell:
+            return
+        prev, following = cell.lru_prev, cell.lru_next
+        if prev is not None:
+            prev.lru_next = following
+        if following is not None:
+            following.lru_prev = prev
+        else:
+            self.tail = prev
+        cell.lru_prev = None
+        cell.lru_next = self.head
+        if self.head is not None:
+            self.head.lru_prev = cell
+        self.head = cell
+
+    def add(self, cell: QueryCell) -> QueryCell | None:
+        """Put *cell* in front (adding it if absent); return a cell to evict, if over."""
+        if cell.lru_prev is not None or self.head is cell:
+            self.touch(cell)
+            return None
+        cell.lru_next = self.head
+        if self.head is not None:
+            self.head.lru_prev = cell
+        self.head = cell
+        if self.tail is None:
+            self.tail = cell
+        self.size += 1
+        if self.size <= self.capacity:
+            return None
+        victim = self.tail
+        assert victim is not None
+        self.tail = victim.lru_prev
+        if self.tail is not None:
+            self.tail.lru_next = None
+        victim.lru_prev = None
+        self.size -= 1
+        return victim
+
+
+class InternTable:
+    """An append-only, value-deduplicating table: equal values share one id."""
+
+    __slots__ = ("ids", "lock", "values")
+
+    def __init__(self) -> None:
+        # Keyed by (type, value) so that 1, 1.0 and True are three values, not one.
+        self.ids: dict[tuple[type, object], int] = {}
+        self.values: list[object] = []
+        self.lock = threading.Lock()
+
+
+_ATOMS = (str, bytes, int, float, complex, bool, type(None))
+
+
+def sizeof(obj: object) -> int:
+    """
+    Estimate the bytes *obj* holds: `sys.getsizeof` of it and everything it reaches.
+
+    Walks builtin containers, attrs and dataclass instances, `__dict__` and `__slots__`;
+    an object reached twice counts once. Used for `max_state_bytes`.
+    """
+    total = 0
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, _ATOMS):
+            continue
+        if isinstance(item, dict):
+            stack.extend(item.keys())  # pyright: ignore[reportUnknownArgumentType]
+            stack.extend(item.values())  # pyright: ignore[reportUnknownArgumentType]
+        elif isinstance(item, tuple | list | set | frozenset):
+            stack.extend(item)  # pyright: ignore[reportUnknownArgumentType]
+        elif not isinstance(item, type):
+            attributes = getattr(item, "__dict__", None)
+            if isinstance(attributes, dict):
+                stack.append(attributes)  # pyright: ignore[reportUnknownArgumentType]
+            for klass in type(item).__mro__:
+                for slot in getattr(klass, "__slots__", ()):
+                    if isinstance(slot, str) and slot not in ("__dict__", "__weakref__"):
+                        value = getattr(item, slot, None)
+                        if value is not None:
+                            stack.append(value)
+    return total

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import picante
-
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from tests.helpers import until
 
 
 TIMEOUT = 5
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until *condition* holds (a state check, not a timed sleep)."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    msg = "condition never held"
-    raise AssertionError(msg)
 
 
 def gated_db(log: list[str], gate: asyncio.Event, started: asyncio.Event) -> Any:

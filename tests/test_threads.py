@@ -1,0 +1,113 @@
+"""Threads: `set`, `remove`, `batch` and `snapshot` from other threads are atomic."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import picante
+
+
+KEYS = range(8)
+
+
+@picante.database
+class Grid:
+    @picante.input
+    async def cell(self, k: int) -> int: ...
+
+    @picante.query
+    async def row(self) -> tuple[int, ...]:
+        return tuple(await asyncio.gather(*(self.cell(k) for k in KEYS)))
+
+    @picante.query
+    async def total(self) -> int:
+        return sum(await self.row())
+
+
+@pytest.fixture(autouse=True)
+def frequent_switches() -> Iterator[None]:
+    """Make the interpreter switch threads often, so interleavings actually happen."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+def fill(db: Grid, value: int) -> None:
+    with picante.batch(db):
+        for k in KEYS:
+            db.cell.set(k, value)
+
+
+async def test_batches_from_threads_are_atomic() -> None:
+    """Queries on the loop never see a batch from another thread half applied."""
+    db = Grid()
+    fill(db, 0)
+    stop = threading.Event()
+    snapshots: list[Any] = []
+
+    def writer(offset: int) -> None:
+        value = offset
+        while not stop.is_set():
+            value += 2
+            fill(db, value)
+            if value % 50 == 0:
+                snapshots.append(picante.snapshot(db))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    try:
+        seen = set()
+        for _ in range(300):
+            row, total = await asyncio.wait_for(asyncio.gather(db.row(), db.total()), 5)
+            assert len(set(row)) == 1, row
+            assert total % len(KEYS) == 0, total
+            seen.add(row[0])
+            await asyncio.sleep(0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    assert len(seen) > 1  # the writers really ran while the loop queried
+    assert snapshots
+    for snap in snapshots:
+        row = await snap.row()
+        assert len(set(row)) == 1
+        assert snap.cell.get(0) == row[0]
+
+
+async def test_single_sets_from_a_thread_each_move_one_revision() -> None:
+    """Every effective set from another thread moves the revision by exactly one."""
+    db = Grid()
+    fill(db, 0)
+    start = picante.revision(db)
+    done = threading.Event()
+
+    sets = 3000
+
+    def writer() -> None:
+        for i in range(1, sets + 1):
+            db.cell.set(i % len(KEYS), i)
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    rows = set()
+    while not done.is_set():
+        row = await asyncio.wait_for(db.row(), 5)
+        # Sets land one at a time: a row holds at most one value per revision it spans.
+        assert all(isinstance(v, int) for v in row)
+        rows.add(row)
+        await asyncio.sleep(0)
+    thread.join(5)
+    assert len(rows) > 1
+    assert picante.revision(db) == start + sets
+    expected = tuple(max(i for i in range(1, sets + 1) if i % len(KEYS) == k) for k in KEYS)
+    assert await db.row() == expected
