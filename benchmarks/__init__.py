@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import p1_cached_hit, p2_hit_in_query, p3_chain_recompute, p4_unrelated_change
+from . import (
+    p1_cached_hit,
+    p2_hit_in_query,
+    p3_chain_recompute,
+    p4_unrelated_change,
+    p7_snapshot,
+)
 
 
 if TYPE_CHECKING:
@@ -27,5 +33,6 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p2": p2_hit_in_query.run,
     "p3": p3_chain_recompute.run,
     "p4": p4_unrelated_change.run,
+    "p7": p7_snapshot.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""

@@ -18,6 +18,7 @@ EXPECTED_PEERS = {
     "p2": {"async-lru", "plain"},
     "p3": {"plain", "observ", "reaktiv"},
     "p4": {"observ", "reaktiv"},
+    "p7": set(),
 }
 MODULES = {"observ": "observ", "reaktiv": "reaktiv", "async-lru": "async_lru"}
 
