@@ -276,7 +276,13 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         if dep.changed_at <= revision
                         else dep.version_at(revision)[0]
                     )
-                elif quick_valid(view, dep, revision):
+                elif quick_valid(view, dep, revision) or (
+                    # A snapshot's record not touched yet: take its parent's memo.
+                    dep.verified_at == NEVER
+                    and view.parent is not None
+                    and view.adopt(dep)
+                    and quick_valid(view, dep, revision)
+                ):
                     changed_at = dep.changed_at
                 elif (
                     dep.failure is None

@@ -597,6 +597,8 @@ def snapshot(db: D) -> D:
 
 
 def _release(parent: View, base: Revision) -> None:
+    with parent.family.lock:
+        parent.family.views -= 1
     parent.unpin(base)
 
 

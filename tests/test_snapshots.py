@@ -225,3 +225,26 @@ async def test_dropped_snapshot_releases_history(log: list[str]) -> None:
     gc.collect()
     assert cell.history is None
     assert db.__picante__.pins == {}
+
+
+async def test_reuse_survives_snapshot_own_unrelated_change(log: list[str]) -> None:
+    """After its own unrelated change, a snapshot still reuses its parent's memos."""
+    db = make_site(log)
+    db.source.set("a", "one")
+    db.source.set("b", "two words")
+    assert await db.total() == 3
+    snap = picante.snapshot(db)
+    snap.other.set(5)
+    log.clear()
+    assert await snap.total() == 3
+    assert log == []
+
+
+async def test_family_shrinks_when_snapshots_go(log: list[str]) -> None:
+    """Dropping every snapshot returns the database to its single-view fast paths."""
+    db = make_site(log)
+    snaps = [picante.snapshot(db) for _ in range(3)]
+    assert db.__picante__.family.views == 4
+    del snaps
+    gc.collect()
+    assert db.__picante__.family.views == 1
