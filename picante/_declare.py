@@ -16,6 +16,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from ._errors import UsageError
+from ._handles import RESERVED_PREFIX
 from ._ingredients import EqFn, InputIngredient, InternedIngredient, KeySpec, QueryIngredient
 from ._store import Durability
 
@@ -301,6 +302,9 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
                 f"keyword-only parameter {param.name!r} is not supported; "
                 "key parameters are positional"
             )
+            raise fail(msg)
+        if param.name.startswith(RESERVED_PREFIX):
+            msg = f"parameter {param.name!r}: names starting with {RESERVED_PREFIX} are reserved"
             raise fail(msg)
         if param.annotation is param.empty:
             msg = f"parameter {param.name!r} needs a type annotation"

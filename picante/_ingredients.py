@@ -13,22 +13,36 @@ accesses are plain attribute reads.
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, Self, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+    runtime_checkable,
+)
 
-from ._errors import MissingInputError, UsageError
-from ._fetch import fetch
+from ._errors import UsageError
 from ._frames import ACTIVE
+from ._handles import compile_factory, instantiate
 from ._runtime import BoundHandle, view_of
-from ._store import ABSENT, EVICTED, Durability, InputCell, InternId, QueryCell, default_eq
+from ._store import ABSENT, Durability, InputCell, InternId, default_eq
 
 
 if TYPE_CHECKING:
     import inspect
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
+    from types import MethodType
 
     from ._frames import Frame
+    from ._handles import Factory
     from ._runtime import View
-    from ._store import Revision
+    from ._store import Lru, Revision
 
 
 __all__ = [
@@ -45,6 +59,7 @@ __all__ = [
 D = TypeVar("D")
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 
 EqFn = typing.Callable[[Any, Any], bool]
@@ -107,6 +122,7 @@ class _Ingredient:
         self.name: str = getattr(fn, "__name__", "<ingredient>")
         self.owner: type | None = None
         self.spec: KeySpec | None = None
+        self._factory: Factory | None = None
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
 
@@ -132,6 +148,16 @@ class _Ingredient:
     def value_type(self) -> Any:
         """The resolved type of the value."""
         return self.type_hints()["return"]
+
+    def _instantiate(self, view: View, lru: Lru | None) -> MethodType:
+        """Make this ingredient's handle for *view* from its compiled factory."""
+        spec = self.key_spec()
+        if self._factory is None:
+            kind = self.kind if lru is None else "lru"
+            self._factory = compile_factory(kind, self.name, spec.signature, spec.unhashable)
+        return instantiate(
+            self._factory, view, self, lru=lru, defaults=spec.defaults, qualname=self.qualname
+        )
 
     def key_spec(self) -> KeySpec:
         """The key spec, built when the owning class became a database."""
@@ -174,9 +200,13 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
     ) -> Self | BoundInput[P, R]:
         if instance is None:
             return self
-        bound: BoundInput[P, R] = BoundInput(self, view_of(instance))
-        vars(instance)[self.name] = bound
-        return bound
+        view = view_of(instance)
+        handle = self._instantiate(view, None)
+        ops = _InputOps(self, view)
+        function: Any = handle.__func__
+        function.get, function.set, function.remove = ops.get, ops.set, ops.remove
+        vars(instance)[self.name] = handle
+        return cast("BoundInput[P, R]", handle)
 
 
 class QueryIngredient(_Ingredient, Generic[D, P, R]):
@@ -211,61 +241,32 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
     ) -> Self | BoundQuery[P, R]:
         if instance is None:
             return self
-        bound: BoundQuery[P, R] = BoundQuery(self, view_of(instance))
-        vars(instance)[self.name] = bound
-        return bound
+        view = view_of(instance)
+        lru = None if self.lru is None else view.lru(self.name, self.lru)
+        handle = self._instantiate(view, lru)
+        vars(instance)[self.name] = handle
+        return cast("BoundQuery[P, R]", handle)
 
 
-class BoundQuery(BoundHandle, Generic[P, R]):
+@runtime_checkable
+class BoundQuery(Protocol[P, R_co]):
     """
     A query of one database instance: `db.words`.
 
-    `await db.words("a.md")` returns the value at the current revision, memoized.
+    `await db.words("a.md")` returns the value at the current revision, memoized. At run
+    time this is a method (generated from the declaration) bound to the database's view.
     """
 
-    __slots__ = ("_cells", "_lru", "_size", "_spec", "_view", "ingredient")
+    # Typed as the base class: checkers would apply the descriptor's __get__ to a
+    # `QueryIngredient` attribute of a protocol.
+    ingredient: _Ingredient
+    """The declaration this handle is bound from."""
 
-    def __init__(self, ingredient: QueryIngredient[Any, P, R], view: View) -> None:
-        # A plain attribute, not a property: mypy would apply the descriptor's __get__ to a
-        # property's value (python/mypy#13608).
-        self.ingredient: Final = ingredient
-        self._spec = ingredient.key_spec()
-        self._size = self._spec.size
-        self._view = view
-        self._cells: dict[tuple[object, ...], QueryCell] = view.table(ingredient.name)
-        self._lru = None if ingredient.lru is None else view.lru(ingredient.name, ingredient.lru)
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = args if not kwargs and len(args) == self._size else self._spec.normalize(args, kwargs)
-        try:
-            cell = self._cells.get(key)
-        except TypeError:
-            raise self._spec.unhashable(key) from None
-        view = self._view
-        frame = ACTIVE.get()
-        if cell is None:
-            cell = self._cells.setdefault(key, QueryCell(self.ingredient, key))
-        elif (cell.clean or cell.verified_at == view.revision) and (
-            frame is None or (frame.view is view and frame.revision == view.revision)
-        ):
-            # The hot path: a memo valid now. Failures and evicted values go the slow way.
-            value = cell.value
-            if cell.failure is None and value is not EVICTED:
-                if frame is not None:
-                    frame.deps[cell] = None
-                if self._lru is not None:
-                    self._lru.touch(cell)
-                return value  # type: ignore[no-any-return]
-        if frame is not None and frame.view is not view:
-            # A query of another database: an untracked read, fetched as from outside.
-            frame = None
-        return await fetch(view, cell, frame)  # type: ignore[no-any-return]
-
-    def __repr__(self) -> str:
-        return f"<bound query {self.ingredient.qualname} of {self._view!r}>"
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
 
 
-class BoundInput(BoundHandle, Generic[P, R]):
+@runtime_checkable
+class BoundInput(Protocol[P, R_co]):
     """
     An input of one database instance: `db.source`.
 
@@ -275,10 +276,55 @@ class BoundInput(BoundHandle, Generic[P, R]):
     recorded as dependencies of that query.
     """
 
-    __slots__ = ("_cells", "_size", "_spec", "_view", "ingredient")
+    ingredient: _Ingredient
+    """The declaration this handle is bound from."""
 
-    def __init__(self, ingredient: InputIngredient[Any, P, R], view: View) -> None:
-        self.ingredient: Final = ingredient
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+    @overload
+    def get(self, *key: object) -> R_co | None: ...
+    @overload
+    def get(self, *key: object, default: T) -> R_co | T: ...
+    def get(self, *key: object, default: object = None) -> object:
+        """Return the value of *key*, or *default* if it is absent (synchronous)."""
+        ...
+
+    def set(self, *key_and_value: object, **key: object) -> Revision:
+        """
+        Set the value of a key: `db.source.set("a.md", "text")` (the value comes last).
+
+        Setting a value equal to the current one (by the input's `eq`) is a no-op. Inside
+        `picante.batch()` the change is deferred to the end of the block.
+
+        Returns:
+            The view's revision after the call.
+
+        Raises:
+            UsageError: Called from inside a running query.
+            LimitExceededError: The change would exceed `max_state_bytes`.
+        """
+        ...
+
+    def remove(self, *key: object, **kwargs: object) -> Revision:
+        """
+        Remove the value of a key; a no-op if it is absent.
+
+        Returns:
+            The view's revision after the call.
+
+        Raises:
+            UsageError: Called from inside a running query.
+        """
+        ...
+
+
+class _InputOps:
+    """The synchronous operations of an input handle: `get`, `set`, `remove`."""
+
+    __slots__ = ("_cells", "_ingredient", "_size", "_spec", "_view")
+
+    def __init__(self, ingredient: InputIngredient[Any, Any, Any], view: View) -> None:
+        self._ingredient = ingredient
         self._spec = ingredient.key_spec()
         self._size = self._spec.size
         self._view = view
@@ -292,73 +338,36 @@ class BoundInput(BoundHandle, Generic[P, R]):
             raise self._spec.unhashable(key) from None
         return key
 
-    def _read(self, key: tuple[object, ...]) -> object:
-        """Return the value (or `ABSENT`) of *key*, recording the read in a running query."""
-        cell = self._cells.get(key)
+    def get(self, *key: object, default: object = None) -> object:
+        cell_key = self._key(key, {})
         view = self._view
+        cell = self._cells.get(cell_key)
         frame: Frame | None = ACTIVE.get()
         if frame is None or frame.view is not view:
             if cell is not None:
-                return cell.value
-            return ABSENT if view.parent is None else view.inherited(self.ingredient.name, key)[1]
-        if cell is None:
-            # Absence is a dependency too: the cell is where a later `set` finds the reader.
-            cell = view.materialize_input(self._cells, self.ingredient, key)
-        frame.deps[cell] = None
-        # The value before the stamp: see `InputCell.__init__`.
-        value = cell.value
-        if cell.changed_at <= frame.revision:
-            return value
-        return cell.version_at(frame.revision)[1]
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self._key(args, kwargs)
-        value = self._read(key)
-        if value is ABSENT:
-            raise MissingInputError(self.ingredient.name, key)
-        return value  # type: ignore[return-value]
-
-    @overload
-    def get(self, *key: object) -> R | None: ...
-    @overload
-    def get(self, *key: object, default: T) -> R | T: ...
-    def get(self, *key: object, default: object = None) -> object:
-        """Return the value of *key*, or *default* if it is absent (synchronous)."""
-        value = self._read(self._key(key, {}))
+                value = cell.value
+            elif view.parent is None:
+                value = ABSENT
+            else:
+                value = view.inherited(self._ingredient.name, cell_key)[1]
+        else:
+            if cell is None:
+                cell = view.materialize_input(self._cells, self._ingredient, cell_key)
+            frame.deps[cell] = None
+            value = cell.value
+            if cell.changed_at > frame.revision:
+                value = cell.version_at(frame.revision)[1]
         return default if value is ABSENT else value
 
     def set(self, *key_and_value: object, **key: object) -> Revision:
-        """
-        Set the value of a key: `db.source.set("a.md", "text")` (the value comes last).
-
-        Setting a value equal to the current one (by the input's `eq`) is a no-op.
-
-        Returns:
-            The view's revision after the call.
-
-        Raises:
-            UsageError: Called from inside a running query.
-        """
         if not key_and_value:
-            msg = f"{self.ingredient.qualname}.set() needs the value as its last argument"
+            msg = f"{self._ingredient.qualname}.set() needs the value as its last argument"
             raise TypeError(msg)
         cell_key = self._key(key_and_value[:-1], key)
-        return self._view.mutate(self._cells, self.ingredient, cell_key, key_and_value[-1])
+        return self._view.mutate(self._cells, self._ingredient, cell_key, key_and_value[-1])
 
     def remove(self, *key: object, **kwargs: object) -> Revision:
-        """
-        Remove the value of a key; a no-op if it is absent.
-
-        Returns:
-            The view's revision after the call.
-
-        Raises:
-            UsageError: Called from inside a running query.
-        """
-        return self._view.mutate(self._cells, self.ingredient, self._key(key, kwargs), ABSENT)
-
-    def __repr__(self) -> str:
-        return f"<bound input {self.ingredient.qualname} of {self._view!r}>"
+        return self._view.mutate(self._cells, self._ingredient, self._key(key, kwargs), ABSENT)
 
 
 class InternedIngredient(Generic[T]):

@@ -35,6 +35,7 @@ import contextlib
 import contextvars
 import threading
 import weakref
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ._errors import LimitExceededError, UsageError, fmt_key
@@ -584,7 +585,7 @@ def snapshot(db: D) -> D:
     copy = cls.__new__(cls)
     attributes = vars(copy)
     for name, value in vars(db).items():
-        if name != "__picante__" and not isinstance(value, BoundHandle):
+        if name != "__picante__" and not _is_handle(value):
             attributes[name] = value
     with view.lock:
         child = View(copy, parent=view)
@@ -594,6 +595,13 @@ def snapshot(db: D) -> D:
     weakref.finalize(child, _release, view, child.base)
     attributes["__picante__"] = child
     return copy
+
+
+def _is_handle(value: object) -> bool:
+    """Tell whether *value* is a handle bound to a view (not copied into snapshots)."""
+    return isinstance(value, BoundHandle) or (
+        isinstance(value, MethodType) and isinstance(value.__self__, View)
+    )
 
 
 def _release(parent: View, base: Revision) -> None:

@@ -259,7 +259,7 @@ class TestKeys:
         assert log == ["page('a', 'en')"]
 
     async def test_bad_arguments_raise_like_python(self) -> None:
-        """A call that does not match the signature raises `TypeError` naming the query."""
+        """A call that does not match the signature raises Python's own `TypeError`."""
 
         @picante.database
         class Site:
@@ -269,11 +269,46 @@ class TestKeys:
 
         db = Site()
         with pytest.raises(
-            TypeError, match=r"^Site\.page\(\): missing a required argument: 'path'$"
+            TypeError, match=r"^Site\.page\(\) missing 1 required positional argument: 'path'$"
         ):
             await db.page()  # type: ignore[call-arg]
-        with pytest.raises(TypeError, match=r"^Site\.page\(\): too many positional arguments$"):
+        with pytest.raises(
+            TypeError,
+            match=r"^Site\.page\(\) takes from 2 to 3 positional arguments but 4 were given$",
+        ):
             await db.page("a", "b", "c")  # type: ignore[call-arg]
+        with pytest.raises(
+            TypeError, match=r"^Site\.page\(\) got an unexpected keyword argument 'nope'$"
+        ):
+            await db.page("a", nope=1)  # type: ignore[call-arg]
+
+    def test_reserved_parameter_prefix(self) -> None:
+        """Parameter names starting with `_picante_` are reserved for generated code."""
+        with pytest.raises(
+            picante.UsageError,
+            match=r"^Site\.page: parameter '_picante_key': names starting with _picante_ are",
+        ):
+
+            @picante.database
+            class Site:
+                @picante.query
+                async def page(self, _picante_key: str) -> str:
+                    return ""
+
+    async def test_handle_repr_names_the_database(self) -> None:
+        """A handle is a method bound to the database's view, and says so."""
+
+        @picante.database
+        class Site:
+            @picante.query
+            async def page(self, path: str) -> str:
+                return path
+
+        db = Site()
+        assert repr(db.page) == "<bound method Site.page of <Site rev=0 memos=0>>"
+        assert isinstance(db.page, picante.BoundQuery)
+        assert db.page.ingredient is Site.page
+        assert db.page is db.page
 
     async def test_unhashable_argument_names_parameter(self) -> None:
         """An unhashable argument raises `TypeError` naming the query and the parameter."""

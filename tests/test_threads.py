@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import picante
+
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 KEYS = range(8)
@@ -49,7 +52,7 @@ async def test_batches_from_threads_are_atomic() -> None:
     """Queries on the loop never see a batch from another thread half applied."""
     db = Grid()
     fill(db, 0)
-    stop = threading.Event()
+    stop, queried = threading.Event(), threading.Event()
     snapshots: list[Any] = []
 
     def writer(offset: int) -> None:
@@ -59,6 +62,9 @@ async def test_batches_from_threads_are_atomic() -> None:
             fill(db, value)
             if value % 50 == 0:
                 snapshots.append(picante.snapshot(db))
+                # Wait for the loop to query once more, so the two surely interleave.
+                queried.clear()
+                queried.wait(1)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
     for thread in threads:
@@ -70,6 +76,7 @@ async def test_batches_from_threads_are_atomic() -> None:
             assert len(set(row)) == 1, row
             assert total % len(KEYS) == 0, total
             seen.add(row[0])
+            queried.set()
             await asyncio.sleep(0)
     finally:
         stop.set()
@@ -90,11 +97,16 @@ async def test_single_sets_from_a_thread_each_move_one_revision() -> None:
     start = picante.revision(db)
     done = threading.Event()
 
-    sets = 3000
+    sets, chunks = 3000, 10
+    queried = threading.Event()
 
     def writer() -> None:
-        for i in range(1, sets + 1):
-            db.cell.set(i % len(KEYS), i)
+        for chunk in range(chunks):
+            for i in range(chunk * sets // chunks + 1, (chunk + 1) * sets // chunks + 1):
+                db.cell.set(i % len(KEYS), i)
+            # Let the loop query at least once between chunks, so the two interleave.
+            queried.clear()
+            queried.wait(5)
         done.set()
 
     thread = threading.Thread(target=writer)
@@ -102,9 +114,9 @@ async def test_single_sets_from_a_thread_each_move_one_revision() -> None:
     rows = set()
     while not done.is_set():
         row = await asyncio.wait_for(db.row(), 5)
-        # Sets land one at a time: a row holds at most one value per revision it spans.
         assert all(isinstance(v, int) for v in row)
         rows.add(row)
+        queried.set()
         await asyncio.sleep(0)
     thread.join(5)
     assert len(rows) > 1

@@ -68,11 +68,10 @@ async def check() -> None:
     words: picante.BoundQuery[[str], int] = db.words
     source: picante.BoundInput[[str], str] = db.source
     declared: picante.QueryIngredient[Site, [str], int] = Site.words
-    bound_from: picante.QueryIngredient[Any, [str], int] = db.words.ingredient
-    input_from: picante.InputIngredient[Any, [str], str] = db.source.ingredient
+    assert_type(db.words.ingredient.key_types(), tuple[Any, ...])
     wrong_value: picante.BoundQuery[[str], str] = db.words  # type: ignore[assignment]
     wrong_key: picante.BoundInput[[int], str] = db.source  # type: ignore[assignment]
-    del words, source, declared, bound_from, input_from, wrong_value, wrong_key
+    del words, source, declared, wrong_value, wrong_key
 
     # Errors carry typed fields.
     try:

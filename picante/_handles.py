@@ -1,0 +1,171 @@
+"""
+The hot path: per-instance handles generated for each query and input.
+
+`db.words` is a bound method whose function is generated, at class creation, from the
+declared signature: `async def words(view, path)` takes exactly the declared parameters,
+so Python itself applies defaults and binds keywords, and the key is a tuple literal.
+For a cached hit, it costs one tuple, one dict lookup, one `ContextVar.get`, a few
+attribute checks, and, inside a running query, one dict store to record the read. No
+task, future or context change is made.
+
+The generated source is small and fixed; only the parameter list varies. It is compiled
+once per ingredient (`compile_factory`) and instantiated once per instance
+(`make_query_handle`, `make_input_handle`). The bound method's `__self__` is the view,
+so the handle's repr names the database: `<bound method words of <Site rev=3 memos=5>>`.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+from types import MethodType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ._errors import MissingInputError
+from ._fetch import fetch
+from ._frames import ACTIVE
+from ._store import ABSENT, EVICTED, QueryCell
+
+
+if TYPE_CHECKING:
+    import inspect
+
+    from ._runtime import View
+
+
+__all__ = ["RESERVED_PREFIX", "Factory", "compile_factory", "instantiate"]
+
+RESERVED_PREFIX = "_picante_"
+"""Parameters may not start with this: the generated code uses such names."""
+
+_QUERY = """\
+def factory(cells, ingredient, lru, {defaults}):
+    cells_get = cells.get
+    async def {name}(_picante_view, {params}):
+        _picante_key = {key}
+        try:
+            _picante_cell = cells_get(_picante_key)
+        except TypeError:
+            raise unhashable(_picante_key) from None
+        _picante_frame = active_get()
+        if _picante_cell is not None:
+            if _picante_cell.clean or _picante_cell.verified_at == _picante_view.revision:
+                _picante_value = _picante_cell.value
+                if _picante_cell.failure is None and _picante_value is not EVICTED:
+                    if _picante_frame is None:
+                        {touch}
+                        return _picante_value
+                    if (
+                        _picante_frame.view is _picante_view
+                        and _picante_frame.revision == _picante_view.revision
+                    ):
+                        _picante_frame.deps[_picante_cell] = None
+                        {touch}
+                        return _picante_value
+        else:
+            _picante_cell = cells.setdefault(_picante_key, QueryCell(ingredient, _picante_key))
+        if _picante_frame is not None and _picante_frame.view is not _picante_view:
+            # A query of another database: an untracked read, fetched as from outside.
+            _picante_frame = None
+        return await fetch(_picante_view, _picante_cell, _picante_frame)
+    return {name}
+"""
+
+_INPUT = """\
+def factory(cells, ingredient, lru, {defaults}):
+    cells_get = cells.get
+    async def {name}(_picante_view, {params}):
+        _picante_key = {key}
+        try:
+            _picante_cell = cells_get(_picante_key)
+        except TypeError:
+            raise unhashable(_picante_key) from None
+        _picante_frame = active_get()
+        if _picante_frame is None or _picante_frame.view is not _picante_view:
+            if _picante_cell is not None:
+                _picante_value = _picante_cell.value
+            elif _picante_view.parent is None:
+                raise MissingInputError(ingredient.name, _picante_key)
+            else:
+                _picante_value = _picante_view.inherited(ingredient.name, _picante_key)[1]
+        else:
+            if _picante_cell is None:
+                # Absence is a dependency too: the cell is where a later set finds readers.
+                _picante_cell = _picante_view.materialize_input(cells, ingredient, _picante_key)
+            _picante_frame.deps[_picante_cell] = None
+            # The value before the stamp: see InputCell.__init__.
+            _picante_value = _picante_cell.value
+            if _picante_cell.changed_at > _picante_frame.revision:
+                _picante_value = _picante_cell.version_at(_picante_frame.revision)[1]
+        if _picante_value is ABSENT:
+            raise MissingInputError(ingredient.name, _picante_key)
+        return _picante_value
+    return {name}
+"""
+
+Factory: TypeAlias = Callable[..., Callable[..., Any]]
+
+
+def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashable: Any) -> Factory:
+    """Compile the handle factory of a query (*kind* `"query"`) or input with *signature*."""
+    params: list[str] = []
+    defaults: list[str] = []
+    names: list[str] = []
+    positional_only = False
+    for index, param in enumerate(signature.parameters.values()):
+        if param.kind is param.POSITIONAL_ONLY:
+            positional_only = True
+        elif positional_only:
+            params.append("/")
+            positional_only = False
+        if param.default is param.empty:
+            params.append(param.name)
+        else:
+            default = f"_picante_d{index}"
+            defaults.append(default)
+            params.append(f"{param.name}={default}")
+        names.append(param.name)
+    if positional_only:
+        params.append("/")
+    key = f"({names[0]},)" if len(names) == 1 else f"({', '.join(names)})"
+    touch = "lru.touch(_picante_cell)" if kind == "lru" else "pass"
+    template = _INPUT if kind == "input" else _QUERY
+    source = template.format(
+        name=name,
+        params=", ".join(params),
+        defaults=", ".join(defaults),
+        key=key,
+        touch=touch,
+    )
+    filename = f"<picante {kind} handle {name}>"
+    # Registered so that tracebacks through the generated code show its lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict[str, Any] = {
+        "ABSENT": ABSENT,
+        "EVICTED": EVICTED,
+        "MissingInputError": MissingInputError,
+        "QueryCell": QueryCell,
+        "active_get": ACTIVE.get,
+        "fetch": fetch,
+        "unhashable": unhashable,
+    }
+    exec(compile(source, filename, "exec"), namespace)
+    factory: Factory = namespace["factory"]
+    return factory
+
+
+def instantiate(
+    factory: Factory,
+    view: View,
+    ingredient: Any,
+    *,
+    lru: Any,
+    defaults: tuple[object, ...],
+    qualname: str,
+) -> MethodType:
+    """Make the handle of *ingredient* for *view*: a method bound to the view."""
+    function: Any = factory(view.table(ingredient.name), ingredient, lru, *defaults)
+    function.__qualname__ = qualname
+    function.__doc__ = ingredient.__doc__
+    function.ingredient = ingredient
+    return MethodType(function, view)
