@@ -33,6 +33,8 @@ from ._store import EVICTED, NEVER, Durability, Failure, InputCell, QueryCell, e
 
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from ._runtime import View
     from ._store import Revision
 
@@ -115,15 +117,26 @@ async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
             del waits[future]
 
 
-async def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Any:
-    """Execute *cell* at *revision* (or join the flight doing it); return the outcome."""
+def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awaitable[Any]:
+    """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
+    flight = view.flight(cell, revision)
+    if flight is None:
+        # Returned, not awaited here: the caller awaits it, one coroutine layer less.
+        return _drive(Frame(view, cell, revision, caller), verify=False)
+    return _rerun_after(view, cell, revision, caller, flight)
+
+
+async def _rerun_after(
+    view: View, cell: QueryCell, revision: Revision, caller: Frame, flight: Frame
+) -> Any:
     while True:
-        flight = view.flight(cell, revision)
-        if flight is None:
-            return await _drive(Frame(view, cell, revision, caller), verify=False)
         outcome = await _follow(view, flight, caller)
         if outcome is not RETRY:
             return outcome
+        found = view.flight(cell, revision)
+        if found is None:
+            return await _drive(Frame(view, cell, revision, caller), verify=False)
+        flight = found
 
 
 async def _drive_task(frame: Frame) -> None:
@@ -131,7 +144,11 @@ async def _drive_task(frame: Frame) -> None:
 
 
 async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
-    """Revalidate (if *verify*) or execute *frame*'s cell; hand the outcome to followers."""
+    """
+    Revalidate (if *verify*) or execute *frame*'s cell; hand the outcome to followers.
+
+    Executing runs the query body with *frame* active, then memoizes the outcome.
+    """
     view = frame.view
     cell = frame.cell
     if not started:
@@ -147,7 +164,23 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
         ):
             outcome = cell.value
         else:
-            outcome = await _execute(frame)
+            view.counters.executions += 1
+            token = ACTIVE.set(frame)
+            try:
+                result: Any = await cell.ingredient.fn(view.db, *cell.key)
+            except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
+                result = Failure(error, error.__traceback__)
+            except asyncio.CancelledError as error:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # The query raised CancelledError without being cancelled (it awaited
+                # something that was): that is its outcome, not a cancellation.
+                result = Failure(error, error.__traceback__)
+            finally:
+                ACTIVE.reset(token)
+            _install(view, frame, result)
+            outcome = result
     finally:
         # On cancellation (or any BaseException) followers get RETRY: one of them starts
         # a new flight, and nothing is memoized.
@@ -156,29 +189,6 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             for future in frame.followers:
                 if not future.done():
                     future.set_result(outcome)
-    return outcome
-
-
-async def _execute(frame: Frame) -> Any:
-    """Run the query body with *frame* active; memoize and return the outcome."""
-    view = frame.view
-    cell = frame.cell
-    view.counters.executions += 1
-    token = ACTIVE.set(frame)
-    try:
-        outcome: Any = await cell.ingredient.fn(view.db, *cell.key)
-    except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
-        outcome = Failure(error, error.__traceback__)
-    except asyncio.CancelledError as error:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise
-        # The query raised CancelledError without being cancelled (it awaited something
-        # that was): that is its outcome, not a cancellation of this evaluation.
-        outcome = Failure(error, error.__traceback__)
-    finally:
-        ACTIVE.reset(token)
-    _install(view, frame, outcome)
     return outcome
 
 

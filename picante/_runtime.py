@@ -361,11 +361,14 @@ class View:
     def commit(self, ops: list[_Op]) -> Revision:
         """Apply *ops* in order at one new revision (or none, if nothing changes)."""
         with self.lock:
-            final: dict[tuple[int, tuple[object, ...]], _Op] = {}
-            for op in ops:
-                final[id(op[0]), op[2]] = op
+            if len(ops) > 1:
+                # Later changes to a key win.
+                final: dict[tuple[int, tuple[object, ...]], _Op] = {}
+                for op in ops:
+                    final[id(op[0]), op[2]] = op
+                ops = list(final.values())
             changes: list[tuple[InputCell, object]] = []
-            for table, ingredient, key, value in final.values():
+            for table, ingredient, key, value in ops:
                 if value is ABSENT and self.parent is None and key not in table:
                     continue
                 cell = self.materialize_input(table, ingredient, key)
@@ -379,7 +382,9 @@ class View:
                 return self.revision
             sizes = self._check_limit(changes) if self.limit is not None else None
             revision = self.revision + 1
-            keep = min([*self.active, *self.pins], default=revision) < revision
+            # Every running frame and every pinned snapshot is at a revision before the new
+            # one, so any of them may still read the versions this commit replaces.
+            keep = bool(self.active or self.pins)
             last_changed = self.last_changed
             for index, (cell, value) in enumerate(changes):
                 if keep:
