@@ -196,36 +196,45 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
     """Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed."""
     cell = frame.cell
     revision = frame.revision
+    failure = outcome if type(outcome) is Failure else None
+    deps = tuple(frame.deps)
     with view.lock:
-        if cell.verified_at > revision:
+        previous = cell.verified_at
+        if previous > revision:
             # A newer memo exists; this outcome only answers this frame's callers.
             return
-        if view.pins and cell.verified_at != NEVER:
-            view.keep_past(cell, view.revision if cell.clean else cell.verified_at)
-        deps = tuple(frame.deps)
-        if deps != cell.deps:
-            relink(cell, cell.deps, deps)
+        if previous == NEVER:
+            for dep in deps:
+                if dep.dependents is None:
+                    dep.dependents = {cell}
+                else:
+                    dep.dependents.add(cell)
+        else:
+            if view.pins:
+                view.keep_past(cell, view.revision if cell.clean else previous)
+            if deps != cell.deps:
+                relink(cell, cell.deps, deps)
         durability = Durability.HIGH
         clean = revision == view.revision
         for dep in deps:
-            if isinstance(dep, InputCell):
-                durability = min(durability, dep.ingredient.durability)
+            level: Durability
+            if type(dep) is InputCell:
+                level = dep.ingredient.durability
             else:
-                durability = min(durability, dep.durability)
-                clean = clean and dep.clean
-        failure = outcome if type(outcome) is Failure else None
-        same = (
-            cell.verified_at != NEVER
-            and durability >= cell.durability
-            and (
-                errors_equal(cell.failure.error, failure.error)
-                if cell.failure is not None and failure is not None
-                else cell.failure is None
-                and failure is None
-                and cell.ingredient.eq(cell.value, outcome)
+                level = dep.durability  # type: ignore[union-attr]
+                if not dep.clean:  # type: ignore[union-attr]
+                    clean = False
+            if level < durability:
+                durability = level
+        if (
+            previous == NEVER
+            or durability < cell.durability
+            or not (
+                cell.failure is None and failure is None and cell.ingredient.eq(cell.value, outcome)
+                if cell.failure is None or failure is None
+                else errors_equal(cell.failure.error, failure.error)
             )
-        )
-        if not same:
+        ):
             cell.changed_at = revision
         # The fresh outcome is kept even when it counts as equal: the memo answers what a
         # from-scratch evaluation would; dependents cut off keep what they computed.
