@@ -217,14 +217,13 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         durability = Durability.HIGH
         clean = revision == view.revision
         for dep in deps:
-            level: Durability
-            if type(dep) is InputCell:
-                level = dep.ingredient.durability
+            if isinstance(dep, InputCell):
+                level: Durability = dep.ingredient.durability
             else:
-                level = dep.durability  # type: ignore[union-attr]
-                if not dep.clean:  # type: ignore[union-attr]
+                level = dep.durability
+                if not dep.clean:
                     clean = False
-            if level < durability:
+            if level < durability:  # noqa: PLR1730 - cheaper than calling min()
                 durability = level
         if (
             previous == NEVER
