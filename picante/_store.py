@@ -167,8 +167,10 @@ class InputCell:
 
     def version_at(self, revision: Revision) -> tuple[Revision, object]:
         """Return `(changed_at, value)` as it was at *revision*."""
-        if self.changed_at <= revision:
-            return self.changed_at, self.value
+        value = self.value
+        changed_at = self.changed_at
+        if changed_at <= revision:
+            return changed_at, value
         for changed_at, value in reversed(self.history or ()):
             if changed_at <= revision:
                 return changed_at, value
