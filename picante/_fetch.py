@@ -243,12 +243,8 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.durability = durability
         cell.deps = deps
         cell.clean = clean and failure is None
-        capacity = cell.ingredient.lru
-        if capacity is not None and failure is None:
-            victim = view.lru(cell.ingredient.name, capacity).add(cell)
-            if victim is not None:
-                # Only the value goes: revalidation still has the bookkeeping.
-                victim.value = EVICTED
+        if cell.ingredient.lru is not None:
+            view.track_lru(cell)
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:

@@ -42,6 +42,7 @@ from ._errors import LimitExceededError, UsageError, fmt_key
 from ._frames import ACTIVE
 from ._store import (
     ABSENT,
+    EVICTED,
     NEVER,
     Durability,
     InputCell,
@@ -264,7 +265,18 @@ class View:
             mine.deps = deps
             mine.verified_at = at
             mine.clean = False
+            if mine.ingredient.lru is not None:
+                self.track_lru(mine)
         return True
+
+    def track_lru(self, cell: QueryCell) -> None:
+        """Count *cell*'s value in its query's LRU order, evicting the least recent one."""
+        if cell.failure is not None or cell.value is EVICTED:
+            return
+        victim = self.lru(cell.ingredient.name, cell.ingredient.lru).add(cell)
+        if victim is not None:
+            # Only the value goes: revalidation still has the bookkeeping.
+            victim.value = EVICTED
 
     # -- frames in progress ---------------------------------------------------------------
 
