@@ -85,7 +85,8 @@ class Views:
         return sum(chains) + good + 1000 * sum(isinstance(o, Exception) for o in outcomes)
 
 
-Inputs = dict[tuple[str, tuple[int, ...]], int]
+Cell = tuple[str, tuple[int, ...]]
+Inputs = dict[Cell, int]
 
 
 def oracle(inputs: Inputs, name: str, key: tuple[int, ...]) -> tuple[object, Exception | None]:
@@ -136,7 +137,7 @@ RECORDS = [
 CELLS = [*(("src", (k,)) for k in KEYS), ("cfg", ())]
 
 
-class Boom(Exception):
+class BoomError(Exception):
     """Raised inside a batch to discard it."""
 
 
@@ -233,8 +234,8 @@ class ViewConsistency(RuleBasedStateMachine):
                         handle.set(*key, value)
                 assert picante.revision(view.db) == view.revision, "a batch applied early"
                 if fail:
-                    raise Boom
-        except Boom:
+                    raise BoomError
+        except BoomError:
             event("batch", "raised")
         else:
             self.apply(view, changes)
