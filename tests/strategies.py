@@ -71,7 +71,8 @@ def records(signature: dict[str, int]) -> list[Record]:
     return result
 
 
-def mutations(cells: list[Cell], *, remove_weight: int = 1) -> st.SearchStrategy[Mutation]:
-    """Draw a `set` (of a value from `values()`) or a `remove` of one of *cells*."""
-    value = st.one_of(*([st.none()] * remove_weight), *([values()] * 3))
-    return st.tuples(st.sampled_from(cells), value)
+def mutations(cells: list[Cell]) -> st.SearchStrategy[Mutation]:
+    """Draw a `set` of one of *cells* to a value from `values()`, or one time in four a `remove`."""
+    return st.tuples(st.sampled_from(cells), st.integers(0, 3), values()).map(
+        lambda drawn: (drawn[0], None if drawn[1] == 0 else drawn[2])
+    )
