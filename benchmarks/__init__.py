@@ -4,7 +4,9 @@ the peers, as ratios.
 
 Run `python -m benchmarks` for every scenario, `python -m benchmarks p3` for one, and add
 `--quick` for a tiny smoke run. Each scenario module has `run(*, quick=False)`, which
-returns its result rows; `SCENARIOS` maps scenario ids to those functions.
+returns its result rows; `SCENARIOS` maps scenario ids to those functions. The scenarios
+whose cost is plotted against graph size (`python -m benchmarks --plot DIR`) also have
+`sweep(*, quick=False)`, which returns the figures of the plot; `SWEEPS` maps their ids.
 """
 
 from __future__ import annotations
@@ -16,23 +18,38 @@ from . import (
     p2_hit_in_query,
     p3_chain_recompute,
     p4_unrelated_change,
+    p5_fan_in_sum,
+    p6_single_flight,
     p7_snapshot,
+    p8_memory,
+    p10_cold_tree,
 )
 
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._harness import Row
+    from ._harness import Row, Sweep
 
 
-__all__ = ["SCENARIOS"]
+__all__ = ["SCENARIOS", "SWEEPS"]
 
 SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p1": p1_cached_hit.run,
     "p2": p2_hit_in_query.run,
     "p3": p3_chain_recompute.run,
     "p4": p4_unrelated_change.run,
+    "p5": p5_fan_in_sum.run,
+    "p6": p6_single_flight.run,
     "p7": p7_snapshot.run,
+    "p8": p8_memory.run,
+    "p10": p10_cold_tree.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""
+
+SWEEPS: dict[str, Callable[..., Sweep]] = {
+    "p3": p3_chain_recompute.sweep,
+    "p4": p4_unrelated_change.sweep,
+    "p7": p7_snapshot.sweep,
+}
+"""Scenario id → `sweep(*, quick=False)` returning its cost at several graph sizes."""

@@ -34,9 +34,11 @@ __all__ = [
     "Check",
     "Profile",
     "Row",
+    "Sweep",
     "compare",
     "deep_recursion",
     "format_ns",
+    "format_value",
     "load_peer",
     "peer_summary",
     "ratio_check",
@@ -171,13 +173,36 @@ class Check:
 
 @dataclass(frozen=True)
 class Row:
-    """One measured figure of a scenario: picante and each applicable peer, in ns per op."""
+    """One measured figure of a scenario: picante and each applicable peer, in `unit`."""
 
     scenario: str
     picante: float
-    # Peer display name -> ns per op, or None when the peer is not installed.
+    # Peer display name -> its figure, or None when the peer is not installed.
     peers: dict[str, float | None]
     checks: Sequence[Check] = ()
+    # What the figures count: "ns" (per operation) or "bytes" (per object, for memory).
+    unit: str = "ns"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A scenario's cost against graph size, for a plot: each contender's figure per size."""
+
+    # Scenario id ("p3"): also the name of the plot's file.
+    scenario: str
+    title: str
+    xlabel: str
+    ylabel: str
+    sizes: tuple[int, ...]
+    # Contender -> ns per op at each of `sizes`, in order; peers not installed are absent.
+    series: dict[str, tuple[float, ...]]
+    # Peers that apply but are not installed.
+    missing: tuple[str, ...] = ()
+    # The goal as a line to draw, if it is one value: (ns, label).
+    goal: tuple[float, str] | None = None
+    # Plot the time on a log scale too, if the figures span a decade (contenders that grow
+    # apart by orders of magnitude).
+    log_y: bool = False
 
 
 def ratio_check(
@@ -205,6 +230,13 @@ def format_ns(ns: float) -> str:
     return f"{ns / 1_000_000:.2f} ms"
 
 
+def format_value(value: float, unit: str) -> str:
+    """Format a figure of a row in its unit: a duration (`format_ns`) or a byte count."""
+    if unit == "bytes":
+        return f"{value:,.0f} B"
+    return format_ns(value)
+
+
 def _format_ratio(ratio: float | None) -> str:
     if ratio is None:
         return "—"
@@ -225,13 +257,13 @@ def render_table(rows: Sequence[Row]) -> str:
     right = {1, *range(2, 2 + len(peer_names)), 2 + len(peer_names)}
     lines: list[list[str]] = []
     for row in rows:
-        cells = [row.scenario, format_ns(row.picante)]
+        cells = [row.scenario, format_value(row.picante, row.unit)]
         for name in peer_names:
             if name not in row.peers:
                 cells.append("—")
             else:
                 value = row.peers[name]
-                cells.append(_NOT_INSTALLED if value is None else format_ns(value))
+                cells.append(_NOT_INSTALLED if value is None else format_value(value, row.unit))
         checks: list[Check | None] = [*row.checks] or [None]
         for index, check in enumerate(checks):
             if index > 0:

@@ -20,6 +20,7 @@ from ._harness import (
     Check,
     Profile,
     Row,
+    Sweep,
     compare,
     deep_recursion,
     load_peer,
@@ -29,11 +30,15 @@ from ._harness import (
 
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._chain import SyncChain
     from ._harness import Case
 
 
-__all__ = ["run"]
+__all__ = ["run", "sweep"]
+
+PEERS = ("plain", "observ", "reaktiv")
 
 
 def _sync_case(chain: SyncChain, counter: list[int]) -> Case:
@@ -52,7 +57,8 @@ def _sync_case(chain: SyncChain, counter: list[int]) -> Case:
     return case
 
 
-async def _main(profile: Profile, depth: int) -> list[Row]:
+async def _cases(depth: int, names: list[str]) -> dict[str, Case]:
+    """The contenders at *depth*, keyed `name@depth`; appends the installed ones to *names*."""
     clock = time.perf_counter_ns
     last = depth - 1
 
@@ -85,7 +91,7 @@ async def _main(profile: Profile, depth: int) -> list[Row]:
             await tail()
         return clock() - start
 
-    cases: dict[str, Case] = {"picante": picante_case, "plain": plain_case}
+    cases: dict[str, Case] = {f"picante@{depth}": picante_case, f"plain@{depth}": plain_case}
     for name, build in (("observ", observ_chain), ("reaktiv", reaktiv_chain)):
         module = load_peer(name)
         if module is None:
@@ -93,12 +99,27 @@ async def _main(profile: Profile, depth: int) -> list[Row]:
         chain = build(module, depth)
         chain.set_source(-1)
         verify(chain.tail() == last - 1, f"{name} chain value")
-        cases[name] = _sync_case(chain, [0])
+        cases[f"{name}@{depth}"] = _sync_case(chain, [0])
+    names += [name for name in ("picante", *PEERS) if f"{name}@{depth}" in cases]
+    return cases
 
-    per_op = await compare(cases, profile)
-    ns = {name: value / depth for name, value in per_op.items()}
-    pic = ns["picante"]
-    peers = {name: ns.get(name) for name in ("plain", "observ", "reaktiv")}
+
+async def _measure(profile: Profile, depths: Sequence[int]) -> dict[str, dict[int, float]]:
+    """Nanoseconds per recomputed query: contender -> depth -> ns, all timed alternately."""
+    cases: dict[str, Case] = {}
+    names: list[str] = []
+    for depth in depths:
+        cases.update(await _cases(depth, names))
+    ns = await compare(cases, profile)
+    return {
+        name: {depth: ns[f"{name}@{depth}"] / depth for depth in depths}
+        for name in dict.fromkeys(names)
+    }
+
+
+def _rows(series: dict[str, dict[int, float]], depth: int) -> list[Row]:
+    pic = series["picante"][depth]
+    peers = {name: series[name][depth] if name in series else None for name in PEERS}
     checks = [Check("≤ 1.0 µs per query", pic / 1_000, 1.0)]
     checks += [
         ratio_check(
@@ -109,8 +130,28 @@ async def _main(profile: Profile, depth: int) -> list[Row]:
     return [Row(f"P3 chain {depth}: recompute all, per query", pic, peers, checks)]
 
 
+def _run(profile: Profile, depths: Sequence[int]) -> dict[str, dict[int, float]]:
+    with deep_recursion(max(depths) * 10 + 1_000):
+        return asyncio.run(_measure(profile, depths))
+
+
 def run(*, quick: bool = False) -> list[Row]:
     """Measure P3; return its result rows."""
     depth = 20 if quick else 100
-    with deep_recursion(depth * 10 + 1_000):
-        return asyncio.run(_main(Profile.of(quick=quick), depth))
+    return _rows(_run(Profile.of(quick=quick), (depth,)), depth)
+
+
+def sweep(*, quick: bool = False) -> Sweep:
+    """Measure P3 at several chain depths, for the plot of cost against depth."""
+    depths = (5, 10, 20) if quick else (10, 30, 100, 300, 1_000)
+    series = _run(Profile.of(quick=quick), depths)
+    return Sweep(
+        scenario="p3",
+        title="P3: change the input of a chain, await the tail (every query recomputes)",
+        xlabel="chain depth (queries)",
+        ylabel="time per recomputed query",
+        sizes=depths,
+        series={name: tuple(by_depth[d] for d in depths) for name, by_depth in series.items()},
+        missing=tuple(name for name in PEERS if name not in series),
+        goal=(1_000.0, "goal: 1.0 µs per query"),
+    )

@@ -17,15 +17,27 @@ import time
 from typing import TYPE_CHECKING
 
 from ._chain import executions, observ_chain, picante_chain, reaktiv_chain
-from ._harness import Check, Profile, Row, compare, deep_recursion, load_peer, ratio_check, verify
+from ._harness import (
+    Check,
+    Profile,
+    Row,
+    Sweep,
+    compare,
+    deep_recursion,
+    load_peer,
+    ratio_check,
+    verify,
+)
 
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._chain import Chain, SyncChain
     from ._harness import Case
 
 
-__all__ = ["run"]
+__all__ = ["run", "sweep"]
 
 PEERS = ("observ", "reaktiv")
 
@@ -64,7 +76,8 @@ def _sync_case(chain: SyncChain) -> Case:
     return case
 
 
-async def _main(profile: Profile, depths: tuple[int, int, int]) -> list[Row]:
+async def _measure(profile: Profile, depths: Sequence[int]) -> dict[str, dict[int, float]]:
+    """Nanoseconds per change and read: contender -> depth -> ns, all timed alternately."""
     cases: dict[str, Case] = {}
     for depth in depths:
         db = await picante_chain(depth)
@@ -83,11 +96,19 @@ async def _main(profile: Profile, depths: tuple[int, int, int]) -> list[Row]:
             cases[f"{name}@{depth}"] = _sync_case(chain)
 
     ns = await compare(cases, profile, max_ops=1_000_000)
+    return {
+        name: {depth: ns[f"{name}@{depth}"] for depth in depths}
+        for name in ("picante", *PEERS)
+        if f"{name}@{depths[0]}" in ns
+    }
+
+
+def _rows(series: dict[str, dict[int, float]], depths: tuple[int, int, int]) -> list[Row]:
     shallow, middle, deep = depths
     rows: list[Row] = []
     for depth in depths:
-        pic = ns[f"picante@{depth}"]
-        peers = {name: ns.get(f"{name}@{depth}") for name in PEERS}
+        pic = series["picante"][depth]
+        peers = {name: series[name][depth] if name in series else None for name in PEERS}
         checks: list[Check] = []
         if depth == middle:
             checks.append(
@@ -96,13 +117,38 @@ async def _main(profile: Profile, depths: tuple[int, int, int]) -> list[Row]:
                 )
             )
         if depth == deep:
-            checks.append(ratio_check(f"≤ 2x depth {shallow}", pic, ns[f"picante@{shallow}"], 2.0))
+            checks.append(
+                ratio_check(f"≤ 2x depth {shallow}", pic, series["picante"][shallow], 2.0)
+            )
         rows.append(Row(f"P4 chain {depth}: unrelated change", pic, peers, checks))
     return rows
+
+
+def _run(profile: Profile, depths: Sequence[int]) -> dict[str, dict[int, float]]:
+    with deep_recursion(max(depths) * 10 + 1_000):
+        return asyncio.run(_measure(profile, depths))
 
 
 def run(*, quick: bool = False) -> list[Row]:
     """Measure P4; return its result rows."""
     depths = (5, 10, 50) if quick else (10, 100, 1_000)
-    with deep_recursion(depths[-1] * 10 + 1_000):
-        return asyncio.run(_main(Profile.of(quick=quick), depths))
+    return _rows(_run(Profile.of(quick=quick), depths), depths)
+
+
+def sweep(*, quick: bool = False) -> Sweep:
+    """Measure P4 at several chain depths, for the plot of cost against depth."""
+    depths = (5, 10, 50) if quick else (10, 30, 100, 300, 1_000)
+    series = _run(Profile.of(quick=quick), depths)
+    shallow = series["picante"][depths[0]]
+    return Sweep(
+        scenario="p4",
+        title="P4: change an unrelated input, await the tail of a chain",
+        xlabel="chain depth (queries)",
+        ylabel="time per change and read",
+        sizes=depths,
+        series={name: tuple(by_depth[d] for d in depths) for name, by_depth in series.items()},
+        missing=tuple(name for name in PEERS if name not in series),
+        goal=(2 * shallow, f"goal: ≤ 2x picante at depth {depths[0]}"),
+        # reaktiv grows with the depth, picante and observ do not: orders of magnitude apart.
+        log_y=True,
+    )
