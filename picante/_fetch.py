@@ -29,7 +29,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._frames import ACTIVE, RETRY, Frame, check_wait
 from ._runtime import relink
-from ._store import EVICTED, NEVER, Durability, Failure, InputCell, QueryCell, errors_equal
+from ._store import (
+    EVICTED,
+    NEVER,
+    Durability,
+    Failure,
+    InputCell,
+    QueryCell,
+    add_dependent,
+    errors_equal,
+)
 
 
 if TYPE_CHECKING:
@@ -205,10 +214,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             return
         if previous == NEVER:
             for dep in deps:
-                if dep.dependents is None:
-                    dep.dependents = {cell}
-                else:
-                    dep.dependents.add(cell)
+                add_dependent(dep, cell)
         else:
             if view.pins:
                 view.keep_past(cell, view.revision if cell.clean else previous)

@@ -11,7 +11,7 @@ Snapshots are O(1): a snapshot is a new, empty view whose `parent` is the view i
 taken of and whose `base` is the parent's revision then. Its revisions up to `base` are
 the parent's; what it has not touched yet it reads from its ancestors as of `base`
 (`materialize_input`, `adopt`). The parent keeps what a live snapshot may still need:
-old input versions (`InputCell.history`) and old memo states (`QueryCell.past`) for the
+old input versions (`InputCell.history`) and old memo states (`View.pasts`) for the
 revisions its snapshots are *pinned* at.
 
 Mutations are the only code that moves a clock. A commit is one critical section under
@@ -51,6 +51,9 @@ from ._store import (
     MemoState,
     QueryCell,
     Revision,
+    add_dependent,
+    dependents_of,
+    discard_dependent,
     sizeof,
 )
 
@@ -148,6 +151,7 @@ class View:
         "lock",
         "lrus",
         "parent",
+        "pasts",
         "pins",
         "revision",
         "side_flights",
@@ -161,7 +165,9 @@ class View:
         self.lrus: dict[str, Lru] = {}
         # Frames in progress per revision: an input keeps old versions while any runs.
         self.active: dict[Revision, int] = {}
-        self.histories: list[InputCell | QueryCell] = []
+        self.histories: list[InputCell] = []
+        # Earlier memo states kept for pinned snapshots whose revision they are valid at.
+        self.pasts: dict[QueryCell, list[MemoState]] = {}
         # Flights for a revision other than the one in `cell.flight`: {(cell, rev): frame}.
         self.side_flights: dict[tuple[QueryCell, Revision], Frame] = {}
         # Revisions that live snapshots of this view were taken at: {revision: count}.
@@ -291,7 +297,7 @@ class View:
             self.active[revision] = left
             return
         del self.active[revision]
-        if self.histories:
+        if self.histories or self.pasts:
             self._prune()
 
     def _prune(self) -> None:
@@ -301,11 +307,9 @@ class View:
             if oldest < self.revision:
                 return
             for cell in self.histories:
-                if isinstance(cell, InputCell):
-                    cell.history = None
-                else:
-                    cell.past = None
+                cell.history = None
             self.histories.clear()
+            self.pasts.clear()
 
     def flight(self, cell: QueryCell, revision: Revision) -> Frame | None:
         """Return the frame in progress for *cell* at *revision*, in any view of the state."""
@@ -441,9 +445,9 @@ class View:
 
     def _invalidate(self, cell: InputCell) -> None:
         """Mark every clean memo that transitively read *cell* as not clean."""
-        if not cell.dependents:
+        if cell.dependents is None:
             return
-        stack = list(cell.dependents)
+        stack = list(dependents_of(cell))
         invalidated = 0
         pinned = self.pins
         while stack:
@@ -455,8 +459,8 @@ class View:
                 self.keep_past(memo, self.revision)
             memo.clean = False
             invalidated += 1
-            if memo.dependents:
-                stack.extend(memo.dependents)
+            if memo.dependents is not None:
+                stack.extend(dependents_of(memo))
         self.counters.invalidations += invalidated
 
     def keep_past(self, memo: QueryCell, valid_through: Revision) -> None:
@@ -464,10 +468,7 @@ class View:
         low = memo.verified_at
         if low == NEVER or not any(low <= pin <= valid_through for pin in self.pins):
             return
-        if memo.past is None:
-            memo.past = []
-            self.histories.append(memo)
-        memo.past.append(memo.state(valid_through))
+        self.pasts.setdefault(memo, []).append(memo.state(valid_through))
 
     def account_interned(self, name: str, value: object) -> None:
         """Count a new interned *value* against `max_state_bytes` (raise if it does not fit)."""
@@ -498,7 +499,7 @@ class View:
                 self.pins[revision] = left
             else:
                 del self.pins[revision]
-        if self.histories:
+        if self.histories or self.pasts:
             self._prune()
 
     def __repr__(self) -> str:
@@ -517,7 +518,7 @@ def _memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
     verified_at = cell.verified_at
     if verified_at == at or (cell.clean and NEVER < verified_at <= at <= view.revision):
         return cell.state(at)
-    for state in cell.past or ():
+    for state in view.pasts.get(cell, ()):
         if state.verified_at <= at <= state.valid_through:
             return state
     return None
@@ -531,13 +532,10 @@ def relink(
     """Move *cell*'s reverse edges from its *old* dependencies to its *new* ones."""
     keep = set(new)
     for dep in old:
-        if dep not in keep and dep.dependents is not None:
-            dep.dependents.discard(cell)
+        if dep not in keep:
+            discard_dependent(dep, cell)
     for dep in new:
-        if dep.dependents is None:
-            dep.dependents = {cell}
-        else:
-            dep.dependents.add(cell)
+        add_dependent(dep, cell)
 
 
 def _forbid_inside_query(ingredient: Any, operation: str) -> None:

@@ -22,12 +22,14 @@ never clean: errors are memoized for one revision only.
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NewType, TypeAlias
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
 
@@ -45,6 +47,9 @@ __all__ = [
     "QueryCell",
     "Revision",
     "default_eq",
+    "add_dependent",
+    "dependents_of",
+    "discard_dependent",
     "errors_equal",
     "sizeof",
 ]
@@ -143,6 +148,40 @@ class MemoState(NamedTuple):
     deps: tuple[InputCell | QueryCell, ...]
 
 
+Dependents: TypeAlias = "QueryCell | set[QueryCell] | None"
+"""The memos that read a record: none, one (the common case, no set needed), or a set."""
+
+
+def add_dependent(record: InputCell | QueryCell, memo: QueryCell) -> None:
+    """Record that *memo* read *record*."""
+    current = record.dependents
+    if current is None or current is memo:
+        record.dependents = memo
+    elif type(current) is set:
+        current.add(memo)
+    else:
+        record.dependents = {current, memo}  # type: ignore[arg-type]
+
+
+def discard_dependent(record: InputCell | QueryCell, memo: QueryCell) -> None:
+    """Forget that *memo* read *record*."""
+    current = record.dependents
+    if current is memo:
+        record.dependents = None
+    elif type(current) is set:
+        current.discard(memo)
+
+
+def dependents_of(record: InputCell | QueryCell) -> Iterable[QueryCell]:
+    """The memos that read *record*."""
+    current = record.dependents
+    if current is None:
+        return ()
+    if type(current) is set:
+        return current
+    return (current,)  # type: ignore[return-value]
+
+
 class InputCell:
     """One input record: its current value (or `ABSENT`) and who read it."""
 
@@ -160,7 +199,7 @@ class InputCell:
         self.changed_at = changed_at
         # Accounted bytes of key and value (only tracked under `max_state_bytes`).
         self.size = 0
-        self.dependents: set[QueryCell] | None = None
+        self.dependents: Dependents = None
         # Older (changed_at, value) versions, newest last; kept only while an evaluation
         # bound to an older revision is running (see `View.keep_history`).
         self.history: list[tuple[Revision, object]] | None = None
@@ -196,9 +235,6 @@ class QueryCell:
         "flight",
         "ingredient",
         "key",
-        "lru_next",
-        "lru_prev",
-        "past",
         "value",
         "verified_at",
     )
@@ -212,15 +248,10 @@ class QueryCell:
         self.changed_at: Revision = NEVER
         self.durability = Durability.HIGH
         self.deps: tuple[InputCell | QueryCell, ...] = ()
-        self.dependents: set[QueryCell] | None = None
+        self.dependents: Dependents = None
         self.clean = False
         # The evaluation in progress for the current revision, if any (a `Frame`).
         self.flight: Any = None
-        # Neighbours in the query's LRU list (only for queries declared with `lru=`).
-        self.lru_prev: QueryCell | None = None
-        self.lru_next: QueryCell | None = None
-        # Earlier memo states kept for live snapshots whose revision they are valid at.
-        self.past: list[MemoState] | None = None
 
     def state(self, valid_through: Revision) -> MemoState:
         """Capture the memo as a `MemoState` known valid up to *valid_through*."""
@@ -247,56 +278,31 @@ class Lru:
     """
     The least-recently-used order of one query's memoized values, capped at *capacity*.
 
-    A doubly linked list threaded through the cells' `lru_prev`/`lru_next` slots, so a
-    hit moves a cell to the front with a few pointer writes and no allocation.
+    An `OrderedDict` used as an ordered set: a hit moves a cell to the end in O(1) without
+    allocating, and the least recently used cell is at the front.
     """
 
-    __slots__ = ("capacity", "head", "size", "tail")
+    __slots__ = ("capacity", "order")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.size = 0
-        self.head: QueryCell | None = None
-        self.tail: QueryCell | None = None
+        self.order: OrderedDict[QueryCell, None] = OrderedDict()
 
     def touch(self, cell: QueryCell) -> None:
-        """Make *cell* the most recently used (it must be in the list)."""
-        if self.head is cell:
-            return
-        prev, following = cell.lru_prev, cell.lru_next
-        if prev is not None:
-            prev.lru_next = following
-        if following is not None:
-            following.lru_prev = prev
-        else:
-            self.tail = prev
-        cell.lru_prev = None
-        cell.lru_next = self.head
-        if self.head is not None:
-            self.head.lru_prev = cell
-        self.head = cell
+        """Make *cell* the most recently used."""
+        try:
+            self.order.move_to_end(cell)
+        except KeyError:
+            pass
 
     def add(self, cell: QueryCell) -> QueryCell | None:
-        """Put *cell* in front (adding it if absent); return a cell to evict, if over."""
-        if cell.lru_prev is not None or self.head is cell:
-            self.touch(cell)
+        """Make *cell* the most recently used (adding it); return a cell to evict, if over."""
+        order = self.order
+        order[cell] = None
+        order.move_to_end(cell)
+        if len(order) <= self.capacity:
             return None
-        cell.lru_next = self.head
-        if self.head is not None:
-            self.head.lru_prev = cell
-        self.head = cell
-        if self.tail is None:
-            self.tail = cell
-        self.size += 1
-        if self.size <= self.capacity:
-            return None
-        victim = self.tail
-        assert victim is not None
-        self.tail = victim.lru_prev
-        if self.tail is not None:
-            self.tail.lru_next = None
-        victim.lru_prev = None
-        self.size -= 1
+        victim, _ = order.popitem(last=False)
         return victim
 
 
