@@ -22,9 +22,9 @@ never clean: errors are memoized for one revision only.
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 import sys
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NewType, TypeAlias
 
 
@@ -46,8 +46,8 @@ __all__ = [
     "MemoState",
     "QueryCell",
     "Revision",
-    "default_eq",
     "add_dependent",
+    "default_eq",
     "dependents_of",
     "discard_dependent",
     "errors_equal",
@@ -290,7 +290,7 @@ class Lru:
 
     def touch(self, cell: QueryCell) -> None:
         """Make *cell* the most recently used."""
-        try:
+        try:  # noqa: SIM105 - contextlib.suppress costs a context manager per hit
             self.order.move_to_end(cell)
         except KeyError:
             pass
