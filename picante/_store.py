@@ -289,11 +289,8 @@ class Lru:
         self.order: OrderedDict[QueryCell, None] = OrderedDict()
 
     def touch(self, cell: QueryCell) -> None:
-        """Make *cell* the most recently used."""
-        try:  # noqa: SIM105 - contextlib.suppress costs a context manager per hit
-            self.order.move_to_end(cell)
-        except KeyError:
-            pass
+        """Make *cell* (a memo with a value, so in the order) the most recently used."""
+        self.order.move_to_end(cell)
 
     def add(self, cell: QueryCell) -> QueryCell | None:
         """Make *cell* the most recently used (adding it); return a cell to evict, if over."""
