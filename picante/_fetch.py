@@ -65,21 +65,34 @@ def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
     return cell.clean or view.last_changed[cell.durability] <= verified_at
 
 
-async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
-    """Return (or raise) *cell*'s outcome at the caller's revision, recording the read."""
+def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
+    """
+    Return an awaitable of *cell*'s outcome (a value or a `Failure`) at the caller's revision.
+
+    The caller records the read and re-raises failures. The common cold case inside a query
+    (no memo, no flight) returns the frame's coroutine itself: one coroutine layer less.
+    """
     revision = view.revision if caller is None else caller.revision
     if cell.verified_at == NEVER and view.parent is not None:
         view.adopt(cell)
+    if (
+        caller is not None
+        and not (quick_valid(view, cell, revision) and cell.value is not EVICTED)
+        and view.flight(cell, revision) is None
+    ):
+        return _drive(Frame(view, cell, revision, caller), verify=True)
+    return _fetch(view, cell, caller, revision)
+
+
+async def _fetch(view: View, cell: QueryCell, caller: Frame | None, revision: Revision) -> Any:
     while True:
         if quick_valid(view, cell, revision) and cell.value is not EVICTED:
-            outcome: Any = cell.failure or cell.value
-            break
+            return cell.failure or cell.value
         flight = view.flight(cell, revision)
         if flight is None:
             frame = Frame(view, cell, revision, caller)
             if caller is not None:
-                outcome = await _drive(frame, verify=True)
-                break
+                return await _drive(frame, verify=True)
             with view.lock:
                 # Under the lock no commit (from another thread) is half done: the frame
                 # counts as running at a revision that is still current, so every later
@@ -100,12 +113,7 @@ async def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Any:
             theirs = flight.view.tables[cell.ingredient.name].get(cell.key)
             if theirs is not None:
                 view.adopt_from(flight.view, theirs, cell, revision)
-        break
-    if caller is not None:
-        caller.deps[cell] = None
-    if type(outcome) is Failure:
-        return outcome.reraise()
-    return outcome
+        return outcome
 
 
 async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from ._errors import MissingInputError
 from ._fetch import fetch
 from ._frames import ACTIVE
-from ._store import ABSENT, EVICTED, QueryCell
+from ._store import ABSENT, EVICTED, Failure, QueryCell
 
 
 if TYPE_CHECKING:
@@ -67,7 +67,12 @@ def factory(cells, ingredient, lru, {defaults}):
         if _picante_frame is not None and _picante_frame.view is not _picante_view:
             # A query of another database: an untracked read, fetched as from outside.
             _picante_frame = None
-        return await fetch(_picante_view, _picante_cell, _picante_frame)
+        _picante_value = await fetch(_picante_view, _picante_cell, _picante_frame)
+        if _picante_frame is not None:
+            _picante_frame.deps[_picante_cell] = None
+        if type(_picante_value) is Failure:
+            return _picante_value.reraise()
+        return _picante_value
     return {name}
 """
 
@@ -143,6 +148,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
     namespace: dict[str, Any] = {
         "ABSENT": ABSENT,
         "EVICTED": EVICTED,
+        "Failure": Failure,
         "MissingInputError": MissingInputError,
         "QueryCell": QueryCell,
         "active_get": ACTIVE.get,
