@@ -36,7 +36,6 @@ from ._store import (
     Failure,
     InputCell,
     QueryCell,
-    add_dependent,
     errors_equal,
 )
 
@@ -73,8 +72,17 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     (no memo, no flight) returns the frame's coroutine itself: one coroutine layer less.
     """
     revision = view.revision if caller is None else caller.revision
-    if cell.verified_at == NEVER and view.parent is not None:
-        view.adopt(cell)
+    if cell.verified_at == NEVER:
+        if view.parent is not None:
+            view.adopt(cell)
+        elif (
+            caller is not None
+            and cell.flight is None
+            and not view.side_flights
+            and view.family.views == 1
+        ):
+            # The cold path: no memo to verify, nobody evaluating it.
+            return _drive(Frame(view, cell, revision, caller), verify=False)
     if (
         caller is not None
         and not (quick_valid(view, cell, revision) and cell.value is not EVICTED)
@@ -220,10 +228,8 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         if previous > revision:
             # A newer memo exists; this outcome only answers this frame's callers.
             return
-        if previous == NEVER:
-            for dep in deps:
-                add_dependent(dep, cell)
-        else:
+        first = previous == NEVER
+        if not first:
             if view.pins:
                 view.keep_past(cell, view.revision if cell.clean else previous)
             if deps != cell.deps:
@@ -231,6 +237,15 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         durability = Durability.HIGH
         clean = revision == view.revision
         for dep in deps:
+            if first:
+                # What `add_dependent` does, inline: this runs for every dependency.
+                current = dep.dependents
+                if current is None:
+                    dep.dependents = cell
+                elif type(current) is set:
+                    current.add(cell)
+                elif current is not cell:
+                    dep.dependents = {current, cell}  # type: ignore[arg-type]
             if isinstance(dep, InputCell):
                 level: Durability = dep.ingredient.durability
             else:

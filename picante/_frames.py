@@ -59,9 +59,9 @@ class Frame:
         self.deps: dict[InputCell | QueryCell, None] = {}
         # One future per waiting caller, so that cancelling one waiter cancels only its own.
         self.followers: list[asyncio.Future[Any]] | None = None
-        # The task driving this frame when it was started from outside any query; held
-        # here because the event loop keeps only weak references to tasks.
-        self.task: asyncio.Task[None] | None = None
+        # `task` (set only when started from outside any query) holds the task driving the
+        # frame, because the event loop keeps only weak references to tasks.
+        self.task: asyncio.Task[None]
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""

@@ -334,30 +334,42 @@ class View:
         return view
 
     def start_flight(self, frame: Frame) -> None:
-        """Register *frame* as the flight of its cell at its revision."""
+        """Register *frame* as the flight of its cell at its revision (and as running)."""
         cell = frame.cell
+        revision = frame.revision
         if cell.flight is None:
             cell.flight = frame
         else:
-            self.side_flights[cell, frame.revision] = frame
+            self.side_flights[cell, revision] = frame
         if self.family.views > 1:
-            key = (cell.ingredient.name, cell.key, self.canonical(frame.revision), frame.revision)
+            key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             self.family.flights.setdefault(key, frame)
-        self.enter(frame.revision)
+        # What `enter` does, inline: this runs for every evaluation.
+        active = self.active
+        active[revision] = active.get(revision, 0) + 1
 
     def end_flight(self, frame: Frame) -> None:
         """Unregister *frame*."""
         cell = frame.cell
+        revision = frame.revision
         if cell.flight is frame:
             cell.flight = None
         else:
-            del self.side_flights[cell, frame.revision]
+            del self.side_flights[cell, revision]
         flights = self.family.flights
         if flights:
-            key = (cell.ingredient.name, cell.key, self.canonical(frame.revision), frame.revision)
+            key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             if flights.get(key) is frame:
                 del flights[key]
-        self.leave(frame.revision)
+        # What `leave` does, inline: this runs for every evaluation.
+        active = self.active
+        left = active[revision] - 1
+        if left:
+            active[revision] = left
+        else:
+            del active[revision]
+            if self.histories or self.pasts:
+                self._prune()
 
     # -- mutations ------------------------------------------------------------------------
 
