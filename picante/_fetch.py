@@ -305,9 +305,8 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
             index < 0 or memo.failure is not None or not (NEVER < memo.verified_at <= revision)
         )
         if not needs_execution:
-            if memo is not root and quick_valid(view, memo, revision):
-                stack.pop()
-                continue
+            # No validity check of `memo` itself here: it was pushed because it was not
+            # valid, and the root was checked by the caller.
             verified_at = memo.verified_at
             deps = memo.deps
             descended = False
@@ -360,6 +359,11 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
         except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
             return False
         stack.pop()
-        if memo.verified_at != revision:
-            stack[-1][1] = -1
+        # Settle the parent's check of this dependency now, rather than on resuming it.
+        parent = stack[-1]
+        counters.dependency_checks += 1
+        if memo.verified_at != revision or memo.changed_at > parent[0].verified_at:
+            parent[1] = -1
+        else:
+            parent[1] += 1
     return True
