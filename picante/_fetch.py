@@ -72,10 +72,12 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     (no memo, no flight) returns the frame's coroutine itself: one coroutine layer less.
     """
     revision = view.revision if caller is None else caller.revision
-    if cell.verified_at == NEVER:
-        if view.parent is not None:
+    if view.parent is not None:
+        if cell.verified_at < view.base:
+            # A snapshot's memo older than the snapshot: its parent may know better.
             view.adopt(cell)
-        elif (
+    elif cell.verified_at == NEVER:
+        if (
             caller is not None
             and cell.flight is None
             and not view.side_flights
@@ -116,12 +118,16 @@ async def _fetch(view: View, cell: QueryCell, caller: Frame | None, revision: Re
         outcome = await _follow(view, flight, caller)
         if outcome is RETRY:
             continue
-        if flight.view is not view and cell.verified_at < revision:
-            # Shared with another view at the same state: take its memo as ours.
-            theirs = flight.view.tables[cell.ingredient.name].get(cell.key)
-            if theirs is not None:
-                view.adopt_from(flight.view, theirs, cell, revision)
+        _take_shared(view, cell, flight, revision)
         return outcome
+
+
+def _take_shared(view: View, cell: QueryCell, flight: Frame, revision: Revision) -> None:
+    """After following *flight* of another view at the same state, take its memo as ours."""
+    if flight.view is not view and cell.verified_at < revision:
+        theirs = flight.view.tables[cell.ingredient.name].get(cell.key)
+        if theirs is not None:
+            view.adopt_from(flight.view, theirs, cell, revision)
 
 
 async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
@@ -157,6 +163,7 @@ async def _rerun_after(
     while True:
         outcome = await _follow(view, flight, caller)
         if outcome is not RETRY:
+            _take_shared(view, cell, flight, revision)
             return outcome
         found = view.flight(cell, revision)
         if found is None:
@@ -185,9 +192,13 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             and cell.failure is None
             and cell.value is not EVICTED
             and NEVER < cell.verified_at < frame.revision
-            and await deep_verify(view, cell, frame)
+            and (
+                await deep_verify(view, cell, frame)
+                # Or another frame's walk verified it while this one awaited.
+                or (cell.verified_at == frame.revision and cell.value is not EVICTED)
+            )
         ):
-            outcome = cell.value
+            outcome = cell.failure or cell.value
         else:
             view.counters.executions += 1
             token = ACTIVE.set(frame)
@@ -319,8 +330,8 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         else dep.version_at(revision)[0]
                     )
                 elif quick_valid(view, dep, revision) or (
-                    # A snapshot's record not touched yet: take its parent's memo.
-                    dep.verified_at == NEVER
+                    # A snapshot's memo older than the snapshot: take its parent's.
+                    dep.verified_at < view.base
                     and view.parent is not None
                     and view.adopt(dep)
                     and quick_valid(view, dep, revision)
@@ -354,10 +365,13 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                 continue
         if memo is root:
             return False
-        try:
-            await _run(view, memo, revision, frame)
-        except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
-            return False
+        # While this walk awaited, another frame may have brought the memo to this
+        # revision: then there is nothing to execute.
+        if memo.verified_at != revision:
+            try:
+                await _run(view, memo, revision, frame)
+            except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                return False
         stack.pop()
         # Settle the parent's check of this dependency now, rather than on resuming it.
         parent = stack[-1]

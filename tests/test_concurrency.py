@@ -225,3 +225,51 @@ async def test_query_raising_cancelled_error_is_memoized(log: list[str]) -> None
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(db.victim(), TIMEOUT)
     assert log == ["victim()"]
+
+
+async def test_walks_waiting_on_one_flight_execute_a_shared_memo_once(log: list[str]) -> None:
+    """Two revalidations that both wait on a dependency's evaluation run their common memo once."""
+    gate, started = asyncio.Event(), asyncio.Event()
+    gated = [False]
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def src(self) -> int: ...
+
+        @picante.query
+        async def value(self) -> int:
+            log.append("value()")
+            if gated[0]:
+                started.set()
+                await gate.wait()
+            return await self.src()
+
+        @picante.query
+        async def shared(self) -> int:
+            log.append("shared()")
+            return await self.value() + 1
+
+        @picante.query
+        async def left(self) -> int:
+            return await self.shared() * 2
+
+        @picante.query
+        async def right(self) -> int:
+            return await self.shared() * 3
+
+    db = Db()
+    db.src.set(1)
+    assert (await db.left(), await db.right()) == (4, 6)
+    log.clear()
+    db.src.set(2)
+    gated[0] = True
+    first = asyncio.create_task(db.value())
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    # Both walks reach `shared`, find `value` in flight and wait for it.
+    walks = [asyncio.create_task(db.left()), asyncio.create_task(db.right())]
+    flight = db.__picante__.tables["value"][()].flight
+    await until(lambda: len(flight.followers or ()) == 3)
+    gate.set()
+    assert await asyncio.wait_for(asyncio.gather(first, *walks), TIMEOUT) == [2, 6, 9]
+    assert log == ["value()", "shared()"]
