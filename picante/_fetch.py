@@ -76,15 +76,14 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
         if cell.verified_at < view.base:
             # A snapshot's memo older than the snapshot: its parent may know better.
             view.adopt(cell)
-    elif cell.verified_at == NEVER:
-        if (
-            caller is not None
-            and cell.flight is None
-            and not view.side_flights
-            and view.family.views == 1
-        ):
-            # The cold path: no memo to verify, nobody evaluating it.
-            return _drive(Frame(view, cell, revision, caller), verify=False)
+    elif cell.verified_at == NEVER and (
+        caller is not None
+        and cell.flight is None
+        and not view.side_flights
+        and view.family.views == 1
+    ):
+        # The cold path: no memo to verify, nobody evaluating it.
+        return _drive(Frame(view, cell, revision, caller), verify=False)
     if (
         caller is not None
         and not (quick_valid(view, cell, revision) and cell.value is not EVICTED)
