@@ -20,8 +20,9 @@ for a memo with one dependency edge, key and value excluded):
 | `QueryCell`: 11 slots + object header (GC-tracked) | 120 + 16 |
 | its `deps` tuple with one edge | 48 |
 | its entry in the query's table (a dict) | ~30 |
-| the reverse edge in the dependency's `dependents` (the memo itself | 0 |
-| while it is the only reader; a set from the second reader on: 216) | |
+| its reverse edge in the dependency's `dependents`, while it is the only reader | 0 |
+
+(From a record's second reader on, `dependents` is a set: 216 bytes, shared by all.)
 
 Nothing else is kept per memo: a running evaluation's `Frame`, LRU order and snapshot
 history exist only while needed.
