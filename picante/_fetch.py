@@ -197,7 +197,7 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
                 or (cell.verified_at == frame.revision and cell.value is not EVICTED)
             )
         ):
-            outcome = cell.failure or cell.value
+            outcome = cell.value
         else:
             view.counters.executions += 1
             token = ACTIVE.set(frame)

@@ -286,20 +286,6 @@ class View:
 
     # -- frames in progress ---------------------------------------------------------------
 
-    def enter(self, revision: Revision) -> None:
-        """Note that a frame bound to *revision* started."""
-        self.active[revision] = self.active.get(revision, 0) + 1
-
-    def leave(self, revision: Revision) -> None:
-        """Note that a frame bound to *revision* ended; drop versions nobody needs."""
-        left = self.active[revision] - 1
-        if left:
-            self.active[revision] = left
-            return
-        del self.active[revision]
-        if self.histories or self.pasts:
-            self._prune()
-
     def _prune(self) -> None:
         """Drop old versions no running frame and no pinned snapshot can read any more."""
         with self.lock:
@@ -344,7 +330,7 @@ class View:
         if self.family.views > 1:
             key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             self.family.flights.setdefault(key, frame)
-        # What `enter` does, inline: this runs for every evaluation.
+        # Count the frame as running at its revision: commits keep what it may read.
         active = self.active
         active[revision] = active.get(revision, 0) + 1
 
@@ -361,7 +347,7 @@ class View:
             key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             if flights.get(key) is frame:
                 del flights[key]
-        # What `leave` does, inline: this runs for every evaluation.
+        # The frame stops running; drop old versions once nobody can read them.
         active = self.active
         left = active[revision] - 1
         if left:
