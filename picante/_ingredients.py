@@ -110,21 +110,12 @@ class KeySpec:
         return TypeError(f"{self.qualname}(): the key {key!r} is not hashable")
 
 
-class _Ingredient:
-    """What inputs and queries share: a name, an owner, a function and its key spec."""
+class _Named:
+    """A class attribute that knows its name and owner, for messages: `Site.words`."""
 
-    kind = "ingredient"
-
-    def __init__(self, fn: Callable[..., Any], eq: EqFn | None) -> None:
-        self.fn = fn
-        self.eq_option = eq
-        self.eq: EqFn = default_eq if eq is None else eq
-        self.name: str = getattr(fn, "__name__", "<ingredient>")
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.owner: type | None = None
-        self.spec: KeySpec | None = None
-        self._factory: Factory | None = None
-        self.__doc__ = getattr(fn, "__doc__", None)
-        self.__wrapped__ = fn
 
     @property
     def qualname(self) -> str:
@@ -135,6 +126,22 @@ class _Ingredient:
     def __set_name__(self, owner: type, name: str) -> None:
         self.owner = owner
         self.name = name
+
+
+class _Ingredient(_Named):
+    """What inputs and queries share: a name, an owner, a function and its key spec."""
+
+    kind = "ingredient"
+
+    def __init__(self, fn: Callable[..., Any], eq: EqFn | None) -> None:
+        self.fn = fn
+        self.eq_option = eq
+        self.eq: EqFn = default_eq if eq is None else eq
+        super().__init__(getattr(fn, "__name__", "<ingredient>"))
+        self.spec: KeySpec | None = None
+        self._factory: Factory | None = None
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
 
     def type_hints(self) -> dict[str, Any]:
         """Resolve the annotations now (they are not needed, hence not resolved, earlier)."""
@@ -370,7 +377,7 @@ class _InputOps:
         return self._view.mutate(self._cells, self._ingredient, self._key(key, kwargs), ABSENT)
 
 
-class InternedIngredient(Generic[T]):
+class InternedIngredient(_Named, Generic[T]):
     """
     A declared interned table: `labels = picante.interned(str)`.
 
@@ -380,19 +387,8 @@ class InternedIngredient(Generic[T]):
     kind = "interned"
 
     def __init__(self, value_type: type[T] | Any) -> None:
+        super().__init__("<interned>")
         self.value_type = value_type
-        self.name = "<interned>"
-        self.owner: type | None = None
-
-    @property
-    def qualname(self) -> str:
-        """`Owner.name`, as used in messages."""
-        owner = self.owner.__name__ if self.owner is not None else "<unbound>"
-        return f"{owner}.{self.name}"
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.owner = owner
-        self.name = name
 
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
