@@ -141,9 +141,8 @@ async def test_snapshot_of_snapshot(log: list[str]) -> None:
     assert await db.total() == 3
 
 
-async def test_concurrent_evaluation_shared_with_snapshot(log: list[str]) -> None:
-    """The same record at the same state is evaluated once for a database and its snapshot."""
-    gate, started = asyncio.Event(), asyncio.Event()
+def gated_db(log: list[str], gate: asyncio.Event, started: asyncio.Event) -> Any:
+    """A database whose `slow()` logs, signals *started*, then waits for *gate*."""
 
     @picante.database
     class Db:
@@ -157,7 +156,14 @@ async def test_concurrent_evaluation_shared_with_snapshot(log: list[str]) -> Non
             await gate.wait()
             return await self.n() * 2
 
-    db = Db()
+    return Db()
+
+
+async def test_concurrent_evaluation_shared_with_snapshot(log: list[str]) -> None:
+    """The same record at the same state is evaluated once for a database and its snapshot."""
+    gate, started = asyncio.Event(), asyncio.Event()
+
+    db = gated_db(log, gate, started)
     db.n.set(21)
     snap = picante.snapshot(db)
     first = asyncio.create_task(db.slow())
@@ -177,19 +183,7 @@ async def test_diverged_views_never_share(log: list[str]) -> None:
     """Once a snapshot has its own changes, its evaluations are its own."""
     gate, started = asyncio.Event(), asyncio.Event()
 
-    @picante.database
-    class Db:
-        @picante.input
-        async def n(self) -> int: ...
-
-        @picante.query
-        async def slow(self) -> int:
-            log.append("slow()")
-            started.set()
-            await gate.wait()
-            return await self.n() * 2
-
-    db = Db()
+    db = gated_db(log, gate, started)
     db.n.set(1)
     snap = picante.snapshot(db)
     snap.n.set(5)
