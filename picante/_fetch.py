@@ -149,6 +149,9 @@ async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
 
 def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awaitable[Any]:
     """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
+    if cell.flight is None and not view.side_flights and view.family.views == 1:
+        # Nobody can be evaluating it: the common case, decided without a lookup.
+        return _drive(Frame(view, cell, revision, caller), verify=False)
     flight = view.flight(cell, revision)
     if flight is None:
         # Returned, not awaited here: the caller awaits it, one coroutine layer less.
