@@ -590,6 +590,10 @@ def snapshot(db: D) -> D:
     database and its snapshots, and interned tables are shared by all of them. The
     user's instance attributes are copied shallowly. Safe to call from any thread.
 
+    While a snapshot lives, its database keeps the old input versions and memo states the
+    snapshot may still read; they are released when the snapshot is garbage-collected
+    (a snapshot and its view refer to each other, so that is at the next collection).
+
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
     """
