@@ -514,7 +514,12 @@ class View:
 def _memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
     """Return *cell*'s memo (of *view*) as it was valid at revision *at*, if known."""
     verified_at = cell.verified_at
-    if verified_at == at or (cell.clean and NEVER < verified_at <= at <= view.revision):
+    if verified_at == at or (
+        NEVER < verified_at <= at <= view.revision
+        and cell.failure is None
+        # Clean, or nothing as durable as what it read changed since it was verified.
+        and (cell.clean or view.last_changed[cell.durability] <= verified_at)
+    ):
         return cell.state(at)
     for state in view.pasts.get(cell, ()):
         if state.verified_at <= at <= state.valid_through:

@@ -242,3 +242,38 @@ async def test_family_shrinks_when_snapshots_go(log: list[str]) -> None:
     del snaps
     gc.collect()
     assert db.__picante__.family.views == 1
+
+
+async def test_snapshot_reuses_memo_valid_by_durability(log: list[str]) -> None:
+    """A memo the database knows valid through durability alone is reused by a snapshot."""
+    gate, started = asyncio.Event(), asyncio.Event()
+
+    @picante.database
+    class Db:
+        @picante.input(durability=picante.Durability.HIGH)
+        async def cfg(self) -> int: ...
+
+        @picante.input
+        async def src(self) -> int: ...
+
+        @picante.query
+        async def high(self) -> int:
+            log.append("high()")
+            if not started.is_set():
+                started.set()
+                await gate.wait()
+            return await self.cfg() * 2
+
+    db = Db()
+    db.cfg.set(1)
+    db.src.set(1)
+    task = asyncio.create_task(db.high())
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    db.src.set(2)  # a LOW change while high() runs: its memo is installed, not clean
+    gate.set()
+    assert await asyncio.wait_for(task, TIMEOUT) == 2
+    assert not db.__picante__.tables["high"][()].clean
+    snap = picante.snapshot(db)
+    db.src.set(3)
+    assert await snap.high() == 2
+    assert log == ["high()"]
