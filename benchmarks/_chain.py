@@ -9,6 +9,7 @@ chain; the peers still recurse when they re-read, hence `deep_recursion` in the 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +20,14 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from types import ModuleType
 
+    from ._harness import Case
+
 
 __all__ = [
     "Chain",
     "SyncChain",
+    "change_and_await",
+    "change_and_call",
     "executions",
     "observ_chain",
     "picante_chain",
@@ -120,3 +125,39 @@ def reaktiv_chain(reaktiv: ModuleType, depth: int) -> SyncChain:
     for step in steps:
         step()
     return SyncChain(source.set, other.set, steps[-1])
+
+
+def change_and_await(
+    change: Callable[[int], object], read: Callable[[], Awaitable[object]]
+) -> Case:
+    """A case whose operation is `change(v)` with a fresh value, then `await read()`."""
+    clock = time.perf_counter_ns
+    counter = [0]
+
+    async def case(n: int) -> int:
+        first = counter[0] + 1
+        counter[0] += n
+        start = clock()
+        for value in range(first, first + n):
+            change(value)
+            await read()
+        return clock() - start
+
+    return case
+
+
+def change_and_call(change: Callable[[int], object], read: Callable[[], object]) -> Case:
+    """The same for a synchronous peer: `change(v)`, then `read()`."""
+    clock = time.perf_counter_ns
+    counter = [0]
+
+    async def case(n: int) -> int:
+        first = counter[0] + 1
+        counter[0] += n
+        start = clock()
+        for value in range(first, first + n):
+            change(value)
+            read()
+        return clock() - start
+
+    return case

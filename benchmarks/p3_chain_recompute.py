@@ -12,10 +12,18 @@ Goals: ≤ 1.0 µs per recomputed query, and below observ and reaktiv.
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from typing import TYPE_CHECKING
 
-from ._chain import executions, observ_chain, picante_chain, plain_chain, reaktiv_chain
+from ._chain import (
+    change_and_await,
+    change_and_call,
+    executions,
+    observ_chain,
+    picante_chain,
+    plain_chain,
+    reaktiv_chain,
+)
 from ._harness import (
     Check,
     Profile,
@@ -32,7 +40,6 @@ from ._harness import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._chain import SyncChain
     from ._harness import Case
 
 
@@ -41,25 +48,8 @@ __all__ = ["run", "sweep"]
 PEERS = ("plain", "observ", "reaktiv")
 
 
-def _sync_case(chain: SyncChain, counter: list[int]) -> Case:
-    clock = time.perf_counter_ns
-
-    async def case(n: int) -> int:
-        set_source, tail = chain.set_source, chain.tail
-        first = counter[0] + 1
-        counter[0] += n
-        start = clock()
-        for value in range(first, first + n):
-            set_source(value)
-            tail()
-        return clock() - start
-
-    return case
-
-
 async def _cases(depth: int, names: list[str]) -> dict[str, Case]:
     """The contenders at *depth*, keyed `name@depth`; appends the installed ones to *names*."""
-    clock = time.perf_counter_ns
     last = depth - 1
 
     db = await picante_chain(depth)
@@ -67,29 +57,10 @@ async def _cases(depth: int, names: list[str]) -> dict[str, Case]:
     db.source.set(-1)
     verify(await db.step(last) == last - 1, "picante chain value")
     verify(executions(db) == before + depth, "every step recomputes")
-    picante_counter = [0]
-
-    async def picante_case(n: int) -> int:
-        first = picante_counter[0] + 1
-        picante_counter[0] += n
-        start = clock()
-        for value in range(first, first + n):
-            db.source.set(value)
-            await db.step(last)
-        return clock() - start
+    picante_case = change_and_await(db.source.set, partial(db.step, last))
 
     state, plain_tail = plain_chain(depth)
-    plain_counter = [0]
-
-    async def plain_case(n: int) -> int:
-        first = plain_counter[0] + 1
-        plain_counter[0] += n
-        tail = plain_tail
-        start = clock()
-        for value in range(first, first + n):
-            state["source"] = value
-            await tail()
-        return clock() - start
+    plain_case = change_and_await(partial(state.__setitem__, "source"), plain_tail)
 
     cases: dict[str, Case] = {f"picante@{depth}": picante_case, f"plain@{depth}": plain_case}
     for name, build in (("observ", observ_chain), ("reaktiv", reaktiv_chain)):
@@ -99,7 +70,7 @@ async def _cases(depth: int, names: list[str]) -> dict[str, Case]:
         chain = build(module, depth)
         chain.set_source(-1)
         verify(chain.tail() == last - 1, f"{name} chain value")
-        cases[f"{name}@{depth}"] = _sync_case(chain, [0])
+        cases[f"{name}@{depth}"] = change_and_call(chain.set_source, chain.tail)
     names += [name for name in ("picante", *PEERS) if f"{name}@{depth}" in cases]
     return cases
 

@@ -13,10 +13,17 @@ Goals: depth 1000 costs ≤ 2 times depth 10 (flat), and ≤ 0.1 times reaktiv a
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from typing import TYPE_CHECKING
 
-from ._chain import executions, observ_chain, picante_chain, reaktiv_chain
+from ._chain import (
+    change_and_await,
+    change_and_call,
+    executions,
+    observ_chain,
+    picante_chain,
+    reaktiv_chain,
+)
 from ._harness import (
     Check,
     Profile,
@@ -33,47 +40,12 @@ from ._harness import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._chain import Chain, SyncChain
     from ._harness import Case
 
 
 __all__ = ["run", "sweep"]
 
 PEERS = ("observ", "reaktiv")
-
-
-def _picante_case(db: Chain, depth: int) -> Case:
-    clock = time.perf_counter_ns
-    last = depth - 1
-    counter = [0]
-
-    async def case(n: int) -> int:
-        first = counter[0] + 1
-        counter[0] += n
-        start = clock()
-        for value in range(first, first + n):
-            db.other.set(value)
-            await db.step(last)
-        return clock() - start
-
-    return case
-
-
-def _sync_case(chain: SyncChain) -> Case:
-    clock = time.perf_counter_ns
-    counter = [0]
-
-    async def case(n: int) -> int:
-        set_other, tail = chain.set_other, chain.tail
-        first = counter[0] + 1
-        counter[0] += n
-        start = clock()
-        for value in range(first, first + n):
-            set_other(value)
-            tail()
-        return clock() - start
-
-    return case
 
 
 async def _measure(profile: Profile, depths: Sequence[int]) -> dict[str, dict[int, float]]:
@@ -85,7 +57,7 @@ async def _measure(profile: Profile, depths: Sequence[int]) -> dict[str, dict[in
         db.other.set(-1)
         verify(await db.step(depth - 1) == depth - 1, "picante chain value")
         verify(executions(db) == before, "an unrelated change recomputes nothing")
-        cases[f"picante@{depth}"] = _picante_case(db, depth)
+        cases[f"picante@{depth}"] = change_and_await(db.other.set, partial(db.step, depth - 1))
         for name, build in (("observ", observ_chain), ("reaktiv", reaktiv_chain)):
             module = load_peer(name)
             if module is None:
@@ -93,7 +65,7 @@ async def _measure(profile: Profile, depths: Sequence[int]) -> dict[str, dict[in
             chain = build(module, depth)
             chain.set_other(-1)
             verify(chain.tail() == depth - 1, f"{name} chain value")
-            cases[f"{name}@{depth}"] = _sync_case(chain)
+            cases[f"{name}@{depth}"] = change_and_call(chain.set_other, chain.tail)
 
     ns = await compare(cases, profile, max_ops=1_000_000)
     return {
