@@ -64,6 +64,16 @@ def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
     return cell.clean or view.last_changed[cell.durability] <= verified_at
 
 
+def _valid(view: View, cell: QueryCell, revision: Revision) -> bool:
+    """`quick_valid`, recording a memo valid by durability alone as verified now."""
+    if not quick_valid(view, cell, revision):
+        return False
+    if cell.verified_at < revision == view.revision and not cell.clean:
+        # Said explicitly, a snapshot taken now can adopt the memo later.
+        _mark_verified(view, cell, revision)
+    return True
+
+
 def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     """
     Return an awaitable of *cell*'s outcome (a value or a `Failure`) at the caller's revision.
@@ -95,7 +105,7 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
 
 async def _fetch(view: View, cell: QueryCell, caller: Frame | None, revision: Revision) -> Any:
     while True:
-        if quick_valid(view, cell, revision) and cell.value is not EVICTED:
+        if _valid(view, cell, revision) and cell.value is not EVICTED:
             return cell.failure or cell.value
         flight = view.flight(cell, revision)
         if flight is None:
@@ -291,6 +301,9 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
+        if view.pins and cell.verified_at < revision:
+            # A snapshot pinned at the old `verified_at` may still adopt this state.
+            view.keep_past(cell, cell.verified_at)
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
             dep.clean for dep in cell.deps if isinstance(dep, QueryCell)
@@ -331,7 +344,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         if dep.changed_at <= revision
                         else dep.version_at(revision)[0]
                     )
-                elif quick_valid(view, dep, revision) or (
+                elif _valid(view, dep, revision) or (
                     # A snapshot's memo older than the snapshot: take its parent's.
                     dep.verified_at < view.base
                     and view.parent is not None
