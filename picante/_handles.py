@@ -63,7 +63,8 @@ def factory(cells, ingredient, lru, {defaults}):
                         {touch}
                         return _picante_value
         else:
-            _picante_cell = cells.setdefault(_picante_key, QueryCell(ingredient, _picante_key))
+            # Query cells are only ever made on the loop's thread: no race to guard against.
+            _picante_cell = cells[_picante_key] = QueryCell(ingredient, _picante_key)
         if _picante_frame is not None and _picante_frame.view is not _picante_view:
             # A query of another database: an untracked read, fetched as from outside.
             _picante_frame = None
