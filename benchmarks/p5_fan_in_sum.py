@@ -14,12 +14,11 @@ Goal: below observ, shiny and reaktiv.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import picante
 
-from ._chain import executions
+from ._chain import change_and_await, executions
 from ._harness import Profile, Row, compare, load_peer, ratio_check, verify
 
 
@@ -54,23 +53,6 @@ def _make_db(size: int) -> Any:
         for k in range(size):
             db.n.set(k, k)
     return db
-
-
-def _case(set_one: Callable[[int], object], read: Callable[[], Awaitable[object]]) -> Case:
-    """A case that sets the changed input to a new value, then awaits the sum."""
-    clock = time.perf_counter_ns
-    counter = [0]
-
-    async def case(n: int) -> int:
-        first = counter[0] + 1
-        counter[0] += n
-        start = clock()
-        for value in range(first, first + n):
-            set_one(value)
-            await read()
-        return clock() - start
-
-    return case
 
 
 def _sync_read(read: Callable[[], object]) -> Callable[[], Awaitable[object]]:
@@ -145,7 +127,7 @@ async def _main(profile: Profile, size: int) -> list[Row]:
     def set_input(value: int) -> None:
         db.n.set(changed, value)
 
-    cases: dict[str, Case] = {"picante": _case(set_input, db.total)}
+    cases: dict[str, Case] = {"picante": change_and_await(set_input, db.total)}
 
     inputs = list(range(size))
 
@@ -163,7 +145,7 @@ async def _main(profile: Profile, size: int) -> list[Row]:
         inputs[changed] = value
 
     verify(await plain_total() == expected, "plain sum")
-    cases["plain"] = _case(set_plain, plain_total)
+    cases["plain"] = change_and_await(set_plain, plain_total)
 
     for name, build in (("observ", _observ), ("reaktiv", _reaktiv)):
         module = load_peer(name)
@@ -173,7 +155,7 @@ async def _main(profile: Profile, size: int) -> list[Row]:
         verify(read() == expected, f"{name} sum")
         set_one(changed - 1)
         verify(read() == expected - 1, f"{name} sum after a change")
-        cases[name] = _case(set_one, _sync_read(read))
+        cases[name] = change_and_await(set_one, _sync_read(read))
 
     reactive = load_peer("shiny")
     if reactive is not None:
@@ -181,7 +163,7 @@ async def _main(profile: Profile, size: int) -> list[Row]:
         verify(await read() == expected, "shiny sum")
         set_one(changed - 1)
         verify(await read() == expected - 1, "shiny sum after a change")
-        cases["shiny"] = _case(set_one, read)
+        cases["shiny"] = change_and_await(set_one, read)
 
     ns = await compare(cases, profile)
     pic = ns["picante"]
