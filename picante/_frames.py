@@ -39,6 +39,7 @@ class Frame:
 
     __slots__ = (
         "cell",
+        "counted",
         "deps",
         "followers",
         "parent",
@@ -62,6 +63,8 @@ class Frame:
         # `task` (set only when started from outside any query) holds the task driving the
         # frame, because the event loop keeps only weak references to tasks.
         self.task: asyncio.Task[None]
+        # Whether the frame counts in its view's running frames (set by `start_flight`).
+        self.counted: bool
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""

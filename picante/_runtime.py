@@ -330,9 +330,14 @@ class View:
         if self.family.views > 1:
             key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             self.family.flights.setdefault(key, frame)
-        # Count the frame as running at its revision: commits keep what it may read.
-        active = self.active
-        active[revision] = active.get(revision, 0) + 1
+        # Count the frame as running at its revision: commits keep what it may read. A
+        # nested frame whose parent is still running (its registered flight) runs at the
+        # parent's revision, which the parent's count already covers.
+        parent = frame.parent
+        frame.counted = parent is None or parent.cell.flight is not parent
+        if frame.counted:
+            active = self.active
+            active[revision] = active.get(revision, 0) + 1
 
     def end_flight(self, frame: Frame) -> None:
         """Unregister *frame*."""
@@ -347,15 +352,16 @@ class View:
             key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
             if flights.get(key) is frame:
                 del flights[key]
-        # The frame stops running; drop old versions once nobody can read them.
-        active = self.active
-        left = active[revision] - 1
-        if left:
-            active[revision] = left
-        else:
-            del active[revision]
-            if self.histories or self.pasts:
-                self._prune()
+        if frame.counted:
+            # The frame stops running; drop old versions once nobody can read them.
+            active = self.active
+            left = active[revision] - 1
+            if left:
+                active[revision] = left
+            else:
+                del active[revision]
+                if self.histories or self.pasts:
+                    self._prune()
 
     # -- mutations ------------------------------------------------------------------------
 

@@ -273,3 +273,36 @@ async def test_walks_waiting_on_one_flight_execute_a_shared_memo_once(log: list[
     gate.set()
     assert await asyncio.wait_for(asyncio.gather(first, *walks), TIMEOUT) == [2, 6, 9]
     assert log == ["value()", "shared()"]
+
+
+async def test_task_outliving_its_query_reads_at_the_query_revision(log: list[str]) -> None:
+    """A task a query leaves running still reads the inputs as they were for that query."""
+    gate = asyncio.Event()
+    spawned: list[asyncio.Task[int]] = []
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def n(self) -> int: ...
+
+        @picante.query
+        async def late(self) -> int:
+            log.append("late()")
+            await gate.wait()
+            return await self.n()
+
+        @picante.query
+        async def spawner(self) -> int:
+            spawned.append(asyncio.get_running_loop().create_task(self.late()))
+            return await self.n()
+
+    db = Db()
+    db.n.set(1)
+    assert await db.spawner() == 1
+    await until(lambda: log == ["late()"])
+    # The spawner has finished; the orphan task's frame alone keeps revision 1 readable.
+    db.n.set(2)
+    db.n.set(3)
+    gate.set()
+    assert await asyncio.wait_for(spawned[0], TIMEOUT) == 1
+    assert await db.spawner() == 3
