@@ -29,6 +29,7 @@ from ._ingredients import (
     InternedIngredient as InternedIngredient,
     QueryIngredient as QueryIngredient,
 )
+from ._persist import load as load, save as save
 from ._runtime import batch as batch, revision as revision, snapshot as snapshot
 from ._store import Durability as Durability, InternId as InternId, Revision as Revision
 
@@ -53,8 +54,10 @@ __all__ = [
     "database",
     "input",
     "interned",
+    "load",
     "query",
     "revision",
+    "save",
     "snapshot",
 ]
 

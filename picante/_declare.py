@@ -24,6 +24,8 @@ from ._store import Durability
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
 
+    import cattrs
+
 
 __all__ = ["DatabaseSpec", "database", "input", "interned", "query"]
 
@@ -42,14 +44,22 @@ _Ingredient = (
 class DatabaseSpec:
     """The ingredient registry of one database class, at `cls.__picante__`."""
 
-    __slots__ = ("cls", "ingredients", "max_state_bytes")
+    __slots__ = ("cls", "codecs", "converter", "ingredients", "max_state_bytes")
 
     def __init__(
-        self, cls: type, ingredients: Mapping[str, _Ingredient], max_state_bytes: int | None
+        self,
+        cls: type,
+        ingredients: Mapping[str, _Ingredient],
+        max_state_bytes: int | None,
+        converter: Any = None,
     ) -> None:
         self.cls = cls
         self.ingredients = dict(ingredients)
         self.max_state_bytes = max_state_bytes
+        # The user's cattrs converter for cache files (`None`: picante's default one).
+        self.converter = converter
+        # Built by `_persist` on first save or load: per-ingredient encoders and fingerprints.
+        self.codecs: Any = None
 
     @property
     def inputs(self) -> dict[str, InputIngredient[Any, Any, Any]]:
@@ -188,9 +198,15 @@ def interned(value_type: type[T]) -> InternedIngredient[T]:
 @overload
 def database(cls: C, /) -> C: ...
 @overload
-def database(*, max_state_bytes: int | None = None) -> Callable[[C], C]: ...
 def database(
-    cls: C | None = None, /, *, max_state_bytes: int | None = None
+    *, max_state_bytes: int | None = None, converter: cattrs.Converter | None = None
+) -> Callable[[C], C]: ...
+def database(
+    cls: C | None = None,
+    /,
+    *,
+    max_state_bytes: int | None = None,
+    converter: cattrs.Converter | None = None,
 ) -> C | Callable[[C], C]:
     """
     Make a class a picante database: collect and validate its ingredients.
@@ -207,6 +223,11 @@ def database(
             `sys.getsizeof` of everything it reaches. A mutation, batch or intern that would
             go over raises `picante.LimitExceededError` and has no effect at all. Memos
             are not counted: `lru=` bounds those.
+        converter: The `cattrs.Converter` that turns keys and values into JSON-ready data
+            and back in cache files (`picante.save`, `picante.load`); register hooks on it
+            for your own types. By default picante uses one made by
+            `cattrs.preconf.orjson.make_converter()`, which handles attrs classes,
+            dataclasses, enums, tuples, lists, dicts, `None` and the JSON scalars.
 
     Raises:
         UsageError: A declaration is invalid: the message names the class, the method
@@ -216,9 +237,12 @@ def database(
     if max_state_bytes is not None and (type(max_state_bytes) is not int or max_state_bytes < 1):
         msg = f"database(): max_state_bytes must be a positive int or None, got {max_state_bytes!r}"
         raise UsageError(msg)
+    if converter is not None and not _is_converter(converter):
+        msg = f"database(): converter must be a cattrs converter, got {converter!r}"
+        raise UsageError(msg)
 
     def decorate(cls: C) -> C:
-        _register(cls, max_state_bytes)
+        _register(cls, max_state_bytes, converter)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
         if not getattr(inherited, "picante_hook", False):
@@ -226,6 +250,13 @@ def database(
         return cls
 
     return decorate if cls is None else decorate(cls)
+
+
+def _is_converter(obj: object) -> bool:
+    # Imported here: most databases never persist.
+    import cattrs
+
+    return isinstance(obj, cattrs.BaseConverter)
 
 
 def _install_subclass_hook(cls: type, own: Any) -> None:
@@ -243,8 +274,8 @@ def _install_subclass_hook(cls: type, own: Any) -> None:
     cls.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
 
 
-def _register(cls: type, max_state_bytes: int | None = None) -> None:
-    """Build, validate and store the registry of *cls* (a limit not given is inherited)."""
+def _register(cls: type, max_state_bytes: int | None = None, converter: Any = None) -> None:
+    """Build, validate and store the registry of *cls* (options not given are inherited)."""
     ingredients: dict[str, _Ingredient] = {}
     for klass in reversed(cls.__mro__):
         for name, attr in vars(klass).items():
@@ -259,11 +290,14 @@ def _register(cls: type, max_state_bytes: int | None = None) -> None:
         raise UsageError(msg)
     for name, ingredient in ingredients.items():
         _validate(ingredient, name)
-    if max_state_bytes is None:
-        inherited = getattr(cls, _RESERVED, None)
-        if isinstance(inherited, DatabaseSpec):
+    inherited = getattr(cls, _RESERVED, None)
+    if isinstance(inherited, DatabaseSpec):
+        if max_state_bytes is None:
             max_state_bytes = inherited.max_state_bytes
-    cls.__picante__ = DatabaseSpec(cls, ingredients, max_state_bytes)  # type: ignore[attr-defined]
+        if converter is None:
+            converter = inherited.converter
+    spec = DatabaseSpec(cls, ingredients, max_state_bytes, converter)
+    cls.__picante__ = spec  # type: ignore[attr-defined]
 
 
 def _validate(ingredient: _Ingredient, name: str) -> None:

@@ -278,7 +278,9 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             if level < durability:  # noqa: PLR1730 - cheaper than calling min()
                 durability = level
         if (
-            previous == NEVER
+            # `changed_at` rather than `previous`: a memo loaded from a cache file as stale
+            # (its query's code changed) has no revision but keeps its value, to backdate.
+            cell.changed_at == NEVER
             or durability < cell.durability
             or not (
                 cell.failure is None and failure is None and cell.ingredient.eq(cell.value, outcome)
@@ -297,6 +299,8 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.clean = clean and failure is None
         if cell.ingredient.lru is not None:
             view.track_lru(cell)
+        if view.dirty is not None:
+            view.dirty.add(cell)
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
@@ -308,6 +312,8 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
         cell.clean = revision == view.revision and all(
             dep.clean for dep in cell.deps if isinstance(dep, QueryCell)
         )
+        if view.dirty is not None:
+            view.dirty.add(cell)
 
 
 async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:

@@ -143,6 +143,7 @@ class View:
         "base",
         "counters",
         "db",
+        "dirty",
         "family",
         "histories",
         "input_bytes",
@@ -152,6 +153,7 @@ class View:
         "lrus",
         "parent",
         "pasts",
+        "persistence",
         "pins",
         "revision",
         "side_flights",
@@ -174,6 +176,11 @@ class View:
         self.pins: dict[Revision, int] = {}
         self.counters = Counters()
         self.lock = threading.RLock()
+        # Cells changed since the last save (`None` until a first save or load): what an
+        # incremental save appends to the log.
+        self.dirty: set[InputCell | QueryCell] | None = None
+        # What `_persist` knows of the cache file this view was saved to or loaded from.
+        self.persistence: Any = None
         if parent is None:
             self.family = Family()
             self.revision: Revision = 0
@@ -421,6 +428,8 @@ class View:
                     last_changed[level] = revision
             for cell, _ in changes:
                 self._invalidate(cell)
+            if self.dirty is not None:
+                self.dirty.update(cell for cell, _ in changes)
             # Published last: another thread sees the new revision only after the new
             # values and the invalidation are in place.
             self.revision = revision

@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "_handles": {"_errors", "_store", "_frames", "_runtime", "_fetch"},
     "_ingredients": {"_errors", "_store", "_frames", "_runtime", "_handles"},
     "_declare": {"_errors", "_store", "_handles", "_ingredients"},
+    "_persist": {"_errors", "_store", "_runtime"},
 }
 
 
