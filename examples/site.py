@@ -285,8 +285,8 @@ def refresh(db: Site, content: Path, changed: Iterable[str] | None = None) -> No
     """
     present = list_sources(content)
     known = set(db.paths.get(default=()))
-    changed = present if changed is None else filter(is_source, changed)
-    reread = {*changed, *(present ^ known)}
+    reread = present ^ known  # appeared or vanished
+    reread.update(present if changed is None else filter(is_source, changed))
     with picante.batch(db):
         for path in sorted(reread):
             try:

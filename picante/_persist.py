@@ -241,7 +241,7 @@ def _key_codec(
         if type(raw) is not list:
             msg = f"expected a key of {arity} parts, got {raw!r}"
             raise TypeError(msg)
-        parts = cast("list[Any]", raw)
+        parts = cast("list[Any]", raw)  # type: ignore[redundant-cast]  # pyright needs it
         if len(parts) != arity:
             msg = f"expected a key of {arity} parts, got {parts!r}"
             raise TypeError(msg)
