@@ -22,6 +22,7 @@ from . import (
     p6_single_flight,
     p7_snapshot,
     p8_memory,
+    p9_persist,
     p10_cold_tree,
 )
 
@@ -43,6 +44,7 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p6": p6_single_flight.run,
     "p7": p7_snapshot.run,
     "p8": p8_memory.run,
+    "p9": p9_persist.run,
     "p10": p10_cold_tree.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""

@@ -75,19 +75,23 @@ class Summary:
 
 @picante.database
 class Site:
+    """A website: its sources are the inputs, each output file is a query."""
+
     def __init__(self) -> None:
         # The outputs whose query body ran: picante runs a body only to recompute it.
         self.rebuilt: set[str] = set()
 
+    # The text of a page or template, by its path in the content folder: "pages/about.md".
     @picante.input
     async def file(self, path: str) -> str: ...
 
+    # Every page and template path, sorted: what the last scan of the content folder found.
     @picante.input
     async def paths(self) -> tuple[str, ...]: ...
 
     @picante.query
     async def pages(self) -> tuple[str, ...]:
-        """The Markdown pages among `paths()`, which also lists the templates."""
+        """The pages among `paths()`: equal, so nothing reruns, when only templates come and go."""
         return tuple(path for path in await self.paths() if path.startswith("pages/"))
 
     # --8<-- [end:database]
@@ -134,7 +138,7 @@ class Site:
         Each include is a query of its own, so a partial is resolved once, shared by every
         template that includes it, and editing it rebuilds exactly the pages that use it.
         """
-        lines = []
+        lines: list[str] = []
         for line in (await self.file(f"templates/{name}")).splitlines(keepends=True):
             include = INCLUDE.fullmatch(line.strip())
             lines.append(await self.template(include[1]) if include else line)
@@ -163,7 +167,11 @@ class Site:
 
     @picante.query
     async def tagged(self, tag: str) -> tuple[Summary, ...]:
-        """The pages tagged *tag*: rerun on any summary change, but mostly equal (cutoff)."""
+        """The pages tagged *tag*.
+
+        Recomputed whenever a summary changes, but equal unless a page with this tag changed:
+        then, and only then, `tag_page(tag)` is rebuilt (early cutoff).
+        """
         return tuple(summary for summary in await self.summaries() if tag in summary.tags)
 
     @picante.query
@@ -203,7 +211,7 @@ def split_front_matter(text: str) -> tuple[dict[str, str], str]:
     head, fence, body = text.removeprefix("---\n").partition("\n---\n")
     if not text.startswith("---\n") or not fence:
         return {}, text
-    meta = {}
+    meta: dict[str, str] = {}
     for line in head.splitlines():
         key, colon, value = line.partition(":")
         if colon:
@@ -417,7 +425,7 @@ async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
     db = Site()
     if await picante.load(db, cache, on_corrupt="delete"):
         print(f"loaded the cache {cache} in {ms(time.perf_counter() - start)}")
-        previous = set(await outputs(db))
+        previous: set[str] = set(await outputs(db))
     else:
         print(f"no cache at {cache}: building everything")
         previous = set()
@@ -481,7 +489,7 @@ def describe(report: Report) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0].strip())
+    parser = argparse.ArgumentParser(description="Build a static site, incrementally.")
     parser.add_argument("content", type=Path, help="the folder with pages/ and templates/")
     parser.add_argument("--out", type=Path, required=True, help="where to write the site")
     parser.add_argument("--cache", type=Path, help="cache file (default: OUT/.picante-cache)")

@@ -90,6 +90,8 @@ _COMPACT_RATIO: Final = 0.5
 """A save compacts base and log into a new base once the log passes this share of it."""
 
 _NATIVE: Final = frozenset({str, int, float, bool, type(None)})
+_NOT_PERSISTED: Final = "<values not persisted>"
+_DURABILITIES: Final = tuple(Durability)
 """Types orjson writes and reads back exactly: no cattrs hook needed."""
 
 OnCorrupt = Literal["error", "ignore", "delete"]
@@ -247,14 +249,41 @@ def _key_codec(
             raise TypeError(msg)
         return tuple(load(part) for load, part in zip(loads, parts, strict=True))
 
+    if all(tp in _NATIVE and tp is not float for tp in key_types):
+        # orjson writes a tuple as an array: nothing to convert, only types to check.
+        return _identity, _native_key_loader(key_types)
     if all(tp in _NATIVE for tp in key_types):
-        # orjson writes a tuple as an array: nothing to convert.
         return _identity, load_key
 
     def dump_key(key: tuple[object, ...]) -> object:
         return [dump(part) for dump, part in zip(dumps, key, strict=True)]
 
     return dump_key, load_key
+
+
+def _native_key_loader(key_types: tuple[type, ...]) -> Callable[[object], tuple[object, ...]]:
+    """A key loader for keys of exact JSON types: a type check per part, no conversion."""
+
+    def load_key(raw: object) -> tuple[object, ...]:
+        if type(raw) is list:
+            parts = cast("list[Any]", raw)  # type: ignore[redundant-cast]  # pyright needs it
+            if len(parts) == len(key_types) and all(
+                type(part) is tp for part, tp in zip(parts, key_types, strict=True)
+            ):
+                return tuple(parts)
+        msg = f"expected a key of types {key_types}, got {raw!r}"
+        raise TypeError(msg)
+
+    if len(key_types) == 1:
+        (only,) = key_types
+
+        def load_single(raw: object) -> tuple[object, ...]:
+            if type(raw) is list and len(raw) == 1 and type(raw[0]) is only:  # pyright: ignore[reportUnknownArgumentType, reportUnknownMemberType]
+                return (raw[0],)  # pyright: ignore[reportUnknownVariableType]
+            return load_key(raw)  # pyright: ignore[reportUnknownArgumentType]
+
+        return load_single
+    return load_key
 
 
 def codecs_of(cls: type) -> dict[str, _Codec]:
@@ -271,8 +300,6 @@ def codecs_of(cls: type) -> dict[str, _Codec]:
         converter = make_converter()
     codecs: dict[str, _Codec] = {}
     for name, ingredient in spec.ingredients.items():
-        if ingredient.kind == "query" and not ingredient.persist:
-            continue
         where = f"{cls.__qualname__}.{name}"
         try:
             if ingredient.kind == "interned":
@@ -282,7 +309,12 @@ def codecs_of(cls: type) -> dict[str, _Codec]:
                 key_types = ingredient.key_types()
                 value_type = ingredient.value_type()
             dump_key, load_key = _key_codec(converter, key_types)
-            dump_value, load_value = _value_codec(converter, value_type)
+            if ingredient.kind == "query" and not ingredient.persist:
+                # Saved without values (keys and revisions only): its dependents stay valid.
+                value_type = _NOT_PERSISTED
+                dump_value, load_value = _value_codec(converter, type(None))
+            else:
+                dump_value, load_value = _value_codec(converter, value_type)
         except Exception as error:
             msg = f"{where}: cannot persist its types: {error}"
             raise CacheError(msg) from error
@@ -369,9 +401,9 @@ class _Capture:
     def persistable(self, cell: InputCell | QueryCell) -> bool:
         if cell.ingredient.name not in self.codecs:
             return False
-        if isinstance(cell, InputCell):
-            return True
-        return cell.verified_at != NEVER and cell.failure is None
+        # A memo that failed is saved without a value, like an evicted one: its
+        # dependents stay valid, and it re-executes when it is read.
+        return isinstance(cell, InputCell) or cell.verified_at != NEVER
 
     def id_of(self, cell: InputCell | QueryCell) -> int:
         """The id of *cell*; one the file lacks gets an id and is queued (-1: not saved)."""
@@ -413,7 +445,9 @@ class _Capture:
                 ]
             else:
                 value = cell.value
-                has_value = value is not EVICTED
+                has_value = (
+                    value is not EVICTED and cell.failure is None and cell.ingredient.persist
+                )
                 record = [
                     self.ids[cell],
                     key,
@@ -526,8 +560,10 @@ async def save(
     never a mix. Later saves of the same database to the same path append only what changed
     since (inputs, interned values, memos) to `<path>.log`, one checksummed entry per save;
     when the log passes half the size of the file, the save writes a new full file instead.
-    File I/O runs in a worker thread, not on the event loop. Memos of queries declared
-    with `persist=False`, errors and memos being computed are not saved.
+    File I/O runs in a worker thread, not on the event loop. Memos being computed are not
+    saved. Memos of queries declared with `persist=False` are saved without their values,
+    and a memoized error without its exception (nothing is pickled): they re-execute when
+    read, while the memos that depend on them stay valid.
 
     Args:
         db: The database (not a snapshot).
@@ -1059,7 +1095,7 @@ def _decode_records(
         memo.value = load_value(raw_value) if has_value else EVICTED
         memo.verified_at = verified_at
         memo.changed_at = changed_at
-        memo.durability = Durability(durability)
+        memo.durability = _DURABILITIES[durability]
         table[key] = memo
         cells[number] = memo
         memos.append((memo, deps, stale))
@@ -1092,7 +1128,9 @@ def _mark_clean(memos: list[tuple[QueryCell, list[Any], bool]]) -> None:
         if cell.verified_at == NEVER:
             continue
         verified_at = cell.verified_at
-        clean = True
+        # Not clean without a value: a memoized error saved without its exception may come
+        # back as an error, and a memo's dependents are clean only while it is.
+        clean = cell.value is not EVICTED
         for dep in cell.deps:
             if dep.changed_at > verified_at or (
                 isinstance(dep, QueryCell) and dep.verified_at == NEVER

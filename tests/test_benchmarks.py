@@ -32,6 +32,7 @@ EXPECTED_PEERS = {
     "p6": {"async-lru", "plain"},
     "p7": set(),
     "p8": {"observ", "reaktiv", "shiny"},
+    "p9": {"plain"},
     "p10": {"async-lru", "plain"},
 }
 # Scenarios whose figures are bytes per object rather than nanoseconds per operation.
