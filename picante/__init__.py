@@ -7,6 +7,7 @@ memoizes; after an input changes, picante recomputes only what is affected and s
 early when a recomputed value comes out equal.
 """
 
+from . import debug as debug
 from ._declare import (
     database as database,
     input as input,
@@ -20,6 +21,18 @@ from ._errors import (
     MissingInputError as MissingInputError,
     PicanteError as PicanteError,
     UsageError as UsageError,
+)
+from ._events import (
+    Event as Event,
+    InputRemoved as InputRemoved,
+    InputSet as InputSet,
+    Lagged as Lagged,
+    QueryChanged as QueryChanged,
+    QueryInvalidated as QueryInvalidated,
+    RevisionBumped as RevisionBumped,
+    events as events,
+    revisions as revisions,
+    watch as watch,
 )
 from ._ingredients import (
     BoundInput as BoundInput,
@@ -41,24 +54,35 @@ __all__ = [
     "CacheError",
     "CycleError",
     "Durability",
+    "Event",
     "InputIngredient",
+    "InputRemoved",
+    "InputSet",
     "InternId",
     "InternedIngredient",
+    "Lagged",
     "LimitExceededError",
     "MissingInputError",
     "PicanteError",
+    "QueryChanged",
     "QueryIngredient",
+    "QueryInvalidated",
     "Revision",
+    "RevisionBumped",
     "UsageError",
     "batch",
     "database",
+    "debug",
+    "events",
     "input",
     "interned",
     "load",
     "query",
     "revision",
+    "revisions",
     "save",
     "snapshot",
+    "watch",
 ]
 
 

@@ -25,6 +25,7 @@ only that caller's wait; a frame started inside a query runs inline in the query
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._frames import ACTIVE, RETRY, Frame, check_wait
@@ -36,6 +37,7 @@ from ._store import (
     Failure,
     InputCell,
     QueryCell,
+    TraceExecuted,
     errors_equal,
 )
 
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from ._store import Revision
 
 
-__all__ = ["fetch", "quick_valid"]
+__all__ = ["fetch", "quick_valid", "why"]
 
 
 def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
@@ -213,6 +215,11 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             outcome = cell.value
         else:
             view.counters.executions += 1
+            if cell.verified_at != NEVER or cell.changed_at != NEVER:
+                cell.why = why(cell, frame.revision)
+            listeners = view.listeners
+            first = cell.verified_at == NEVER
+            started_at = time.perf_counter() if listeners else 0.0
             token = ACTIVE.set(frame)
             try:
                 result: Any = await cell.ingredient.fn(view.db, *cell.key)
@@ -229,6 +236,17 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
                 ACTIVE.reset(token)
             _install(view, frame, result)
             outcome = result
+            if listeners:
+                record = TraceExecuted(
+                    frame.revision,
+                    cell.ingredient.name,
+                    cell.key,
+                    first,
+                    cell.changed_at == frame.revision,
+                    type(result) is Failure,
+                    time.perf_counter() - started_at,
+                )
+                view.notify([record])
     finally:
         # On cancellation (or any BaseException) followers get RETRY: one of them starts
         # a new flight, and nothing is memoized.
@@ -238,6 +256,30 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
                 if not future.done():
                     future.set_result(outcome)
     return outcome
+
+
+def why(cell: QueryCell, revision: Revision) -> tuple[object, ...]:
+    """
+    Say why *cell*'s memo is about to re-execute at *revision*, for `debug.explain`.
+
+    `(reason, revision, ...)`, the reason one of `"evicted"`, `"error"` (then the revision
+    it raised at), `"code"` (a stale memo loaded from a cache file), or `"changed"` (then
+    the revision it was last verified at and `((name, key, changed_at), ...)`, the
+    dependencies that changed after that).
+    """
+    if cell.verified_at == NEVER:
+        return ("code", revision)
+    if cell.failure is not None:
+        return ("error", revision, cell.verified_at)
+    verified_at = cell.verified_at
+    changed = tuple(
+        (dep.ingredient.name, dep.key, dep.changed_at)
+        for dep in cell.deps
+        if dep.changed_at > verified_at
+    )
+    if not changed and cell.value is EVICTED:
+        return ("evicted", revision)
+    return ("changed", revision, verified_at, changed)
 
 
 def _install(view: View, frame: Frame, outcome: Any) -> None:

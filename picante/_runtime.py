@@ -51,6 +51,9 @@ from ._store import (
     MemoState,
     QueryCell,
     Revision,
+    TraceInput,
+    TraceInvalidated,
+    TraceRevision,
     add_dependent,
     dependents_of,
     discard_dependent,
@@ -59,7 +62,7 @@ from ._store import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from ._frames import Frame
 
@@ -89,9 +92,11 @@ class BoundHandle:
 class Counters:
     """Work counters of a view: cheap integers, read by tests and debugging tools."""
 
-    __slots__ = ("dependency_checks", "executions", "invalidations")
+    __slots__ = ("dependency_checks", "executions", "hits", "invalidations")
 
     def __init__(self) -> None:
+        # Reads answered from a memo without running its body (counted under `debug.trace`).
+        self.hits = 0
         # Dependencies examined by deep verification.
         self.dependency_checks = 0
         # Query bodies run.
@@ -149,6 +154,7 @@ class View:
         "input_bytes",
         "last_changed",
         "limit",
+        "listeners",
         "lock",
         "lrus",
         "parent",
@@ -181,6 +187,9 @@ class View:
         self.dirty: set[InputCell | QueryCell] | None = None
         # What `_persist` knows of the cache file this view was saved to or loaded from.
         self.persistence: Any = None
+        # The trace hook: callables given every trace record (`Trace*` in `_store`) of this
+        # view. Empty, nothing is built: the runtime checks the list before any record.
+        self.listeners: list[Callable[[object], None]] = []
         if parent is None:
             self.family = Family()
             self.revision: Revision = 0
@@ -433,7 +442,38 @@ class View:
             # Published last: another thread sees the new revision only after the new
             # values and the invalidation are in place.
             self.revision = revision
+            if self.listeners:
+                self._announce(changes, revision)
             return revision
+
+    def _announce(self, changes: list[tuple[InputCell, object]], revision: Revision) -> None:
+        """Give the listeners the trace records of a commit: changes, invalidations, revision."""
+        records: list[object] = []
+        seen: set[QueryCell] = set()
+        for cell, value in changes:
+            cause = (cell.ingredient.name, cell.key)
+            records.append(TraceInput(revision, cause[0], cause[1], removed=value is ABSENT))
+            # Every memo that transitively read the cell, clean or not (the push stops early).
+            stack = list(dependents_of(cell))
+            while stack:
+                memo = stack.pop()
+                if memo in seen:
+                    continue
+                seen.add(memo)
+                records.append(TraceInvalidated(revision, memo.ingredient.name, memo.key, cause))
+                if memo.dependents is not None:
+                    stack.extend(dependents_of(memo))
+        records.append(TraceRevision(revision))
+        self.notify(records)
+
+    def notify(self, records: list[object]) -> None:
+        """Hand *records* to every listener (a listener's failure does not stop the others)."""
+        for listener in list(self.listeners):
+            for record in records:
+                try:
+                    listener(record)
+                except Exception:  # noqa: BLE001 - a broken listener must not break commits
+                    break
 
     def _check_limit(self, changes: list[tuple[InputCell, object]]) -> list[int]:
         """Return the new sizes of the changed cells; raise if the total would exceed."""

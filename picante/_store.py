@@ -61,6 +61,10 @@ __all__ = [
     "MemoState",
     "QueryCell",
     "Revision",
+    "TraceExecuted",
+    "TraceInput",
+    "TraceInvalidated",
+    "TraceRevision",
     "add_dependent",
     "default_eq",
     "dependents_of",
@@ -252,6 +256,7 @@ class QueryCell:
         "key",
         "value",
         "verified_at",
+        "why",
     )
 
     def __init__(self, ingredient: Any, key: tuple[object, ...]) -> None:
@@ -267,6 +272,8 @@ class QueryCell:
         self.clean = False
         # The evaluation in progress for the current revision, if any (a `Frame`).
         self.flight: Any = None
+        # Why the memo last re-executed (see `_fetch.why`); `None` after a first run.
+        self.why: tuple[object, ...] | None = None
 
     def state(self, valid_through: Revision) -> MemoState:
         """Capture the memo as a `MemoState` known valid up to *valid_through*."""
@@ -367,3 +374,42 @@ def sizeof(obj: object) -> int:
                         if value is not None:
                             stack.append(value)
     return total
+
+
+# -- trace records: what the runtime tells its listeners (`View.listeners`) -------------------
+
+
+class TraceRevision(NamedTuple):
+    """A commit published *revision*."""
+
+    revision: Revision
+
+
+class TraceInput(NamedTuple):
+    """A commit set (or removed) an input."""
+
+    revision: Revision
+    ingredient: str
+    key: tuple[object, ...]
+    removed: bool
+
+
+class TraceInvalidated(NamedTuple):
+    """A commit changed *cause*, which the memo read, directly or not."""
+
+    revision: Revision
+    ingredient: str
+    key: tuple[object, ...]
+    cause: tuple[str, tuple[object, ...]]
+
+
+class TraceExecuted(NamedTuple):
+    """A query body ran at *revision* and its outcome was memoized."""
+
+    revision: Revision
+    ingredient: str
+    key: tuple[object, ...]
+    first: bool
+    changed: bool
+    failed: bool
+    seconds: float

@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "_ingredients": {"_errors", "_store", "_frames", "_runtime", "_handles"},
     "_declare": {"_errors", "_store", "_handles", "_ingredients"},
     "_persist": {"_errors", "_store", "_runtime"},
+    "_events": {"_errors", "_store", "_runtime"},
+    "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
 }
 
 
@@ -44,7 +46,7 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_every_module_has_a_layer() -> None:
     """Each private module of the package is placed in the layering."""
-    modules = {p.stem for p in PACKAGE.glob("_*.py") if p.stem != "__init__"}
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert modules - {"__main__"} == set(ALLOWED)
 
 

@@ -1,0 +1,550 @@
+"""
+Debugging tools: what depends on what, what ran and why, and whether queries are pure.
+
+* `dependency_graph(db)`: the records and the reads between them, with `to_dot()`;
+* `trace(db)`: a context manager recording events with timestamps, cache hits included,
+  and summarizing recomputations, hits, early cutoffs and time per query;
+* `stats(db)`: memo counts per query, dependency edges, work counters, memory;
+* `explain(db, query, *key)`: why a memo last recomputed;
+* `verify(db)`: re-runs every memo valid now and reports those whose fresh value differs.
+
+Everything here reads the runtime's state or listens to its trace hook; nothing costs
+anything until it is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from types import MethodType
+from typing import TYPE_CHECKING, Any, final
+
+import attrs
+
+from ._errors import UsageError, fmt_key
+from ._frames import ACTIVE
+from ._runtime import view_of
+from ._store import (
+    ABSENT,
+    EVICTED,
+    NEVER,
+    Failure,
+    InputCell,
+    QueryCell,
+    TraceExecuted,
+    TraceInput,
+    TraceInvalidated,
+    TraceRevision,
+    errors_equal,
+    sizeof,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator
+
+    from ._runtime import View
+    from ._store import Revision
+
+
+__all__ = [
+    "DependencyGraph",
+    "Explanation",
+    "Mismatch",
+    "Node",
+    "QueryStats",
+    "QueryTrace",
+    "Stats",
+    "Trace",
+    "dependency_graph",
+    "explain",
+    "stats",
+    "trace",
+    "verify",
+]
+
+
+# -- dependency graph -----------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class Node:
+    """A record: an input or query ingredient and a key."""
+
+    kind: str
+    ingredient: str
+    key: tuple[object, ...]
+
+    @property
+    def label(self) -> str:
+        """The record as picante shows it everywhere: `words('a.md')`."""
+        return fmt_key(self.ingredient, self.key)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+@final
+@attrs.frozen
+class DependencyGraph:
+    """
+    The records of a database with a memo or a reader, and who read what.
+
+    `edges` go from a query to what it read (its dependencies), in read order. `roots`
+    are the records nothing reads (usually the top-level queries); `leaves` read nothing
+    (inputs, and queries with no dependencies).
+    """
+
+    nodes: tuple[Node, ...]
+    edges: tuple[tuple[Node, Node], ...]
+    roots: tuple[Node, ...]
+    leaves: tuple[Node, ...]
+
+    def to_dot(self) -> str:
+        """Render the graph in Graphviz DOT: inputs as boxes, queries as ellipses."""
+        ids = {node: f"n{index}" for index, node in enumerate(self.nodes)}
+        lines = ["digraph picante {", "    rankdir=LR;", '    node [fontname="monospace"];']
+        for node, name in ids.items():
+            shape = "box" if node.kind == "input" else "ellipse"
+            lines.append(f"    {name} [label={_dot_string(node.label)}, shape={shape}];")
+        lines.extend(f"    {ids[source]} -> {ids[target]};" for source, target in self.edges)
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _dot_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _node(cell: InputCell | QueryCell) -> Node:
+    kind = "input" if isinstance(cell, InputCell) else "query"
+    return Node(kind, cell.ingredient.name, cell.key)
+
+
+def dependency_graph(db: object) -> DependencyGraph:
+    """
+    Return the dependency graph of *db*'s memos as last recorded.
+
+    A memo's edges are the reads of its last execution (or of the memo it adopted).
+    """
+    view = view_of(db)
+    nodes: dict[Node, None] = {}
+    edges: list[tuple[Node, Node]] = []
+    with view.lock:
+        for table in list(view.tables.values()):
+            for cell in list(table.values()):
+                if not isinstance(cell, QueryCell) or cell.verified_at == NEVER:
+                    continue
+                source = _node(cell)
+                nodes.setdefault(source)
+                for dep in cell.deps:
+                    target = _node(dep)
+                    nodes.setdefault(target)
+                    edges.append((source, target))
+    read = {target for _, target in edges}
+    reading = {source for source, _ in edges}
+    return DependencyGraph(
+        tuple(nodes),
+        tuple(edges),
+        tuple(node for node in nodes if node not in read),
+        tuple(node for node in nodes if node not in reading),
+    )
+
+
+# -- trace ----------------------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class QueryTrace:
+    """What one query did during a trace."""
+
+    name: str
+    calls: int
+    hits: int
+    executions: int
+    first_computations: int
+    recomputations: int
+    early_cutoffs: int
+    errors: int
+    seconds: float
+
+
+@final
+class Trace:
+    """
+    What `trace(db)` recorded: `records` (timestamp, record) and a `summary()`.
+
+    Records are the public events (`picante.RevisionBumped`, `InputSet`, `InputRemoved`,
+    `QueryInvalidated`) plus one `Executed` tuple per query body run, in order, each with a
+    `time.perf_counter()` timestamp; `calls` counts the reads of each query made through
+    its handle, and `hits` those answered from a memo without running its body.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[tuple[float, object]] = []
+        self.calls: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        self.executed: dict[tuple[str, tuple[object, ...]], int] = {}
+
+    def listen(self, record: object) -> None:
+        """The trace hook's listener: keep *record* with its time."""
+        self.records.append((time.perf_counter(), _event_of(record)))
+        if isinstance(record, TraceExecuted):
+            key = (record.ingredient, record.key)
+            self.executed[key] = self.executed.get(key, 0) + 1
+
+    def summary(self) -> dict[str, QueryTrace]:
+        """Per query: calls, hits, executions (first, recomputed, cut off), errors, time."""
+        totals: dict[str, list[float]] = {}
+        for _, record in self.records:
+            if isinstance(record, TraceExecuted):
+                row = totals.setdefault(record.ingredient, [0, 0, 0, 0, 0, 0.0])
+                row[0] += 1
+                row[1] += record.first
+                row[2] += not record.first
+                row[3] += not record.first and not record.changed and not record.failed
+                row[4] += record.failed
+                row[5] += record.seconds
+        names = sorted({*totals, *self.calls})
+        summary: dict[str, QueryTrace] = {}
+        for name in names:
+            runs, first, again, cutoffs, errors, seconds = totals.get(name, [0] * 6)
+            summary[name] = QueryTrace(
+                name,
+                self.calls.get(name, 0),
+                self.hits.get(name, 0),
+                int(runs),
+                int(first),
+                int(again),
+                int(cutoffs),
+                int(errors),
+                float(seconds),
+            )
+        return summary
+
+    def __str__(self) -> str:
+        rows = self.summary().values()
+        lines = [
+            f"{'query':<20} {'calls':>7} {'hits':>7} {'runs':>6} {'first':>6} "
+            f"{'again':>6} {'cutoff':>6} {'errors':>6} {'time':>10}"
+        ]
+        lines.extend(
+            f"{row.name:<20} {row.calls:>7} {row.hits:>7} {row.executions:>6} "
+            f"{row.first_computations:>6} {row.recomputations:>6} {row.early_cutoffs:>6} "
+            f"{row.errors:>6} {row.seconds * 1e3:>8.3f}ms"
+            for row in rows
+        )
+        return "\n".join(lines)
+
+
+def _event_of(record: object) -> object:
+    """Trace records as the public events where there is one (executions stay as they are)."""
+    from ._events import InputRemoved, InputSet, QueryInvalidated, RevisionBumped
+
+    if isinstance(record, TraceRevision):
+        return RevisionBumped(record.revision)
+    if isinstance(record, TraceInput):
+        kind = InputRemoved if record.removed else InputSet
+        return kind(record.revision, record.ingredient, record.key)
+    if isinstance(record, TraceInvalidated):
+        return QueryInvalidated(record.revision, record.ingredient, record.key, record.cause)
+    return record
+
+
+Executed = TraceExecuted
+"""The record of one query body run: revision, ingredient, key, first, changed, failed, seconds."""
+
+
+@contextlib.contextmanager
+def trace(db: object) -> Generator[Trace]:
+    """
+    Record what *db* does inside the block; yield the `Trace`.
+
+    While the block runs, each query handle of *db* counts its calls and cache hits (the
+    hit path costs nothing outside a trace), and every commit and query execution is
+    recorded with a timestamp. Reads made through snapshots of *db* are not counted.
+    """
+    view = view_of(db)
+    recording = Trace()
+    spec: Any = type(db).__dict__["__picante__"]
+    originals: dict[str, object] = {}
+    attributes = vars(db)
+    for name, ingredient in spec.ingredients.items():
+        if ingredient.kind != "query":
+            continue
+        handle = getattr(db, name)
+        originals[name] = attributes.get(name, handle)
+        attributes[name] = _counting(view, recording, name, ingredient, handle)
+    view.listeners.append(recording.listen)
+    try:
+        yield recording
+    finally:
+        with view.lock:
+            view.listeners.remove(recording.listen)
+        for name, handle in originals.items():
+            attributes[name] = handle
+
+
+def _counting(view: View, recording: Trace, name: str, ingredient: Any, handle: Any) -> MethodType:
+    """Wrap *handle* to count calls and hits (reads that ran no body of that record)."""
+    normalize = ingredient.key_spec().normalize
+    executed = recording.executed
+    calls, hits = recording.calls, recording.hits
+
+    async def counted(_view: object, *args: object, **kwargs: object) -> object:
+        key = (name, normalize(args, kwargs))
+        before = executed.get(key, 0)
+        calls[name] = calls.get(name, 0) + 1
+        value = await handle(*args, **kwargs)
+        if executed.get(key, 0) == before:
+            hits[name] = hits.get(name, 0) + 1
+            view.counters.hits += 1
+        return value
+
+    counted.ingredient = ingredient  # type: ignore[attr-defined]
+    counted.__qualname__ = handle.__qualname__
+    counted.__doc__ = handle.__doc__
+    return MethodType(counted, view)
+
+
+# -- stats ----------------------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class QueryStats:
+    """The memos of one query: how many, how many hold a value, how many hold an error."""
+
+    name: str
+    memos: int
+    values: int
+    errors: int
+
+
+@final
+@attrs.frozen
+class Stats:
+    """
+    A database's cache at one moment.
+
+    `executions` counts query bodies run, `hits` reads answered from a memo (counted only
+    inside `trace`), `dependency_checks` dependencies examined by deep verification and
+    `invalidations` memos marked not clean by mutations, all since the view was created.
+    `approximate_bytes` is the deep `sys.getsizeof` of input keys and values, interned
+    values and memo keys and values.
+    """
+
+    revision: Revision
+    queries: tuple[QueryStats, ...]
+    inputs: int
+    interned: int
+    dependency_edges: int
+    executions: int
+    hits: int
+    dependency_checks: int
+    invalidations: int
+    approximate_bytes: int
+
+    @property
+    def memos(self) -> int:
+        """Memos of all queries."""
+        return sum(query.memos for query in self.queries)
+
+
+def stats(db: object) -> Stats:
+    """Return statistics of *db*'s memos, inputs, work counters and memory."""
+    view = view_of(db)
+    per_query: dict[str, list[int]] = {}
+    inputs = edges = 0
+    size = 0
+    with view.lock:
+        for name, table in list(view.tables.items()):
+            for cell in list(table.values()):
+                if isinstance(cell, InputCell):
+                    if cell.value is not ABSENT:
+                        inputs += 1
+                        size += sizeof(cell.key) + sizeof(cell.value)
+                    continue
+                if cell.verified_at == NEVER:
+                    continue
+                row = per_query.setdefault(name, [0, 0, 0])
+                row[0] += 1
+                if cell.failure is not None:
+                    row[2] += 1
+                elif cell.value is not EVICTED:
+                    row[1] += 1
+                    size += sizeof(cell.value)
+                size += sizeof(cell.key)
+                edges += len(cell.deps)
+    interned = sum(len(table.values) for table in view.family.interned.values())
+    size += view.family.interned_bytes or sum(
+        sizeof(value) for table in view.family.interned.values() for value in table.values
+    )
+    counters = view.counters
+    return Stats(
+        view.revision,
+        tuple(QueryStats(name, *row) for name, row in sorted(per_query.items())),
+        inputs,
+        interned,
+        edges,
+        counters.executions,
+        counters.hits,
+        counters.dependency_checks,
+        counters.invalidations,
+        size,
+    )
+
+
+# -- explain --------------------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class Explanation:
+    """
+    Why a memo holds what it holds: `reason` is one of `"never computed"`, `"first"`,
+    `"changed"`, `"evicted"`, `"error"` or `"code"`; `changed` lists the dependencies
+    that changed (record label, revision) when the reason is `"changed"`. `str()` says
+    it in a sentence.
+    """
+
+    record: str
+    reason: str
+    revision: Revision | None
+    verified_at: Revision | None
+    changed: tuple[tuple[str, Revision], ...] = ()
+
+    def __str__(self) -> str:
+        if self.reason == "never computed":
+            return f"{self.record} has never been computed"
+        if self.reason == "first":
+            return (
+                f"{self.record} was computed for the first time at revision {self.revision} "
+                f"and has not recomputed since (verified at revision {self.verified_at})"
+            )
+        if self.reason == "changed":
+            what = ", ".join(f"{label} changed at revision {rev}" for label, rev in self.changed)
+            if not what:
+                what = "a dependency was recomputed"
+            return (
+                f"{self.record} recomputed at revision {self.revision} because {what}, "
+                f"after it was last verified at revision {self.verified_at}"
+            )
+        if self.reason == "evicted":
+            return (
+                f"{self.record} recomputed at revision {self.revision} because its value "
+                "had been evicted (lru=)"
+            )
+        if self.reason == "error":
+            return (
+                f"{self.record} recomputed at revision {self.revision} because it raised at "
+                f"revision {self.verified_at}, and errors are memoized for one revision"
+            )
+        return (
+            f"{self.record} recomputed at revision {self.revision} because its code (or "
+            "version=) changed since the cache file it was loaded from was saved"
+        )
+
+
+def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explanation:
+    """
+    Explain why the memo of *query* at *key* last recomputed (or that it never did).
+
+    Args:
+        db: The database.
+        query: The query, as a bound handle (`db.words`) or its name (`"words"`).
+        key: The query's arguments.
+
+    Raises:
+        UsageError: *query* is not a query of *db*.
+    """
+    view = view_of(db)
+    name = query if isinstance(query, str) else getattr(query, "__name__", "")
+    spec: Any = type(db).__dict__["__picante__"]
+    ingredient = spec.ingredients.get(name)
+    if ingredient is None or ingredient.kind != "query":
+        msg = f"explain(): {query!r} is not a query of {type(db).__name__}"
+        raise UsageError(msg)
+    full_key = ingredient.key_spec().normalize(key, {})
+    label = fmt_key(name, full_key)
+    cell = view.tables.get(name, {}).get(full_key)
+    if not isinstance(cell, QueryCell) or (cell.verified_at == NEVER and cell.why is None):
+        return Explanation(label, "never computed", None, None)
+    why = cell.why
+    if why is None:
+        return Explanation(label, "first", cell.changed_at, cell.verified_at)
+    reason, revision = why[0], why[1]
+    if reason == "changed":
+        changed = tuple((fmt_key(n, k), rev) for n, k, rev in why[3])  # type: ignore[attr-defined]
+        return Explanation(label, "changed", revision, why[2], changed)  # type: ignore[arg-type]
+    if reason == "error":
+        return Explanation(label, "error", revision, why[2])  # type: ignore[arg-type]
+    return Explanation(label, str(reason), revision, None)  # type: ignore[arg-type]
+
+
+# -- verify ---------------------------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class Mismatch:
+    """A memo whose fresh recomputation differs: an impure or non-deterministic query."""
+
+    record: str
+    memoized: object
+    fresh: object
+
+    def __str__(self) -> str:
+        return f"{self.record}: memoized {self.memoized!r}, recomputed {self.fresh!r}"
+
+
+async def verify(db: object) -> list[Mismatch]:
+    """
+    Re-run every memo of *db* valid at its current revision; report those that differ.
+
+    Each query body runs again with the same dependencies (read from their memos) and its
+    fresh outcome is compared with the memo by the query's `eq` (errors by type and args).
+    No memo changes. Memos that are not known valid without recomputing something (stale
+    ones, evicted values) are skipped. Use it in tests to catch queries that read
+    something picante does not track (a global, the clock, a file).
+    """
+    view = view_of(db)
+    mismatches: list[Mismatch] = []
+    revision = view.revision
+    cells = [
+        cell
+        for table in list(view.tables.values())
+        for cell in list(table.values())
+        if isinstance(cell, QueryCell)
+        and cell.value is not EVICTED
+        and (cell.verified_at == revision or (cell.verified_at != NEVER and cell.clean))
+    ]
+    for cell in cells:
+        ingredient = cell.ingredient
+        token = ACTIVE.set(None)
+        try:
+            fresh: object = await ingredient.fn(db, *cell.key)
+        except Exception as error:  # noqa: BLE001 - compared with the memo, like any outcome
+            fresh = Failure(error, error.__traceback__)
+        finally:
+            ACTIVE.reset(token)
+        memo = cell.failure or cell.value
+        if isinstance(memo, Failure) or isinstance(fresh, Failure):
+            same = (
+                isinstance(memo, Failure)
+                and isinstance(fresh, Failure)
+                and errors_equal(memo.error, fresh.error)
+            )
+        else:
+            same = ingredient.eq(memo, fresh)
+        if not same:
+            mismatches.append(
+                Mismatch(
+                    fmt_key(ingredient.name, cell.key),
+                    memo.error if isinstance(memo, Failure) else memo,
+                    fresh.error if isinstance(fresh, Failure) else fresh,
+                )
+            )
+    return mismatches
