@@ -338,7 +338,12 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.verified_at = revision
         cell.durability = durability
         cell.deps = deps
+        was_clean = cell.clean
         cell.clean = clean and failure is None
+        if was_clean and not cell.clean:
+            # A clean memo re-executed (its value was evicted, or it came from a cache file
+            # without one) to a different kind of outcome: its dependents are not clean.
+            view.invalidate(cell)
         if cell.ingredient.lru is not None:
             view.track_lru(cell)
         if view.dirty is not None:

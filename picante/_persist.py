@@ -41,10 +41,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import dis
 import hashlib
+import math
 import os
 import struct
-import sys
 import tempfile
 import types
 import typing
@@ -90,9 +91,9 @@ _COMPACT_RATIO: Final = 0.5
 """A save compacts base and log into a new base once the log passes this share of it."""
 
 _NATIVE: Final = frozenset({str, int, float, bool, type(None)})
+"""Types orjson writes and reads back exactly: no cattrs hook needed."""
 _NOT_PERSISTED: Final = "<values not persisted>"
 _DURABILITIES: Final = tuple(Durability)
-"""Types orjson writes and reads back exactly: no cattrs hook needed."""
 
 OnCorrupt = Literal["error", "ignore", "delete"]
 _Json = Any
@@ -149,37 +150,29 @@ def describe_type(tp: Any, seen: frozenset[int] = frozenset()) -> str:
     return repr(tp)
 
 
-def _code_parts(code: types.CodeType, doc: str | None) -> Iterable[object]:
-    """The parts of *code* that decide behaviour: not line numbers, not the docstring."""
-    consts = code.co_consts
-    has_doc = (
-        bool(code.co_flags & 0x4000000)  # CO_HAS_DOCSTRING, Python 3.14+
-        if sys.version_info >= (3, 14)
-        else doc is not None
-        or (
-            # Before 3.14 a function's first constant is its docstring (or None).
-            not code.co_name.startswith("<") and bool(consts) and isinstance(consts[0], str)
-        )
-    )
-    if has_doc and consts and isinstance(consts[0], str):
-        consts = consts[1:]
-    yield code.co_code
-    yield code.co_names
-    yield code.co_exceptiontable if sys.version_info >= (3, 11) else b""
-    for const in consts:
-        if isinstance(const, types.CodeType):
-            yield from _code_parts(const, None)
+def _code_parts(code: types.CodeType) -> Iterable[object]:
+    """
+    The parts of *code* that decide behaviour: each instruction with its resolved argument.
+
+    Constants are hashed by value, not by their index in `co_consts`, so a docstring (a
+    constant no instruction loads, which shifts the others) and line numbers do not count.
+    """
+    for instruction in dis.get_instructions(code):
+        yield instruction.opname
+        argument = instruction.argval
+        if isinstance(argument, types.CodeType):
+            yield "<code>"
+            yield from _code_parts(argument)
         else:
-            yield repr(const)
+            yield repr(argument)
 
 
 def code_fingerprint(fn: Any, version: str | int | None) -> str:
     """Fingerprint a query's function: bytecode, constants, names, nested code, `version`."""
-    code: types.CodeType = fn.__code__
     hasher = hashlib.blake2b(digest_size=8)
     hasher.update(repr(version).encode())
-    for part in _code_parts(code, fn.__doc__):
-        hasher.update(part if isinstance(part, bytes) else repr(part).encode())
+    for part in _code_parts(fn.__code__):
+        hasher.update(str(part).encode())
         hasher.update(b"\x00")
     return hasher.hexdigest()
 
@@ -217,6 +210,17 @@ _Load = Callable[[Any], object]
 
 
 def _value_codec(converter: Any, tp: Any) -> tuple[_Dump, _Load]:
+    if tp is float:
+
+        def dump_float(value: object) -> object:
+            if isinstance(value, float) and not math.isfinite(value):
+                msg = f"{value!r} has no JSON form"
+                raise ValueError(msg)
+            return value
+
+        dump: _Dump = dump_float
+    else:
+        dump = _identity
     if tp in _NATIVE:
 
         def load_native(raw: Any) -> object:
@@ -225,7 +229,7 @@ def _value_codec(converter: Any, tp: Any) -> tuple[_Dump, _Load]:
                 raise TypeError(msg)
             return float(raw) if tp is float else raw
 
-        return _identity, load_native
+        return dump, load_native
     dump = converter.get_unstructure_hook(tp)
     structure = converter.get_structure_hook(tp)
     return dump, lambda raw: structure(raw, tp)
@@ -419,14 +423,19 @@ class _Capture:
 
     def add(self, cells: Iterable[InputCell | QueryCell]) -> None:
         """Record *cells*, and every dependency the file does not have yet."""
+        recorded: set[InputCell | QueryCell] = set()
         for cell in cells:
-            if self.persistable(cell):
+            if self.persistable(cell) and cell not in recorded:
                 if cell not in self.ids:
                     self.ids[cell] = self.next_id
                     self.next_id += 1
+                recorded.add(cell)
                 self._record(cell)
         while self.pending:
-            self._record(self.pending.pop())
+            cell = self.pending.pop()
+            if cell not in recorded:
+                recorded.add(cell)
+                self._record(cell)
 
     def _record(self, cell: InputCell | QueryCell) -> None:
         name = cell.ingredient.name
@@ -948,7 +957,7 @@ def _merge(contents: _FileContents) -> tuple[dict[str, dict[str, Any]], int, lis
         for section in log_entry["sections"]:
             _expect(type(section) is dict, where)
             name = section.get("name")
-            found = merged.get(name)
+            found = merged.get(name) if type(name) is str else None
             if found is None or found["kind"] != section.get("kind"):
                 msg = f"malformed payload: {where}: no section {name!r} of that kind"
                 raise _Corrupt(msg)

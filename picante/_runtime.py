@@ -436,7 +436,7 @@ class View:
                 for level in range(cell.ingredient.durability + 1):
                     last_changed[level] = revision
             for cell, _ in changes:
-                self._invalidate(cell)
+                self.invalidate(cell)
             if self.dirty is not None:
                 self.dirty.update(cell for cell, _ in changes)
             # Published last: another thread sees the new revision only after the new
@@ -496,7 +496,7 @@ class View:
         self.input_bytes = total
         return sizes
 
-    def _invalidate(self, cell: InputCell) -> None:
+    def invalidate(self, cell: InputCell | QueryCell) -> None:
         """Mark every clean memo that transitively read *cell* as not clean."""
         if cell.dependents is None:
             return
