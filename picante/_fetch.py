@@ -215,11 +215,15 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             outcome = cell.value
         else:
             view.counters.executions += 1
-            if cell.verified_at != NEVER or cell.changed_at != NEVER:
-                cell.why = why(cell, frame.revision)
             listeners = view.listeners
             first = cell.verified_at == NEVER
-            started_at = time.perf_counter() if listeners else 0.0
+            started_at = 0.0
+            if not first or cell.changed_at != NEVER or listeners:
+                # Off the cold path: a recomputation (say why), or someone listening.
+                if not first or cell.changed_at != NEVER:
+                    cell.why = why(cell, frame.revision)
+                if listeners:
+                    started_at = time.perf_counter()
             token = ACTIVE.set(frame)
             try:
                 result: Any = await cell.ingredient.fn(view.db, *cell.key)

@@ -1,0 +1,120 @@
+"""picante.debug: dependency graph, trace, stats, explain and verify."""
+
+from __future__ import annotations
+
+import picante
+from picante import debug
+
+
+@picante.database
+class Site:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.salt = 0
+
+    @picante.input
+    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+
+    @picante.query(lru=1)
+    async def shout(self, path: str) -> str:
+        return (await self.source(path)).upper()
+
+    @picante.query
+    async def words(self, path: str) -> int:
+        self.log.append(f"words({path!r})")
+        return len((await self.source(path)).split())
+
+    @picante.query
+    async def total(self) -> int:
+        return await self.words("a") + await self.words("b")
+
+    @picante.query
+    async def impure(self) -> int:
+        # Reads state picante does not track: exactly what verify() is for.
+        return await self.words("a") + self.salt
+
+
+async def site() -> Site:
+    db = Site([])
+    db.source.set("a", "x y")
+    db.source.set("b", "z")
+    await db.total()
+    return db
+
+
+async def test_dependency_graph_and_dot() -> None:
+    """Nodes, edges (reader → read), roots, leaves, and DOT with readable labels."""
+    graph = debug.dependency_graph(await site())
+    assert [n.label for n in graph.roots] == ["total()"]
+    assert sorted(n.label for n in graph.leaves) == ["source('a')", "source('b')"]
+    assert sorted((a.label, b.label) for a, b in graph.edges) == [
+        ("total()", "words('a')"),
+        ("total()", "words('b')"),
+        ("words('a')", "source('a')"),
+        ("words('b')", "source('b')"),
+    ]
+    dot = graph.to_dot()
+    assert dot.startswith("digraph picante {")
+    assert "[label=\"words('a')\", shape=ellipse]" in dot
+    assert "[label=\"source('b')\", shape=box]" in dot
+
+
+async def test_trace_counts_runs_hits_and_cutoffs() -> None:
+    """A trace sees recomputations, early cutoffs, hits, and the commit's events."""
+    db = await site()
+    handle = vars(db)["words"]
+    with debug.trace(db) as recorded:
+        db.source.set("a", "p q")  # same word count: total cut off
+        assert await db.total() == 3
+        assert await db.words("b") == 1
+    summary = recorded.summary()
+    assert summary["words"].recomputations == 1
+    assert summary["words"].early_cutoffs == 1
+    assert summary["total"].executions == 0
+    assert summary["words"].calls == 1
+    assert summary["words"].hits == 1
+    assert picante.RevisionBumped(3) in [record for _, record in recorded.records]
+    assert "words" in str(recorded)
+    # Outside the trace the handles are the plain ones again.
+    assert vars(db)["words"] is handle
+
+
+async def test_stats() -> None:
+    """Memo counts per query, inputs, edges and work counters."""
+    db = await site()
+    stats = debug.stats(db)
+    assert (stats.revision, stats.inputs, stats.memos, stats.dependency_edges) == (2, 2, 3, 4)
+    assert [(q.name, q.memos, q.values) for q in stats.queries] == [
+        ("total", 1, 1),
+        ("words", 2, 2),
+    ]
+    assert stats.executions == 3
+    assert stats.approximate_bytes > 0
+
+
+async def test_explain_each_reason() -> None:
+    """explain names the changed dependency and its revision, first runs, evictions."""
+    db = await site()
+    assert str(debug.explain(db, db.words, "a")).startswith("words('a') was computed for the first")
+    assert debug.explain(db, "words", "zzz").reason == "never computed"
+    db.source.set("a", "x y z")
+    await db.total()
+    why = debug.explain(db, db.total)
+    assert (why.reason, why.revision, why.verified_at) == ("changed", 3, 2)
+    assert why.changed == (("words('a')", 3),)
+    assert "because words('a') changed at revision 3" in str(why)
+    await db.shout("a")
+    await db.shout("b")  # evicts shout('a')'s value
+    await db.shout("a")
+    assert debug.explain(db, db.shout, "a").reason == "evicted"
+
+
+async def test_verify_finds_an_impure_query() -> None:
+    """verify re-runs valid memos, reports the one whose fresh value differs, changes none."""
+    db = await site()
+    assert await db.impure() == 2
+    assert await debug.verify(db) == []
+    db.salt = 10
+    mismatches = await debug.verify(db)
+    assert [(m.record, m.memoized, m.fresh) for m in mismatches] == [("impure()", 2, 12)]
+    assert await db.impure() == 2  # the memo is untouched

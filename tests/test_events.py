@@ -1,0 +1,171 @@
+"""Events, revisions and watch: what is emitted, in which order, lag, threads, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+
+import picante
+from picante import (
+    InputRemoved,
+    InputSet,
+    Lagged,
+    QueryChanged,
+    QueryInvalidated,
+    RevisionBumped,
+)
+
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+TIMEOUT = 5
+
+
+@picante.database
+class Site:
+    @picante.input
+    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+
+    @picante.query
+    async def words(self, path: str) -> int:
+        return len((await self.source(path)).split())
+
+    @picante.query
+    async def total(self) -> int:
+        return await self.words("a") + await self.words("b")
+
+
+async def drain(stream: AsyncIterator[object], count: int) -> list[object]:
+    return [await asyncio.wait_for(anext(stream), TIMEOUT) for _ in range(count)]
+
+
+async def test_mutation_events_in_order() -> None:
+    """A set yields InputSet, the transitive QueryInvalidated (cause named), RevisionBumped."""
+    db = Site()
+    db.source.set("a", "x y")
+    db.source.set("b", "z")
+    await db.total()
+    stream = picante.events(db)
+    db.source.set("a", "x y z")
+    db.source.remove("b")
+    assert await drain(stream, 8) == [
+        InputSet(3, "source", ("a",)),
+        QueryInvalidated(3, "words", ("a",), ("source", ("a",))),
+        QueryInvalidated(3, "total", (), ("source", ("a",))),
+        RevisionBumped(3),
+        InputRemoved(4, "source", ("b",)),
+        QueryInvalidated(4, "words", ("b",), ("source", ("b",))),
+        QueryInvalidated(4, "total", (), ("source", ("b",))),
+        RevisionBumped(4),
+    ]
+    await stream.aclose()
+
+
+async def test_query_changed_only_when_the_value_differs() -> None:
+    """QueryChanged follows a recompute with a new value; none on early cutoff or no-ops."""
+    db = Site()
+    db.source.set("a", "x y")
+    db.source.set("b", "z")
+    await db.total()
+    stream = picante.events(db)
+    db.source.set("a", "x y")  # no-op: nothing at all
+    db.source.set("a", "p q")  # same word count: words('a') cut off
+    await db.total()
+    db.source.set("a", "p q r")
+    await db.total()
+    events = await drain(stream, 10)
+    assert [e for e in events if isinstance(e, QueryChanged)] == [
+        QueryChanged(4, "words", ("a",)),
+        QueryChanged(4, "total", ()),
+    ]
+    assert [e for e in events if isinstance(e, RevisionBumped)] == [
+        RevisionBumped(3),
+        RevisionBumped(4),
+    ]
+
+
+async def test_lagging_subscriber_gets_lagged_and_continues() -> None:
+    """A full buffer drops the oldest events and reports how many with Lagged."""
+    db = Site()
+    stream = picante.events(db, buffer=2)
+    for n in range(5):
+        db.source.set("a", str(n))
+    assert await drain(stream, 3) == [
+        Lagged(8),
+        InputSet(5, "source", ("a",)),
+        RevisionBumped(5),
+    ]
+
+
+async def test_events_from_another_thread_are_delivered() -> None:
+    """A mutation on another thread wakes a subscriber waiting on the loop."""
+    db = Site()
+    stream = picante.events(db)
+    waiting = asyncio.ensure_future(drain(stream, 2))
+    await asyncio.sleep(0)
+    thread = threading.Thread(target=db.source.set, args=("a", "far away"))
+    thread.start()
+    thread.join(TIMEOUT)
+    assert await asyncio.wait_for(waiting, TIMEOUT) == [
+        InputSet(1, "source", ("a",)),
+        RevisionBumped(1),
+    ]
+
+
+async def test_aclose_ends_the_iteration_and_unsubscribes() -> None:
+    """After aclose the stream ends, and the database has no listener left."""
+    db = Site()
+    stream = picante.events(db)
+    await stream.aclose()
+    db.source.set("a", "x")
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert vars(db)["__picante__"].listeners == []
+
+
+async def test_bad_buffer_is_refused() -> None:
+    """buffer must be a positive int."""
+    with pytest.raises(picante.UsageError, match="buffer"):
+        picante.events(Site(), buffer=0)
+
+
+async def test_revisions_yields_the_latest() -> None:
+    """revisions() skips revisions made while nobody awaited, yielding the newest."""
+    db = Site()
+    revisions = picante.revisions(db)
+    db.source.set("a", "1")
+    db.source.set("a", "2")
+    assert await asyncio.wait_for(anext(revisions), TIMEOUT) == 2
+    db.source.set("a", "3")
+    assert await asyncio.wait_for(anext(revisions), TIMEOUT) == 3
+
+
+async def test_watch_yields_changes_and_survives_errors() -> None:
+    """watch yields now, then each different value; an error raises once, then it goes on."""
+    db = Site()
+    db.source.set("a", "x y")
+    db.source.set("b", "z")
+    watcher = picante.watch(db.total)
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 3
+    step = asyncio.ensure_future(anext(watcher))
+    await asyncio.sleep(0)
+    db.source.set("a", "p q")  # equal total: nothing yielded
+    await asyncio.sleep(0)
+    assert not step.done()
+    db.source.remove("b")
+    with pytest.raises(picante.MissingInputError):
+        await asyncio.wait_for(step, TIMEOUT)
+    db.source.set("b", "one two")
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 4
+    await watcher.aclose()
+
+
+async def test_watch_needs_a_bound_query() -> None:
+    """watch() refuses anything but a bound query handle."""
+    with pytest.raises(picante.UsageError, match="bound query"):
+        picante.watch(print)
