@@ -45,6 +45,7 @@ __all__ = [
     "RevisionStream",
     "Watch",
     "events",
+    "public_event",
     "revisions",
     "watch",
 ]
@@ -123,7 +124,7 @@ Event: TypeAlias = (
 """Every record `picante.events` yields."""
 
 
-def _public(record: object) -> Event | None:
+def public_event(record: object) -> Event | None:
     """The public event of a trace record, if it has one."""
     if isinstance(record, TraceRevision):
         return RevisionBumped(record.revision)
@@ -222,7 +223,7 @@ class EventStream:
         self._channel = channel
 
         def listener(record: object) -> None:
-            event = _public(record)
+            event = public_event(record)
             if event is not None:
                 channel.put(event)
 

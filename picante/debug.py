@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 
 from ._errors import UsageError, fmt_key
+from ._events import public_event
 from ._frames import ACTIVE
 from ._runtime import view_of
 from ._store import (
@@ -32,9 +33,6 @@ from ._store import (
     InputCell,
     QueryCell,
     TraceExecuted,
-    TraceInput,
-    TraceInvalidated,
-    TraceRevision,
     errors_equal,
     sizeof,
 )
@@ -240,17 +238,10 @@ class Trace:
 
 
 def _event_of(record: object) -> object:
-    """Trace records as the public events where there is one (executions stay as they are)."""
-    from ._events import InputRemoved, InputSet, QueryInvalidated, RevisionBumped
-
-    if isinstance(record, TraceRevision):
-        return RevisionBumped(record.revision)
-    if isinstance(record, TraceInput):
-        kind = InputRemoved if record.removed else InputSet
-        return kind(record.revision, record.ingredient, record.key)
-    if isinstance(record, TraceInvalidated):
-        return QueryInvalidated(record.revision, record.ingredient, record.key, record.cause)
-    return record
+    """Trace records as the public events; executions stay as they are."""
+    if isinstance(record, TraceExecuted):
+        return record
+    return public_event(record)
 
 
 Executed = TraceExecuted
