@@ -32,6 +32,7 @@ from ._frames import ACTIVE, RETRY, Frame, check_wait
 from ._runtime import relink
 from ._store import (
     EVICTED,
+    HIGHEST,
     NEVER,
     Durability,
     Failure,
@@ -215,15 +216,11 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             outcome = cell.value
         else:
             view.counters.executions += 1
+            if cell.changed_at != NEVER:
+                # A recomputation (or a stale memo from a cache file): say why.
+                cell.why = why(cell, frame.revision)
             listeners = view.listeners
-            first = cell.verified_at == NEVER
-            started_at = 0.0
-            if not first or cell.changed_at != NEVER or listeners:
-                # Off the cold path: a recomputation (say why), or someone listening.
-                if not first or cell.changed_at != NEVER:
-                    cell.why = why(cell, frame.revision)
-                if listeners:
-                    started_at = time.perf_counter()
+            started_at = time.perf_counter() if listeners else 0.0
             token = ACTIVE.set(frame)
             try:
                 result: Any = await cell.ingredient.fn(view.db, *cell.key)
@@ -245,7 +242,7 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
                     frame.revision,
                     cell.ingredient.name,
                     cell.key,
-                    first,
+                    getattr(cell, "why", None) is None,
                     cell.changed_at == frame.revision,
                     type(result) is Failure,
                     time.perf_counter() - started_at,
@@ -303,7 +300,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
                 view.keep_past(cell, view.revision if cell.clean else previous)
             if deps != cell.deps:
                 relink(cell, cell.deps, deps)
-        durability = Durability.HIGH
+        durability = HIGHEST
         clean = revision == view.revision
         for dep in deps:
             if first:
@@ -315,7 +312,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
                     current.add(cell)
                 elif current is not cell:
                     dep.dependents = {current, cell}  # type: ignore[arg-type]
-            if isinstance(dep, InputCell):
+            if type(dep) is InputCell:
                 level: Durability = dep.ingredient.durability
             else:
                 level = dep.durability
@@ -342,12 +339,13 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.verified_at = revision
         cell.durability = durability
         cell.deps = deps
-        was_clean = cell.clean
-        cell.clean = clean and failure is None
-        if was_clean and not cell.clean:
+        clean = clean and failure is None
+        if not clean and not first and cell.clean:
             # A clean memo re-executed (its value was evicted, or it came from a cache file
             # without one) to a different kind of outcome: its dependents are not clean.
+            cell.clean = False
             view.invalidate(cell)
+        cell.clean = clean
         if cell.ingredient.lru is not None:
             view.track_lru(cell)
         if view.dirty is not None:
@@ -361,7 +359,7 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
             view.keep_past(cell, cell.verified_at)
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
-            dep.clean for dep in cell.deps if isinstance(dep, QueryCell)
+            dep.clean for dep in cell.deps if type(dep) is QueryCell
         )
         if view.dirty is not None:
             view.dirty.add(cell)
@@ -395,7 +393,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
             descended = False
             while index < len(deps):
                 dep = deps[index]
-                if isinstance(dep, InputCell):
+                if type(dep) is InputCell:
                     changed_at = (
                         dep.changed_at
                         if dep.changed_at <= revision

@@ -461,18 +461,18 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
     full_key = ingredient.key_spec().normalize(key, {})
     label = fmt_key(name, full_key)
     cell = view.tables.get(name, {}).get(full_key)
-    if not isinstance(cell, QueryCell) or (cell.verified_at == NEVER and cell.why is None):
+    why: Any = getattr(cell, "why", None)
+    if not isinstance(cell, QueryCell) or (cell.verified_at == NEVER and why is None):
         return Explanation(label, "never computed", None, None)
-    why = cell.why
     if why is None:
         return Explanation(label, "first", cell.changed_at, cell.verified_at)
     reason, revision = why[0], why[1]
     if reason == "changed":
-        changed = tuple((fmt_key(n, k), rev) for n, k, rev in why[3])  # type: ignore[attr-defined]
-        return Explanation(label, "changed", revision, why[2], changed)  # type: ignore[arg-type]
+        changed = tuple((fmt_key(n, k), rev) for n, k, rev in why[3])
+        return Explanation(label, "changed", revision, why[2], changed)
     if reason == "error":
-        return Explanation(label, "error", revision, why[2])  # type: ignore[arg-type]
-    return Explanation(label, str(reason), revision, None)  # type: ignore[arg-type]
+        return Explanation(label, "error", revision, why[2])
+    return Explanation(label, str(reason), revision, None)
 
 
 # -- verify ---------------------------------------------------------------------------------
