@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ._store import Revision
 
 
-__all__ = ["fetch", "quick_valid", "why"]
+__all__ = ["fetch", "quick_valid"]
 
 
 def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
@@ -217,8 +217,15 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
         else:
             view.counters.executions += 1
             if cell.changed_at != NEVER:
-                # A recomputation (or a stale memo from a cache file): say why.
-                cell.why = why(cell, frame.revision)
+                # A recomputation (or a stale memo from a cache file): keep what explains
+                # it, cheaply; `debug.explain` works out the reason when asked.
+                cell.why = (
+                    frame.revision,
+                    cell.verified_at,
+                    cell.deps,
+                    cell.failure is not None,
+                    cell.value is EVICTED,
+                )
             listeners = view.listeners
             started_at = time.perf_counter() if listeners else 0.0
             token = ACTIVE.set(frame)
@@ -257,30 +264,6 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
                 if not future.done():
                     future.set_result(outcome)
     return outcome
-
-
-def why(cell: QueryCell, revision: Revision) -> tuple[object, ...]:
-    """
-    Say why *cell*'s memo is about to re-execute at *revision*, for `debug.explain`.
-
-    `(reason, revision, ...)`, the reason one of `"evicted"`, `"error"` (then the revision
-    it raised at), `"code"` (a stale memo loaded from a cache file), or `"changed"` (then
-    the revision it was last verified at and `((name, key, changed_at), ...)`, the
-    dependencies that changed after that).
-    """
-    if cell.verified_at == NEVER:
-        return ("code", revision)
-    if cell.failure is not None:
-        return ("error", revision, cell.verified_at)
-    verified_at = cell.verified_at
-    changed = tuple(
-        (dep.ingredient.name, dep.key, dep.changed_at)
-        for dep in cell.deps
-        if dep.changed_at > verified_at
-    )
-    if not changed and cell.value is EVICTED:
-        return ("evicted", revision)
-    return ("changed", revision, verified_at, changed)
 
 
 def _install(view: View, frame: Frame, outcome: Any) -> None:

@@ -279,9 +279,10 @@ class QueryCell:
         self.clean = False
         # The evaluation in progress for the current revision, if any (a `Frame`).
         self.flight: Any = None
-        # `why`: why the memo last re-executed (see `_fetch.why`). Unset until it does, so
-        # that a first execution does not pay for it: read it with `getattr(cell, "why", None)`.
-        self.why: tuple[object, ...]
+        # `why`: the state the memo last re-executed from, `(revision, verified_at, deps,
+        # failed, evicted)` (see `debug.explain`). Unset until it re-executes, so a first
+        # execution does not pay for it: read it with `getattr(cell, "why", None)`.
+        self.why: tuple[Any, ...]
 
     def state(self, valid_through: Revision) -> MemoState:
         """Capture the memo as a `MemoState` known valid up to *valid_through*."""

@@ -396,9 +396,9 @@ def stats(db: object) -> Stats:
 class Explanation:
     """
     Why a memo holds what it holds: `reason` is one of `"never computed"`, `"first"`,
-    `"changed"`, `"evicted"`, `"error"` or `"code"`; `changed` lists the dependencies
-    that changed (record label, revision) when the reason is `"changed"`. `str()` says
-    it in a sentence.
+    `"changed"`, `"evicted"`, `"error"` or `"code"`; when the reason is `"changed"`,
+    `changed` lists the dependencies that changed after the memo was last verified, as
+    (record label, revision of their latest change). `str()` says it in a sentence.
     """
 
     record: str
@@ -466,13 +466,19 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
         return Explanation(label, "never computed", None, None)
     if why is None:
         return Explanation(label, "first", cell.changed_at, cell.verified_at)
-    reason, revision = why[0], why[1]
-    if reason == "changed":
-        changed = tuple((fmt_key(n, k), rev) for n, k, rev in why[3])
-        return Explanation(label, "changed", revision, why[2], changed)
-    if reason == "error":
-        return Explanation(label, "error", revision, why[2])
-    return Explanation(label, str(reason), revision, None)
+    revision, verified_at, deps, failed, evicted = why
+    if verified_at == NEVER:
+        return Explanation(label, "code", revision, None)
+    if failed:
+        return Explanation(label, "error", revision, verified_at)
+    changed = tuple(
+        (fmt_key(dep.ingredient.name, dep.key), dep.changed_at)
+        for dep in deps
+        if dep.changed_at > verified_at
+    )
+    if not changed and evicted:
+        return Explanation(label, "evicted", revision, verified_at)
+    return Explanation(label, "changed", revision, verified_at, changed)
 
 
 # -- verify ---------------------------------------------------------------------------------
