@@ -358,6 +358,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     """
     revision = frame.revision
     counters = view.counters
+    last_changed = view.last_changed
     # Entries are [memo, index of the next dependency to check]; index -1 means one of
     # its dependencies could not be brought to this revision, so it must be executed.
     stack: list[list[Any]] = [[root, 0]]
@@ -382,6 +383,23 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         if dep.changed_at <= revision
                         else dep.version_at(revision)[0]
                     )
+                elif (
+                    # The common way down a walk, decided inline: a memo neither clean nor
+                    # valid by durability, in a database with no snapshot (nothing to adopt)
+                    # and no flight for it (`View.flight`'s fast case).
+                    not dep.clean
+                    and NEVER < dep.verified_at < revision
+                    and dep.failure is None
+                    and last_changed[dep.durability] > dep.verified_at
+                    and dep.flight is None
+                    and view.parent is None
+                    and not view.side_flights
+                    and view.family.views == 1
+                ):
+                    entry[1] = index
+                    stack.append([dep, 0])
+                    descended = True
+                    break
                 elif _valid(view, dep, revision) or (
                     # A snapshot's memo older than the snapshot: take its parent's.
                     dep.verified_at < view.base
