@@ -210,8 +210,11 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             and (
                 await deep_verify(view, cell, frame)
                 # Or another frame's walk verified it while this one awaited.
-                or (cell.verified_at == frame.revision and cell.value is not EVICTED)
+                or cell.verified_at == frame.revision
             )
+            # The walk may have executed memos of the same query whose values pushed this
+            # one's out of its LRU: then it runs again, as an evicted memo does.
+            and cell.value is not EVICTED
         ):
             outcome = cell.value
         else:

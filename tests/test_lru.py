@@ -78,3 +78,33 @@ async def test_dependents_of_evicted_memos_revalidate(log: list[str]) -> None:
     db.base.set(10)
     assert await db.total(0) == 11
     assert log == ["square(0)"]
+
+
+async def test_memo_evicted_during_its_own_revalidation_runs_again(log: list[str]) -> None:
+    """A walk whose executions evict the memo being revalidated runs it; never returns no value."""
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def n(self) -> int: ...
+
+        @picante.query(lru=1)
+        async def sq(self, k: int) -> int:
+            log.append(f"sq({k})")
+            if k == 0:
+                return await self.n()
+            return await self.parity() + 100
+
+        @picante.query
+        async def parity(self) -> int:
+            log.append("parity()")
+            return await self.sq(0) % 2
+
+    db = Db()
+    db.n.set(1)
+    assert await db.sq(9) == 101
+    log.clear()
+    # sq(0) re-executes in the walk and pushes sq(9)'s value out; parity() is cut off.
+    db.n.set(3)
+    assert await db.sq(9) == 101
+    assert log == ["sq(0)", "parity()", "sq(9)"]
