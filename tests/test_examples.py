@@ -84,6 +84,25 @@ def test_build_graph() -> None:
     assert any("O(1)" in line for line in lines)
 
 
+def test_watch() -> None:
+    page = "<h1>Home</h1><p>Welcome. Have a look around.</p>"
+    assert run_example(EXAMPLES / "watch.py") == [
+        "watching page('index')",
+        "  reload: <h1>Home</h1><p>Welcome.</p>",
+        "edit index.md: a new sentence",
+        f"  reload: {page}",
+        # The page comes out equal (early cutoff): the watcher prints nothing.
+        "edit index.md: trailing whitespace",
+        # The error is shown, and the watcher keeps watching.
+        "edit layout.html: a typo",
+        "  error: layout.html: unknown variable {{ titel }}",
+        # Equal to the page before the error, and shown again: the error came in between.
+        "edit layout.html: the typo fixed",
+        f"  reload: {page}",
+        "stopped watching",
+    ]
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     # The site generator needs the `examples` dependency group (markdown-it-py).
