@@ -96,7 +96,6 @@ _NOT_PERSISTED: Final = "<values not persisted>"
 _DURABILITIES: Final = tuple(Durability)
 
 OnCorrupt = Literal["error", "ignore", "delete"]
-_Json = Any
 
 
 def _digest(data: bytes) -> bytes:
@@ -256,8 +255,6 @@ def _key_codec(
     if all(tp in _NATIVE and tp is not float for tp in key_types):
         # orjson writes a tuple as an array: nothing to convert, only types to check.
         return _identity, _native_key_loader(key_types)
-    if all(tp in _NATIVE for tp in key_types):
-        return _identity, load_key
 
     def dump_key(key: tuple[object, ...]) -> object:
         return [dump(part) for dump, part in zip(dumps, key, strict=True)]
@@ -992,9 +989,7 @@ def _add_records(entry: dict[str, Any], name: str, records: list[Any]) -> None:
         by_id[fields[0]] = fields
 
 
-def _decode(
-    contents: _FileContents, codecs: dict[str, _Codec], db_name: str, limit: int | None
-) -> _Loaded:
+def _decode(contents: _FileContents, codecs: dict[str, _Codec], db_name: str) -> _Loaded:
     """Build the cells a file describes (in a worker thread); nothing touches the database."""
     found = contents.payload.get("database")
     if found != db_name:
@@ -1212,9 +1207,7 @@ async def load(
             contents = await asyncio.to_thread(_read_files, target, max_bytes)
             if contents is None:
                 return False
-            loaded = await asyncio.to_thread(
-                _decode, contents, codecs, _database_name(type(db)), view.limit
-            )
+            loaded = await asyncio.to_thread(_decode, contents, codecs, _database_name(type(db)))
         except _Corrupt as error:
             if on_corrupt == "error":
                 msg = f"{target}: {error}"
