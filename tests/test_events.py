@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import TYPE_CHECKING
 
@@ -169,3 +170,28 @@ async def test_watch_needs_a_bound_query() -> None:
     """watch() refuses anything but a bound query handle."""
     with pytest.raises(picante.UsageError, match="bound query"):
         picante.watch(print)
+
+
+def test_a_stream_left_waiting_when_the_loop_ends_costs_nothing_after() -> None:
+    """After the loop shuts down mid-wait, later mutations raise nothing and reach no one."""
+    db = Site()
+
+    async def main() -> None:
+        stream = picante.events(db)
+        waiter = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+
+    asyncio.run(main())
+    gc.collect()
+    db.source.set("a", "after the loop")
+    assert vars(db)["__picante__"].listeners == []
+
+
+async def test_an_abandoned_stream_unsubscribes() -> None:
+    """A stream nobody refers to any more is collected and stops listening."""
+    db = Site()
+    picante.events(db)
+    picante.revisions(db)
+    gc.collect()
+    assert vars(db)["__picante__"].listeners == []
