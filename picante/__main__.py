@@ -31,6 +31,7 @@ def _format(summary: dict[str, Any]) -> str:
         f"database  {summary['database']}",
         f"revision  {summary['revision']}",
         "",
+        # Records count the file and its log; bytes, the section in the file.
         f"{'ingredient':<24} {'kind':<9} {'records':>9} {'bytes':>11}  schema            code",
     ]
     lines.extend(
@@ -38,7 +39,12 @@ def _format(summary: dict[str, Any]) -> str:
         f"{section['bytes']:>11,}  {section['schema']}  {section.get('code', '-')}"
         for section in summary["sections"]
     )
-    state = "none" if not log["entries"] and not log["torn_tail"] else f"{log['entries']} entries"
+    entries = log["entries"]
+    state = (
+        "none"
+        if not entries and not log["torn_tail"]
+        else f"{entries} {'entry' if entries == 1 else 'entries'}"
+    )
     details = [f"{log['bytes']:,} bytes"] if log["bytes"] else []
     if log["torn_tail"]:
         details.append("a torn last entry (ignored)")

@@ -166,8 +166,12 @@ def query(
         lru: Keep at most this many memoized values of this query.
         eq: Equality used for early cutoff (default `a is b or a == b`; an `==` that
             raises or does not return a `bool` counts as "changed").
-        persist: Whether memos of this query are written to cache files.
-        version: A string or int that, when changed, discards persisted memos.
+        persist: Whether the values of this query's memos are written to cache files. With
+            `False`, the memos are saved without values (keys, revisions and dependencies
+            only, so the key types must still be convertible): after a load they run
+            again when read, while the memos that read them stay valid.
+        version: A string or int that, when changed, makes the query's memos in a cache
+            file re-execute on first use after a load.
 
     Examples:
         ```python

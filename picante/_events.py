@@ -269,8 +269,9 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
 
     Args:
         db: A database or snapshot.
-        buffer: How many undelivered events to keep. When the subscriber falls further
-            behind, the oldest are dropped and the next item is `Lagged(missed)`.
+        buffer: How many undelivered events to keep (1,024 by default). When the
+            subscriber falls further behind, the oldest are dropped and the next item
+            is `Lagged(missed)`.
 
     Raises:
         UsageError: *buffer* is not a positive int.
@@ -348,6 +349,8 @@ class Watch(Generic[R]):
         while True:
             try:
                 html = await anext(watcher)
+            except StopAsyncIteration:  # after aclose()
+                break
             except Exception as error:
                 show_error(error)
                 continue

@@ -575,8 +575,10 @@ async def save(
         db: The database (not a snapshot).
         path: The cache file.
         max_bytes: Best-effort cap on the file's size: memos are dropped, largest value
-            first, until it fits; inputs and interned values are never dropped.
-        max_record_bytes: Memos whose encoded value is larger are not saved.
+            first, until it fits; inputs and interned values are never dropped. A dropped
+            memo is not in the file at all, so after a load it runs again, and so do the
+            memos that read it (unlike a value-less memo, whose readers stay valid).
+        max_record_bytes: Memos whose encoded value is larger are not saved (as above).
 
     Raises:
         CacheError: A key or value cannot be converted (the message names the record and
@@ -735,6 +737,13 @@ def _write_atomic(target: Path, data: bytes) -> None:
     directory = target.parent
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file 0600; the cache gets the mode of the file it replaces,
+        # else the usual 0644 (as the log, opened normally, gets).
+        try:
+            mode = target.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -1170,7 +1179,9 @@ async def load(
     saved at, so that every memo still valid is reused without recomputing. A section of
     the file whose types no longer match the class is dropped; the memos of a query whose
     code changed (or whose `version=` did) re-execute on first use, and so do memos that
-    depended on something dropped. Reading and decoding run in a worker thread; the
+    depended on something dropped. If an interned table's type changed, its ids may
+    appear in any value, so nothing is loaded (and `True` is returned: the file was
+    read). Reading and decoding run in a worker thread; the
     database changes in one step at the end, or not at all.
 
     Args:

@@ -413,7 +413,12 @@ class TraceInvalidated(NamedTuple):
 
 
 class TraceExecuted(NamedTuple):
-    """A query body ran at *revision* and its outcome was memoized."""
+    """
+    A query body ran at *revision* and its outcome was memoized (`picante.debug.Executed`).
+
+    *first*: its first run; *changed*: its outcome differs from the memo's (always for a
+    first run); *failed*: it raised; *seconds*: how long the body took.
+    """
 
     revision: Revision
     ingredient: str

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DependencyGraph",
+    "Executed",
     "Explanation",
     "Mismatch",
     "Node",
@@ -175,7 +176,8 @@ class Trace:
     What `trace(db)` recorded: `records` (timestamp, record) and a `summary()`.
 
     Records are the public events (`picante.RevisionBumped`, `InputSet`, `InputRemoved`,
-    `QueryInvalidated`) plus one `Executed` tuple per query body run, in order, each with a
+    `QueryInvalidated`) plus one `Executed` named tuple per query body run (revision,
+    ingredient, key, first, changed, failed, seconds), in order, each with a
     `time.perf_counter()` timestamp; `calls` counts the reads of each query made through
     its handle, and `hits` those answered from a memo without running its body.
     """
@@ -322,7 +324,8 @@ class Stats:
 
     `executions` counts query bodies run, `hits` reads answered from a memo (counted only
     inside `trace`), `dependency_checks` dependencies examined by deep verification and
-    `invalidations` memos marked not clean by mutations, all since the view was created.
+    `invalidations` memos marked not clean by mutations, all since the database (or the
+    snapshot) was created.
     `approximate_bytes` is the deep `sys.getsizeof` of input keys and values, interned
     values and memo keys and values.
     """
@@ -396,7 +399,9 @@ def stats(db: object) -> Stats:
 class Explanation:
     """
     Why a memo holds what it holds: `reason` is one of `"never computed"`, `"first"`,
-    `"changed"`, `"evicted"`, `"error"` or `"code"`; when the reason is `"changed"`,
+    `"changed"`, `"evicted"`, `"error"` or `"code"`; `revision` is the revision of the
+    last execution (for `"first"`, of the first one) and `verified_at` the revision the
+    memo had last been verified at before it; when the reason is `"changed"`,
     `changed` lists the dependencies that changed after the memo was last verified, as
     (record label, revision of their latest change). `str()` says it in a sentence.
     """

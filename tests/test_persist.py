@@ -1050,7 +1050,7 @@ async def test_inspect_prints_a_summary(
         ("strict", "query", 0),
     ]:
         assert re.search(rf"^{name} +{kind} +{records} ", out, re.M), name
-    assert re.search(r"^log       1 entries \(", out, re.M)
+    assert re.search(r"^log       1 entry \(", out, re.M)
 
 
 async def test_inspect_json(
