@@ -16,7 +16,7 @@ import asyncio
 import collections
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
 
 import attrs
 
@@ -26,7 +26,7 @@ from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from typing import Self
 
     from ._runtime import View
@@ -52,6 +52,7 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 DEFAULT_BUFFER = 1024
 
@@ -394,7 +395,13 @@ class Watch(Generic[R]):
 _NOTHING: Any = object()
 
 
-def watch(query: Callable[..., Any], *key: object) -> Watch[Any]:
+class _Query(Protocol[R_co]):
+    """Anything called like a bound query: `db.page`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R_co]: ...
+
+
+def watch(query: _Query[R], *key: object) -> Watch[R]:
     """
     Watch query *query* at *key*: yield its value now, then each time it changes.
 

@@ -92,3 +92,19 @@ async def check() -> None:
     await db.source(1)  # type: ignore[arg-type]
     await db.config("a")  # type: ignore[call-arg]
     picante.revision()  # type: ignore[call-arg]
+
+    # Persistence, events and debugging.
+    assert_type(await picante.save(db, "cache"), None)
+    assert_type(await picante.load(db, "cache", on_corrupt="ignore"), bool)
+    await picante.load(db, "cache", on_corrupt="maybe")  # type: ignore[arg-type]
+    stream = picante.events(db, buffer=16)
+    assert_type(stream, picante.EventStream)
+    assert_type(await anext(stream), picante.Event)
+    assert_type(await anext(picante.revisions(db)), picante.Revision)
+    assert_type(picante.watch(db.words, "a"), picante.Watch[int])
+    assert_type(await anext(picante.watch(db.words, "a")), int)
+    assert_type(picante.debug.dependency_graph(db).to_dot(), str)
+    assert_type(picante.debug.explain(db, db.words, "a"), picante.debug.Explanation)
+    assert_type(await picante.debug.verify(db), list[picante.debug.Mismatch])
+    with picante.debug.trace(db) as recorded:
+        assert_type(recorded.summary(), dict[str, picante.debug.QueryTrace])
