@@ -8,7 +8,9 @@ of them in a random order), and take, mutate, query and drop snapshots. After ev
 operation each answer is compared with `Oracle`, a plain-Python from-scratch evaluation of
 the same functions over a dict of the current inputs, errors included (same type, same
 args). The machine also tracks every view's expected revision (+1 per effective mutation
-or batch, unchanged by no-ops) and reads the recompute log to pin the work done:
+or batch, unchanged by no-ops), the database's mutation events (exactly one `InputSet` or
+`InputRemoved` per changed key, then `RevisionBumped`; nothing for no-ops), saves and
+loads the database into a fresh instance, and reads the recompute log to pin the work done:
 
 * a record never runs twice at one revision (memoized errors and single flight included),
   a second read without a mutation in between runs nothing, and what runs is needed by a
@@ -54,6 +56,8 @@ from hypothesis.stateful import (
 
 import picante
 from picante import MissingInputError
+from picante._events import public_event
+from picante._runtime import view_of
 from tests.strategies import KEYS, Cell, Mutation, Record, mutations, records, values
 
 
@@ -520,6 +524,10 @@ class MemoConsistency(RuleBasedStateMachine):
         # when read) and the records that read them, directly or not.
         self.loose: set[Record] = set()
         self.cache = Path(tempfile.mkdtemp(prefix="picante-machine-")) / "graph.cache"
+        # The mutation events of the database (`picante.events`), and those the model expects.
+        self.events: list[object] = []
+        self.expected_events: list[object] = []
+        self.listen(self.main.db)
 
     def teardown(self) -> None:
         shutil.rmtree(self.cache.parent, ignore_errors=True)
@@ -530,6 +538,23 @@ class MemoConsistency(RuleBasedStateMachine):
         if pending:
             self.loop.run_until_complete(asyncio.wait(pending))
         self.loop.close()
+
+    def listen(self, db: object) -> None:
+        """Record *db*'s mutation events, as `picante.events` delivers them."""
+
+        def listener(record: object) -> None:
+            event = public_event(record)
+            if isinstance(event, picante.InputSet | picante.InputRemoved | picante.RevisionBumped):
+                self.events.append(event)
+
+        view_of(db).listeners.append(listener)
+
+    def expect_commit(self, revision: int, changes: Iterable[tuple[Cell, int | None]]) -> None:
+        """The events of a commit: each change in order, then the new revision."""
+        for (name, key), value in changes:
+            kind = picante.InputRemoved if value is None else picante.InputSet
+            self.expected_events.append(kind(revision, name, key))
+        self.expected_events.append(picante.RevisionBumped(revision))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Drive *coro* on the machine's own event loop; assert no task is left behind."""
@@ -560,6 +585,8 @@ class MemoConsistency(RuleBasedStateMachine):
             subject.revision += 1
             subject.changes.append(frozenset({cell}))
             subject.reusable = frozenset()
+            if subject is self.main:
+                self.expect_commit(subject.revision, [(cell, value)])
         event("mutation", "effective" if effective else "no-op")
         assert revision == subject.revision, f"{show(cell)} <- {value!r}: effective={effective}"
         assert picante.revision(subject.db) == subject.revision
@@ -611,6 +638,10 @@ class MemoConsistency(RuleBasedStateMachine):
             if changed:
                 main.revision += 1
                 main.changes.append(changed)
+                # One event per changed key, in the order of its first change in the batch.
+                last = dict(changes)
+                order = list(dict.fromkeys(cell for cell, _ in changes))
+                self.expect_commit(main.revision, [(c, last[c]) for c in order if c in changed])
         assert picante.revision(main.db) == main.revision
         assert main.log == [], "a batch ran a query"
 
@@ -812,6 +843,7 @@ class MemoConsistency(RuleBasedStateMachine):
         assert self.run(picante.load(db, self.cache))
         assert main.log == [], "saving or loading ran a query"
         main.db = db
+        self.listen(db)
         event("cache log entries", str(self.cache.with_name("graph.cache.log").exists()))
         # Errors come back without their exception: they run again when read, and so may
         # whatever read them (at the revision they ran at, too).
@@ -828,6 +860,10 @@ class MemoConsistency(RuleBasedStateMachine):
                 self.loose.add(record)
                 main.ran_at.pop(show(record), None)
                 stack.extend(readers.get(record, ()))
+
+    @invariant()
+    def mutation_events_are_exact(self) -> None:
+        assert self.events == self.expected_events
 
     @invariant()
     def inputs_and_revisions_are_tracked(self) -> None:
