@@ -262,7 +262,8 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
 
     Yields `RevisionBumped`, `InputSet` and `InputRemoved` for every effective mutation
     (no-ops yield nothing), `QueryInvalidated` for every memo that read a changed input,
-    directly or through other queries (with the input as `cause`), and `QueryChanged`
+    directly or through other queries (once per commit, with the first changed input it
+    read as `cause`), and `QueryChanged`
     when a recomputation produced a different outcome (never on early cutoff, never for a
     first computation). Within a commit, the order is: each changed input followed by the
     memos it invalidated, then `RevisionBumped`. Mutations from other threads are
