@@ -2,34 +2,42 @@
 The algorithm: fetch a query record at a revision, revalidating or recomputing its memo.
 
 The hot path (a clean memo, or one verified at this revision) lives in the bound query
-handle; everything else comes here:
+handle; everything else comes here, in five steps, each a function of that name:
 
-1. **Shallow verify** (`quick_valid`): verified at this revision, clean (nothing it read
-   changed since), or no input of its durability or higher changed since it was verified.
-2. **Single flight**: if a frame for this record and revision is in progress, wait for it
-   as a follower (after checking that waiting cannot close a cycle).
+1. **Shallow verify** (`shallow_verify`): verified at this revision, clean (nothing it
+   read changed since), or no input of its durability or higher changed since it was
+   verified.
+2. **Single flight** (`single_flight`): if a frame evaluates this record at this state
+   (in this view, or in another view at the same state: `SyncTable.owner`), wait for it
+   as a follower, after checking that waiting cannot close a cycle; otherwise become that
+   frame. An outcome that another view computed is kept only if `take` can install its
+   memo here; if not, this view computes it itself.
 3. **Deep verify** (`deep_verify`): walk the recorded dependencies, deepest first, with an
    explicit stack (no recursion, so chains of any depth work); a dependency that must be
    recomputed is recomputed; if none of them changed after the memo was verified, the
    memo is valid again.
-4. **Execute**: run the query with its frame active, so every read is recorded.
-5. **Backdate**: if the new outcome equals the old one (the query's `eq`, or same error
-   type and args), keep the old `changed_at`, so dependents are not recomputed.
+4. **Execute** (`execute`): run the query with its frame active, so every read is recorded.
+5. **Backdate** (`backdate`): if the new outcome equals the old one (the query's `eq`, or
+   same error type and args), keep the old `changed_at`, so dependents are not recomputed.
 
 Every frame is bound to the revision at which it started: it reads inputs and memos as
 they were at that revision, even if a mutation happens while it is suspended. A frame
 started from outside any query runs in its own task, so cancelling its caller cancels
 only that caller's wait; a frame started inside a query runs inline in the querying task.
+A query of another database (or of another view) read from inside a query is not a
+dependency, but its frames still count the reader as their parent, so a cycle through
+them is found.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._frames import ACTIVE, RETRY, Frame, check_wait
-from ._runtime import relink
+from ._frames import ACTIVE, RETRY, Frame, check_wait, waits_on
+from ._runtime import relink, take
 from ._store import (
     EVICTED,
     HIGHEST,
@@ -39,6 +47,7 @@ from ._store import (
     InputCell,
     QueryCell,
     TraceExecuted,
+    discard_dependent,
     errors_equal,
 )
 
@@ -50,10 +59,13 @@ if TYPE_CHECKING:
     from ._store import Revision
 
 
-__all__ = ["fetch", "quick_valid"]
+__all__ = ["backdate", "deep_verify", "execute", "fetch", "shallow_verify", "single_flight"]
 
 
-def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
+# -- 1. shallow verify -------------------------------------------------------------------
+
+
+def shallow_verify(view: View, cell: QueryCell, revision: Revision) -> bool:
     """Tell whether *cell*'s memo is valid at *revision* without looking at its deps."""
     verified_at = cell.verified_at
     if verified_at == revision:
@@ -68,8 +80,8 @@ def quick_valid(view: View, cell: QueryCell, revision: Revision) -> bool:
 
 
 def _valid(view: View, cell: QueryCell, revision: Revision) -> bool:
-    """`quick_valid`, recording a memo valid by durability alone as verified now."""
-    if not quick_valid(view, cell, revision):
+    """`shallow_verify`, recording a memo valid by durability alone as verified now."""
+    if not shallow_verify(view, cell, revision):
         return False
     if cell.verified_at < revision == view.revision and not cell.clean:
         # Said explicitly, a snapshot taken now can adopt the memo later.
@@ -77,76 +89,105 @@ def _valid(view: View, cell: QueryCell, revision: Revision) -> bool:
     return True
 
 
+def _answer(cell: QueryCell) -> Any:
+    """The memo's outcome: its failure, or its value."""
+    return cell.failure or cell.value
+
+
+# -- entry ---------------------------------------------------------------------------------
+
+
 def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     """
-    Return an awaitable of *cell*'s outcome (a value or a `Failure`) at the caller's revision.
+    Return an awaitable of *cell*'s outcome (a value or a `Failure`) at the caller's state.
 
-    The caller records the read and re-raises failures. The common cold case inside a query
-    (no memo, no flight) returns the frame's coroutine itself: one coroutine layer less.
+    *caller* is the frame of the running query that asks, or `None` from outside any
+    query. A caller of another view reads *view* as from outside, at its current revision,
+    but stays the parent of what it starts (for cycle detection). The caller records the
+    read and re-raises failures. The common cold case inside a query (no memo, no flight)
+    returns the frame's coroutine itself: one coroutine layer less.
     """
-    revision = view.revision if caller is None else caller.revision
+    own = caller is not None and caller.view is view
+    revision = caller.revision if own else view.revision  # type: ignore[union-attr]
+    sync = view.sync
     if view.parent is not None:
         if cell.verified_at < view.base:
             # A snapshot's memo older than the snapshot: its parent may know better.
             view.adopt(cell)
-    elif cell.verified_at == NEVER and (
-        caller is not None
-        and cell.flight is None
-        and not view.side_flights
-        and view.family.views == 1
-    ):
+    elif own and cell.verified_at == NEVER and cell.flight is None and sync.views == 1:
         # The cold path: no memo to verify, nobody evaluating it.
         return _drive(Frame(view, cell, revision, caller), verify=False)
     if (
-        caller is not None
-        and not (quick_valid(view, cell, revision) and cell.value is not EVICTED)
-        and view.flight(cell, revision) is None
+        own
+        and not (shallow_verify(view, cell, revision) and cell.value is not EVICTED)
+        and sync.owner(view, cell, revision) is None
     ):
         return _drive(Frame(view, cell, revision, caller), verify=True)
-    return _fetch(view, cell, caller, revision)
+    return single_flight(view, cell, revision, caller, verify=True)
 
 
-async def _fetch(view: View, cell: QueryCell, caller: Frame | None, revision: Revision) -> Any:
+# -- 2. single flight --------------------------------------------------------------------
+
+
+async def single_flight(
+    view: View, cell: QueryCell, revision: Revision, caller: Frame | None, *, verify: bool
+) -> Any:
+    """
+    Answer *cell* at *revision*: from the memo, by following the frame evaluating it at
+    this state, or by becoming that frame (revalidating first if *verify*).
+    """
+    own = caller is not None and caller.view is view
+    sync = view.sync
     while True:
         if _valid(view, cell, revision) and cell.value is not EVICTED:
-            return cell.failure or cell.value
-        flight = view.flight(cell, revision)
+            return _answer(cell)
+        flight = sync.owner(view, cell, revision)
         if flight is None:
             frame = Frame(view, cell, revision, caller)
-            if caller is not None:
-                return await _drive(frame, verify=True)
+            if own:
+                # Bound to the caller's revision, read through the caller (a reader too).
+                return await _drive(frame, verify=verify)
             with view.lock:
                 # Under the lock no commit (from another thread) is half done: the frame
-                # counts as running at a revision that is still current, so every later
+                # becomes a reader at a revision that is still current, so every later
                 # commit keeps the versions it reads.
                 if view.revision != revision:
                     revision = view.revision
                     continue
-                view.start_flight(frame)
+                sync.claim(frame)
+                sync.add_reader(view, revision, frame, snapshot=False)
+            if caller is not None:
+                # Started by a query of another view: inline, in the querying task.
+                return await _drive(frame, verify=verify, claimed=True)
             # Outside any query: drive the frame in a task of its own, so that cancelling
             # this caller cancels only its wait, never the evaluation others share.
-            frame.task = asyncio.get_running_loop().create_task(_drive_task(frame))
+            task = asyncio.get_running_loop().create_task(_drive(frame, verify=True, claimed=True))
+            task.add_done_callback(functools.partial(_abandon, frame))
+            frame.task = task
             flight = frame
-        outcome = await _follow(view, flight, caller)
+        outcome = await _follow(flight, caller)
         if outcome is RETRY:
             continue
-        _take_shared(view, cell, flight, revision)
-        return outcome
+        if flight.view is view or take(view, cell, flight.view, flight.cell, revision):
+            return outcome
+        # Computed by another view, but its memo cannot be installed here (a dependency
+        # here holds another version): compute it in this view.
 
 
-def _take_shared(view: View, cell: QueryCell, flight: Frame, revision: Revision) -> None:
-    """After following *flight* of another view at the same state, take its memo as ours."""
-    if flight.view is not view and cell.verified_at < revision:
-        theirs = flight.view.tables[cell.ingredient.name].get(cell.key)
-        if theirs is not None:
-            view.adopt_from(flight.view, theirs, cell, revision)
+def _abandon(frame: Frame, task: asyncio.Task[Any]) -> None:
+    """If *frame*'s task ended without running it (cancelled first), release its followers."""
+    sync = frame.view.sync
+    if sync.holds(frame):
+        sync.release(frame)
+        _settle(frame, RETRY)
 
 
-async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
+async def _follow(flight: Frame, caller: Frame | None) -> Any:
     """Wait for *flight*'s outcome (or `RETRY` if it was cancelled)."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    waits = view.family.waits
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
     if caller is not None:
+        waits = waits_on(loop)
         check_wait(caller, flight, waits.values())
         waits[future] = (caller, flight)
     if flight.followers is None:
@@ -157,49 +198,37 @@ async def _follow(view: View, flight: Frame, caller: Frame | None) -> Any:
         return await future
     finally:
         if caller is not None:
-            del waits[future]
+            del waits_on(loop)[future]
+
+
+def _settle(frame: Frame, outcome: Any) -> None:
+    """Hand *outcome* to every follower of *frame* still waiting."""
+    if frame.followers:
+        for future in frame.followers:
+            if not future.done():
+                future.set_result(outcome)
 
 
 def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awaitable[Any]:
     """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
-    if cell.flight is None and not view.side_flights and view.family.views == 1:
+    if cell.flight is None and view.sync.views == 1:
         # Nobody can be evaluating it: the common case, decided without a lookup.
         return _drive(Frame(view, cell, revision, caller), verify=False)
-    flight = view.flight(cell, revision)
-    if flight is None:
-        # Returned, not awaited here: the caller awaits it, one coroutine layer less.
-        return _drive(Frame(view, cell, revision, caller), verify=False)
-    return _rerun_after(view, cell, revision, caller, flight)
+    return single_flight(view, cell, revision, caller, verify=False)
 
 
-async def _rerun_after(
-    view: View, cell: QueryCell, revision: Revision, caller: Frame, flight: Frame
-) -> Any:
-    while True:
-        outcome = await _follow(view, flight, caller)
-        if outcome is not RETRY:
-            _take_shared(view, cell, flight, revision)
-            return outcome
-        found = view.flight(cell, revision)
-        if found is None:
-            return await _drive(Frame(view, cell, revision, caller), verify=False)
-        flight = found
-
-
-async def _drive_task(frame: Frame) -> None:
-    await _drive(frame, verify=True, started=True)
-
-
-async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
+async def _drive(frame: Frame, *, verify: bool, claimed: bool = False) -> Any:
     """
-    Revalidate (if *verify*) or execute *frame*'s cell; hand the outcome to followers.
+    Be the flight of *frame*'s record: revalidate (if *verify*) or execute its cell.
 
-    Executing runs the query body with *frame* active, then memoizes the outcome.
+    The outcome goes to the followers; on cancellation (or any `BaseException`) they get
+    `RETRY`, one of them starts a new flight, and nothing is memoized.
     """
     view = frame.view
     cell = frame.cell
-    if not started:
-        view.start_flight(frame)
+    sync = view.sync
+    if not claimed:
+        sync.claim(frame)
     outcome: Any = RETRY
     try:
         if (
@@ -216,139 +245,16 @@ async def _drive(frame: Frame, *, verify: bool, started: bool = False) -> Any:
             # one's out of its LRU: then it runs again, as an evicted memo does.
             and cell.value is not EVICTED
         ):
-            outcome = cell.value
+            outcome = _answer(cell)
         else:
-            view.counters.executions += 1
-            if cell.changed_at != NEVER:
-                # A recomputation (or a stale memo from a cache file): keep what explains
-                # it, cheaply; `debug.explain` works out the reason when asked.
-                cell.why = (
-                    frame.revision,
-                    cell.verified_at,
-                    cell.deps,
-                    cell.failure is not None,
-                    cell.value is EVICTED,
-                )
-            listeners = view.listeners
-            started_at = time.perf_counter() if listeners else 0.0
-            token = ACTIVE.set(frame)
-            try:
-                result: Any = await cell.ingredient.fn(view.db, *cell.key)
-            except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
-                result = Failure(error, error.__traceback__)
-            except asyncio.CancelledError as error:
-                task = asyncio.current_task()
-                if task is None or task.cancelling():
-                    raise
-                # The query raised CancelledError without being cancelled (it awaited
-                # something that was): that is its outcome, not a cancellation.
-                result = Failure(error, error.__traceback__)
-            finally:
-                ACTIVE.reset(token)
-            _install(view, frame, result)
-            outcome = result
-            if listeners:
-                record = TraceExecuted(
-                    frame.revision,
-                    cell.ingredient.name,
-                    cell.key,
-                    getattr(cell, "why", None) is None,
-                    cell.changed_at == frame.revision,
-                    type(result) is Failure,
-                    time.perf_counter() - started_at,
-                )
-                view.notify([record])
+            outcome = await execute(frame)
     finally:
-        # On cancellation (or any BaseException) followers get RETRY: one of them starts
-        # a new flight, and nothing is memoized.
-        view.end_flight(frame)
-        if frame.followers:
-            for future in frame.followers:
-                if not future.done():
-                    future.set_result(outcome)
+        sync.release(frame)
+        _settle(frame, outcome)
     return outcome
 
 
-def _install(view: View, frame: Frame, outcome: Any) -> None:
-    """Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed."""
-    cell = frame.cell
-    revision = frame.revision
-    failure = outcome if type(outcome) is Failure else None
-    deps = tuple(frame.deps)
-    with view.lock:
-        previous = cell.verified_at
-        if previous > revision:
-            # A newer memo exists; this outcome only answers this frame's callers.
-            return
-        first = previous == NEVER
-        if not first:
-            if view.pins:
-                view.keep_past(cell, view.revision if cell.clean else previous)
-            if deps != cell.deps:
-                relink(cell, cell.deps, deps)
-        durability = HIGHEST
-        clean = revision == view.revision
-        for dep in deps:
-            if first:
-                # What `add_dependent` does, inline: this runs for every dependency.
-                current = dep.dependents
-                if current is None:
-                    dep.dependents = cell
-                elif type(current) is set:
-                    current.add(cell)
-                elif current is not cell:
-                    dep.dependents = {current, cell}  # type: ignore[arg-type]
-            if type(dep) is InputCell:
-                level: Durability = dep.ingredient.durability
-            else:
-                level = dep.durability
-                if not dep.clean:
-                    clean = False
-            if level < durability:  # noqa: PLR1730 - cheaper than calling min()
-                durability = level
-        if (
-            # `changed_at` rather than `previous`: a memo loaded from a cache file as stale
-            # (its query's code changed) has no revision but keeps its value, to backdate.
-            cell.changed_at == NEVER
-            or durability < cell.durability
-            or not (
-                cell.failure is None and failure is None and cell.ingredient.eq(cell.value, outcome)
-                if cell.failure is None or failure is None
-                else errors_equal(cell.failure.error, failure.error)
-            )
-        ):
-            cell.changed_at = revision
-        # The fresh outcome is kept even when it counts as equal: the memo answers what a
-        # from-scratch evaluation would; dependents cut off keep what they computed.
-        cell.value = None if failure is not None else outcome
-        cell.failure = failure
-        cell.verified_at = revision
-        cell.durability = durability
-        cell.deps = deps
-        clean = clean and failure is None
-        if not clean and not first and cell.clean:
-            # A clean memo re-executed (its value was evicted, or it came from a cache file
-            # without one) to a different kind of outcome: its dependents are not clean.
-            cell.clean = False
-            view.invalidate(cell)
-        cell.clean = clean
-        if cell.ingredient.lru is not None:
-            view.track_lru(cell)
-        if view.dirty is not None:
-            view.dirty.add(cell)
-
-
-def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
-    with view.lock:
-        if view.pins and cell.verified_at < revision:
-            # A snapshot pinned at the old `verified_at` may still adopt this state.
-            view.keep_past(cell, cell.verified_at)
-        cell.verified_at = max(cell.verified_at, revision)
-        cell.clean = revision == view.revision and all(
-            dep.clean for dep in cell.deps if type(dep) is QueryCell
-        )
-        if view.dirty is not None:
-            view.dirty.add(cell)
+# -- 3. deep verify ----------------------------------------------------------------------
 
 
 async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
@@ -362,6 +268,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     revision = frame.revision
     counters = view.counters
     last_changed = view.last_changed
+    sync = view.sync
     # Entries are [memo, index of the next dependency to check]; index -1 means one of
     # its dependencies could not be brought to this revision, so it must be executed.
     stack: list[list[Any]] = [[root, 0]]
@@ -388,16 +295,15 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     )
                 elif (
                     # The common way down a walk, decided inline: a memo neither clean nor
-                    # valid by durability, in a database with no snapshot (nothing to adopt)
-                    # and no flight for it (`View.flight`'s fast case).
+                    # valid by durability, in a database with no snapshot (nothing to adopt,
+                    # no other view) and no flight for it.
                     not dep.clean
                     and NEVER < dep.verified_at < revision
                     and dep.failure is None
                     and last_changed[dep.durability] > dep.verified_at
                     and dep.flight is None
+                    and sync.views == 1
                     and view.parent is None
-                    and not view.side_flights
-                    and view.family.views == 1
                 ):
                     entry[1] = index
                     stack.append([dep, 0])
@@ -408,13 +314,13 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     dep.verified_at < view.base
                     and view.parent is not None
                     and view.adopt(dep)
-                    and quick_valid(view, dep, revision)
+                    and shallow_verify(view, dep, revision)
                 ):
                     changed_at = dep.changed_at
                 elif (
                     dep.failure is None
                     and NEVER < dep.verified_at < revision
-                    and view.flight(dep, revision) is None
+                    and sync.owner(view, dep, revision) is None
                 ):
                     entry[1] = index
                     stack.append([dep, 0])
@@ -455,3 +361,166 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
         else:
             parent[1] += 1
     return True
+
+
+def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
+    with view.lock:
+        if view.readers.pinned and cell.verified_at < revision:
+            # A snapshot pinned at the old `verified_at` may still adopt this state.
+            view.keep_past(cell, cell.verified_at)
+        cell.verified_at = max(cell.verified_at, revision)
+        cell.clean = revision == view.revision and all(
+            dep.clean for dep in cell.deps if type(dep) is QueryCell
+        )
+        if view.dirty is not None:
+            view.dirty.add(cell)
+
+
+# -- 4. execute --------------------------------------------------------------------------
+
+
+async def execute(frame: Frame) -> Any:
+    """Run *frame*'s query with the frame active; memoize and return the outcome."""
+    view = frame.view
+    cell = frame.cell
+    view.counters.executions += 1
+    if cell.changed_at != NEVER:
+        # A recomputation (or a stale memo from a cache file): keep what explains it,
+        # cheaply; `debug.explain` works out the reason when asked.
+        cell.why = (
+            frame.revision,
+            cell.verified_at,
+            cell.deps,
+            cell.failure is not None,
+            cell.value is EVICTED,
+        )
+    listeners = view.listeners
+    started_at = time.perf_counter() if listeners else 0.0
+    token = ACTIVE.set(frame)
+    try:
+        result: Any = await cell.ingredient.fn(view.db, *cell.key)
+    except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
+        result = Failure(error, error.__traceback__)
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        # The query raised CancelledError without being cancelled (it awaited
+        # something that was): that is its outcome, not a cancellation.
+        result = Failure(error, error.__traceback__)
+    finally:
+        ACTIVE.reset(token)
+    _install(view, frame, result)
+    if listeners:
+        record = TraceExecuted(
+            frame.revision,
+            cell.ingredient.name,
+            cell.key,
+            getattr(cell, "why", None) is None,
+            cell.changed_at == frame.revision,
+            type(result) is Failure,
+            time.perf_counter() - started_at,
+        )
+        view.notify([record])
+    return result
+
+
+def _install(view: View, frame: Frame, outcome: Any) -> None:
+    """Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed."""
+    cell = frame.cell
+    revision = frame.revision
+    failure = outcome if type(outcome) is Failure else None
+    deps = tuple(frame.deps)
+    with view.lock:
+        previous = cell.verified_at
+        if previous > revision:
+            # A newer memo exists; this outcome only answers this frame's callers.
+            return
+        first = previous == NEVER
+        durability = HIGHEST
+        clean = revision == view.revision
+        last_changed = view.last_changed
+        consistent = True
+        for dep in deps:
+            if first:
+                # What `add_dependent` does, inline: this runs for every dependency.
+                current = dep.dependents
+                if current is None:
+                    dep.dependents = cell
+                elif type(current) is set:
+                    current.add(cell)
+                elif current is not cell:
+                    dep.dependents = {current, cell}  # type: ignore[arg-type]
+            if type(dep) is InputCell:
+                level: Durability = dep.ingredient.durability
+            else:
+                level = dep.durability
+                if dep.verified_at != revision and not (
+                    # Valid at this revision all the same: by being clean, or by durability.
+                    NEVER < dep.verified_at < revision
+                    and dep.failure is None
+                    and (dep.clean or last_changed[level] <= dep.verified_at)
+                ):
+                    consistent = False
+                if not dep.clean:
+                    clean = False
+            if level < durability:  # noqa: PLR1730 - cheaper than calling min()
+                durability = level
+        if not consistent:
+            # A dependency's memo here is not the version this frame read (it moved on,
+            # or was replaced): memoized, this outcome could later be revalidated against
+            # the wrong version. It answers this frame's callers only.
+            if first:
+                for dep in deps:
+                    discard_dependent(dep, cell)
+            return
+        if not first:
+            if view.readers.pinned:
+                view.keep_past(cell, view.revision if cell.clean else previous)
+            if deps != cell.deps:
+                relink(cell, cell.deps, deps)
+        if not backdate(cell, outcome, failure, durability):
+            cell.changed_at = revision
+        # The fresh outcome is kept even when it counts as equal: the memo answers what a
+        # from-scratch evaluation would; dependents cut off keep what they computed.
+        cell.value = None if failure is not None else outcome
+        cell.failure = failure
+        cell.verified_at = revision
+        cell.durability = durability
+        cell.deps = deps
+        clean = clean and failure is None
+        if not clean and not first and cell.clean:
+            # A clean memo re-executed (its value was evicted, or it came from a cache file
+            # without one) to a different kind of outcome: its dependents are not clean.
+            cell.clean = False
+            view.invalidate(cell)
+        cell.clean = clean
+        if cell.ingredient.lru is not None:
+            view.track_lru(cell)
+        if view.dirty is not None:
+            view.dirty.add(cell)
+
+
+# -- 5. backdate -------------------------------------------------------------------------
+
+
+def backdate(
+    cell: QueryCell, outcome: Any, failure: Failure | None, durability: Durability
+) -> bool:
+    """
+    Tell whether *outcome* leaves *cell*'s memo unchanged, so its `changed_at` stays.
+
+    Unchanged: the memo has an outcome to compare with, what it read is as durable as
+    before, and the outcome is equal (the query's `eq`; for errors, same type and args).
+    """
+    return (
+        # `changed_at` rather than `verified_at`: a memo loaded from a cache file as stale
+        # (its query's code changed) has no revision but keeps its value, to backdate.
+        cell.changed_at != NEVER
+        and durability >= cell.durability
+        and (
+            cell.failure is None and failure is None and cell.ingredient.eq(cell.value, outcome)
+            if cell.failure is None or failure is None
+            else errors_equal(cell.failure.error, failure.error)
+        )
+    )

@@ -9,16 +9,19 @@ recorded in `frame.deps`. The frame is also the single flight of its record: cal
 that arrive while it is in progress become followers and receive its outcome.
 
 Cycles. `frame.parent` is the frame on whose behalf this one runs (the query that
-asked), so a frame's ancestors are the records its task, or its parent's task, is
-waiting for. The view records every wait in progress as a pair of frames. Before a
-frame waits on another, `check_wait` asks whether the awaited frame can, through its
-descendants and their waits, reach the waiting frame; if so, waiting would deadlock, and
-a `CycleError` is raised instead with the chain of records that closes the loop.
+asked, also when it belongs to another view or another database), so a frame's
+ancestors are the records its task, or its parent's task, is waiting for. Every wait in
+progress on an event loop is recorded as a pair of frames (`waits_on`), whatever
+database they belong to. Before a frame waits on another, `check_wait` asks whether the
+awaited frame can, through its descendants and their waits, reach the waiting frame; if
+so, waiting would deadlock, and a `CycleError` is raised instead with the chain of
+records that closes the loop.
 """
 
 from __future__ import annotations
 
 import contextvars
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import CycleError
@@ -31,17 +34,18 @@ if TYPE_CHECKING:
     from ._store import InputCell, QueryCell, Revision
 
 
-__all__ = ["ACTIVE", "RETRY", "Frame", "check_wait"]
+__all__ = ["ACTIVE", "RETRY", "Frame", "check_wait", "waits_on"]
 
 
 class Frame:
     """One revalidation or evaluation of *cell* at *revision* on behalf of *parent*."""
 
     __slots__ = (
+        "__weakref__",
         "cell",
-        "counted",
         "deps",
         "followers",
+        "home",
         "parent",
         "revision",
         "task",
@@ -63,8 +67,9 @@ class Frame:
         # `task` (set only when started from outside any query) holds the task driving the
         # frame, because the event loop keeps only weak references to tasks.
         self.task: asyncio.Task[None]
-        # Whether the frame counts in its view's running frames (set by `start_flight`).
-        self.counted: bool
+        # The cell the flight is registered on: the record's cell in the origin view of the
+        # frame's state (`SyncTable.claim`).
+        self.home: QueryCell
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""
@@ -94,6 +99,25 @@ class Retry:
 
 
 RETRY: Final = Retry()
+
+Waits = dict[object, tuple[Frame, Frame]]
+
+_WAITS: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Waits]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def waits_on(loop: asyncio.AbstractEventLoop) -> Waits:
+    """
+    The waits in progress on *loop*: {waiter's future: (waiting frame, awaited frame)}.
+
+    Kept per event loop, not per database: a cycle may run through several databases,
+    and all of a loop's frames wait on each other only on that loop's thread.
+    """
+    waits = _WAITS.get(loop)
+    if waits is None:
+        waits = _WAITS[loop] = {}
+    return waits
 
 
 def _chain(descendant: Frame, ancestor: Frame) -> list[Frame]:

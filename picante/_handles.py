@@ -65,11 +65,9 @@ def factory(cells, ingredient, lru, {defaults}):
         else:
             # Query cells are only ever made on the loop's thread: no race to guard against.
             _picante_cell = cells[_picante_key] = QueryCell(ingredient, _picante_key)
-        if _picante_frame is not None and _picante_frame.view is not _picante_view:
-            # A query of another database: an untracked read, fetched as from outside.
-            _picante_frame = None
         _picante_value = await fetch(_picante_view, _picante_cell, _picante_frame)
-        if _picante_frame is not None:
+        if _picante_frame is not None and _picante_frame.view is _picante_view:
+            # (A query of another view or database is not a dependency: an untracked read.)
             _picante_frame.deps[_picante_cell] = None
         if type(_picante_value) is Failure:
             return _picante_value.reraise()

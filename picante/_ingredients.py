@@ -13,6 +13,7 @@ accesses are plain attribute reads.
 from __future__ import annotations
 
 import typing
+from types import MethodType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -37,7 +38,6 @@ from ._store import ABSENT, Durability, InputCell, InternId, default_eq
 if TYPE_CHECKING:
     import inspect
     from collections.abc import Callable, Coroutine
-    from types import MethodType
 
     from ._frames import Frame
     from ._handles import Factory
@@ -166,6 +166,12 @@ class _Ingredient(_Named):
             self._factory, view, self, lru=lru, defaults=spec.defaults, qualname=self.qualname
         )
 
+    def _registered_on(self, instance: object) -> bool:
+        """Tell whether this is the ingredient *instance*'s class registered under its name."""
+        spec = getattr(type(instance), "__picante__", None)
+        ingredients = getattr(spec, "ingredients", None)
+        return ingredients is None or ingredients.get(self.name) is self
+
     def key_spec(self) -> KeySpec:
         """The key spec, built when the owning class became a database."""
         if self.spec is None:
@@ -212,7 +218,9 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
         ops = _InputOps(self, view)
         function: Any = handle.__func__
         function.get, function.set, function.remove = ops.get, ops.set, ops.remove
-        vars(instance)[self.name] = handle
+        if self._registered_on(instance):
+            # Not for `super().source`: the instance keeps its own class's handle.
+            vars(instance)[self.name] = handle
         return cast("BoundInput[P, R]", handle)
 
 
@@ -248,6 +256,11 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
     ) -> Self | BoundQuery[P, R]:
         if instance is None:
             return self
+        if not self._registered_on(instance):
+            # `super().words` in an override (or `Base.words.__get__(db)`): the class
+            # registered another ingredient under this name. Give the base implementation
+            # itself, run inline: its reads belong to the query that calls it.
+            return cast("BoundQuery[P, R]", MethodType(self.fn, instance))
         view = view_of(instance)
         lru = None if self.lru is None else view.lru(self.name, self.lru)
         handle = self._instantiate(view, lru)

@@ -1257,12 +1257,14 @@ def _check_fresh(view: View) -> None:
     if view.parent is not None:
         msg = "load() needs a database, not a snapshot"
         raise UsageError(msg)
+    with view.lock:
+        # Snapshots dropped since the last commit are let go of now.
+        view.sync.sweep(view)
     if (
         view.revision != 0
         or any(view.tables.values())
         or any(table.values for table in view.family.interned.values())
-        or view.family.views > 1
-        or view.active
+        or view.readers.entries
     ):
         msg = (
             f"load() needs a new {type(view.db).__name__} with no state: this one has "

@@ -10,16 +10,21 @@ evaluations) and the record of waits (so cycles across views are found).
 Snapshots are O(1): a snapshot is a new, empty view whose `parent` is the view it was
 taken of and whose `base` is the parent's revision then. Its revisions up to `base` are
 the parent's; what it has not touched yet it reads from its ancestors as of `base`
-(`materialize_input`, `adopt`). The parent keeps what a live snapshot may still need:
-old input versions (`InputCell.history`) and old memo states (`View.pasts`) for the
-revisions its snapshots are *pinned* at.
+(`materialize_input`, `adopt`). The family's `SyncTable` (`_sync`) decides what a view
+keeps for its readers (live snapshots and running evaluations): old input versions
+(`InputCell.history`) and old memo states (`View.pasts`).
+
+A memo is copied from one view into another only by `take`, and only when every
+dependency it records refers, in the receiving view, to the version it read: an input
+at the same version, a query whose memo there is valid at that revision (taken along
+first if need be). Otherwise the receiving view computes the memo itself.
 
 Mutations are the only code that moves a clock. A commit is one critical section under
 the view's lock:
 
 1. compare each new value with the current one (equal set, absent remove: no-op);
 2. check `max_state_bytes`; nothing has changed yet, so a refusal changes nothing;
-3. keep old versions that running frames or pinned snapshots may still read;
+3. keep old versions that a reader (a running frame, a live snapshot) may still read;
 4. write values, bump the revision, raise the durability watermarks;
 5. push: mark every memo that transitively read a changed cell as not clean;
 6. publish the new revision.
@@ -34,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-import weakref
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -48,7 +52,6 @@ from ._store import (
     InputCell,
     InternTable,
     Lru,
-    MemoState,
     QueryCell,
     Revision,
     TraceInput,
@@ -59,12 +62,13 @@ from ._store import (
     discard_dependent,
     sizeof,
 )
+from ._sync import Readers, SyncTable
 
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-    from ._frames import Frame
+    from ._store import MemoState
 
 
 __all__ = [
@@ -75,6 +79,7 @@ __all__ = [
     "batch",
     "revision",
     "snapshot",
+    "take",
     "view_of",
 ]
 
@@ -108,17 +113,13 @@ class Counters:
 class Family:
     """What a database shares with its snapshots."""
 
-    __slots__ = ("flights", "interned", "interned_bytes", "lock", "views", "waits")
+    __slots__ = ("interned", "interned_bytes", "lock", "sync")
 
     def __init__(self) -> None:
         self.interned: dict[str, InternTable] = {}
         self.interned_bytes = 0
-        # Flights by state, used once the family has more than one view:
-        # {(ingredient name, key, canonical view, revision): frame}.
-        self.flights: dict[tuple[str, tuple[object, ...], View, Revision], Frame] = {}
-        # Waits in progress, keyed by the waiter's future: (waiting frame, awaited frame).
-        self.waits: dict[object, tuple[Frame, Frame]] = {}
-        self.views = 1
+        # Flights, readers and the number of live views: see `_sync`.
+        self.sync = SyncTable()
         self.lock = threading.Lock()
 
     def intern_table(self, name: str) -> InternTable:
@@ -129,9 +130,28 @@ class Family:
         return table
 
 
+class _Batch:
+    """The deferred changes of one `picante.batch` block, for one view."""
+
+    __slots__ = ("open", "ops", "outer")
+
+    def __init__(self, outer: _Batch | None) -> None:
+        self.ops: list[_Op] = []
+        # The enclosing batch of the same view: this one's changes join it on success.
+        self.outer = outer
+        self.open = True
+
+    def receiver(self) -> _Batch | None:
+        """The innermost batch still open, from this one outwards (`None`: commit now)."""
+        batch: _Batch | None = self
+        while batch is not None and not batch.open:
+            batch = batch.outer
+        return batch
+
+
 # One pending batch per view, per context: a batch covers the code inside its block
-# (and tasks it starts), not other tasks or threads that mutate meanwhile.
-_BATCHES: Final[contextvars.ContextVar[dict[View, list[_Op]] | None]] = contextvars.ContextVar(
+# (and tasks it starts, while it is open), not other tasks or threads that mutate meanwhile.
+_BATCHES: Final[contextvars.ContextVar[dict[View, _Batch] | None]] = contextvars.ContextVar(
     "picante_batches", default=None
 )
 
@@ -144,7 +164,6 @@ class View:
 
     __slots__ = (
         "__weakref__",
-        "active",
         "base",
         "counters",
         "db",
@@ -160,9 +179,9 @@ class View:
         "parent",
         "pasts",
         "persistence",
-        "pins",
+        "readers",
         "revision",
-        "side_flights",
+        "sync",
         "tables",
     )
 
@@ -171,15 +190,11 @@ class View:
         self.parent = parent
         self.tables: dict[str, Table] = {}
         self.lrus: dict[str, Lru] = {}
-        # Frames in progress per revision: an input keeps old versions while any runs.
-        self.active: dict[Revision, int] = {}
+        # Who may still read this view at an old revision (`_sync`), and what is kept for
+        # them: the input cells holding old versions, and old memo states for snapshots.
+        self.readers = Readers()
         self.histories: list[InputCell] = []
-        # Earlier memo states kept for pinned snapshots whose revision they are valid at.
         self.pasts: dict[QueryCell, list[MemoState]] = {}
-        # Flights for a revision other than the one in `cell.flight`: {(cell, rev): frame}.
-        self.side_flights: dict[tuple[QueryCell, Revision], Frame] = {}
-        # Revisions that live snapshots of this view were taken at: {revision: count}.
-        self.pins: dict[Revision, int] = {}
         self.counters = Counters()
         self.lock = threading.RLock()
         # Cells changed since the last save (`None` until a first save or load): what an
@@ -204,6 +219,8 @@ class View:
             self.last_changed = list(parent.last_changed)
             self.limit = parent.limit
             self.input_bytes = parent.input_bytes
+        # The family's flights and readers, one attribute load away from the fetch path.
+        self.sync = self.family.sync
 
     def table(self, name: str) -> Table:
         """Return the table of ingredient *name*, creating it on first use."""
@@ -252,7 +269,7 @@ class View:
         """Return this view's cell for the record *cell* (of another view)."""
         name = cell.ingredient.name
         table = self.table(name)
-        if isinstance(cell, InputCell):
+        if type(cell) is InputCell:
             return self.materialize_input(table, cell.ingredient, cell.key)
         mine = table.get(cell.key)
         if mine is None:
@@ -260,36 +277,15 @@ class View:
         return cast("QueryCell", mine)
 
     def adopt(self, cell: QueryCell) -> bool:
-        """Give *cell* (without a memo) an ancestor's memo valid at the inherited state."""
+        """Give *cell* an ancestor's memo valid at the state this snapshot inherited."""
         view, at = self.parent, self.base
         while view is not None:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
             if theirs is not None:
-                return self.adopt_from(view, theirs, cell, at)
+                return take(self, cell, view, theirs, at)
             at = view.base
             view = view.parent
         return False
-
-    def adopt_from(self, view: View, theirs: QueryCell, mine: QueryCell, at: Revision) -> bool:
-        """Copy *theirs* (of *view*) into *mine* if it is valid at revision *at*."""
-        state = _memo_at(view, theirs, at)
-        if state is None:
-            return False
-        with self.lock:
-            if mine.verified_at >= at:
-                return True
-            deps = tuple(self.cell_like(dep) for dep in state.deps)
-            relink(mine, mine.deps, deps)
-            mine.value = state.value
-            mine.failure = state.failure
-            mine.changed_at = state.changed_at
-            mine.durability = state.durability
-            mine.deps = deps
-            mine.verified_at = at
-            mine.clean = False
-            if mine.ingredient.lru is not None:
-                self.track_lru(mine)
-        return True
 
     def track_lru(self, cell: QueryCell) -> None:
         """Count *cell*'s value in its query's LRU order, evicting the least recent one."""
@@ -300,85 +296,6 @@ class View:
             # Only the value goes: revalidation still has the bookkeeping.
             victim.value = EVICTED
 
-    # -- frames in progress ---------------------------------------------------------------
-
-    def _prune(self) -> None:
-        """Drop old versions no running frame and no pinned snapshot can read any more."""
-        with self.lock:
-            oldest = min([*self.active, *self.pins], default=self.revision)
-            if oldest < self.revision:
-                return
-            for cell in self.histories:
-                cell.history = None
-            self.histories.clear()
-            self.pasts.clear()
-
-    def flight(self, cell: QueryCell, revision: Revision) -> Frame | None:
-        """Return the frame in progress for *cell* at *revision*, in any view of the state."""
-        frame: Frame | None = cell.flight
-        if frame is not None and frame.revision == revision:
-            return frame
-        if self.side_flights:
-            frame = self.side_flights.get((cell, revision))
-            if frame is not None:
-                return frame
-        if self.family.views > 1:
-            return self.family.flights.get(
-                (cell.ingredient.name, cell.key, self.canonical(revision), revision)
-            )
-        return None
-
-    def canonical(self, revision: Revision) -> View:
-        """The view that first reached the state *revision* of this view stands for."""
-        view = self
-        while view.parent is not None and revision <= view.base:
-            view = view.parent
-        return view
-
-    def start_flight(self, frame: Frame) -> None:
-        """Register *frame* as the flight of its cell at its revision (and as running)."""
-        cell = frame.cell
-        revision = frame.revision
-        if cell.flight is None:
-            cell.flight = frame
-        else:
-            self.side_flights[cell, revision] = frame
-        if self.family.views > 1:
-            key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
-            self.family.flights.setdefault(key, frame)
-        # Count the frame as running at its revision: commits keep what it may read. A
-        # nested frame whose parent is still running (its registered flight) runs at the
-        # parent's revision, which the parent's count already covers.
-        parent = frame.parent
-        frame.counted = parent is None or parent.cell.flight is not parent
-        if frame.counted:
-            active = self.active
-            active[revision] = active.get(revision, 0) + 1
-
-    def end_flight(self, frame: Frame) -> None:
-        """Unregister *frame*."""
-        cell = frame.cell
-        revision = frame.revision
-        if cell.flight is frame:
-            cell.flight = None
-        else:
-            del self.side_flights[cell, revision]
-        flights = self.family.flights
-        if flights:
-            key = (cell.ingredient.name, cell.key, self.canonical(revision), revision)
-            if flights.get(key) is frame:
-                del flights[key]
-        if frame.counted:
-            # The frame stops running; drop old versions once nobody can read them.
-            active = self.active
-            left = active[revision] - 1
-            if left:
-                active[revision] = left
-            else:
-                del active[revision]
-                if self.histories or self.pasts:
-                    self._prune()
-
     # -- mutations ------------------------------------------------------------------------
 
     def mutate(
@@ -388,15 +305,19 @@ class View:
         _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
         batches = _BATCHES.get()
         if batches is not None:
-            pending = batches.get(self)
-            if pending is not None:
-                pending.append((table, ingredient, key, value))
-                return self.revision
+            batch = batches.get(self)
+            if batch is not None:
+                receiver = batch.receiver()
+                if receiver is not None:
+                    receiver.ops.append((table, ingredient, key, value))
+                    return self.revision
         return self.commit([(table, ingredient, key, value)])
 
     def commit(self, ops: list[_Op]) -> Revision:
         """Apply *ops* in order at one new revision (or none, if nothing changes)."""
         with self.lock:
+            sync = self.family.sync
+            sync.sweep(self)
             if len(ops) > 1:
                 # Later changes to a key win.
                 final: dict[tuple[int, tuple[object, ...]], _Op] = {}
@@ -418,12 +339,12 @@ class View:
                 return self.revision
             sizes = self._check_limit(changes) if self.limit is not None else None
             revision = self.revision + 1
-            # Every running frame and every pinned snapshot is at a revision before the new
-            # one, so any of them may still read the versions this commit replaces.
-            keep = bool(self.active or self.pins)
             last_changed = self.last_changed
+            readers = bool(self.readers.revisions)
             for index, (cell, value) in enumerate(changes):
-                if keep:
+                # The replaced version was valid from its `changed_at` up to now: keep it
+                # if a reader's revision lies in that range.
+                if readers and sync.keeps_version(self, cell.changed_at):
                     if cell.history is None:
                         cell.history = []
                         self.histories.append(cell)
@@ -502,7 +423,7 @@ class View:
             return
         stack = list(dependents_of(cell))
         invalidated = 0
-        pinned = self.pins
+        pinned = self.readers.pinned
         while stack:
             memo = stack.pop()
             if not memo.clean:
@@ -517,9 +438,9 @@ class View:
         self.counters.invalidations += invalidated
 
     def keep_past(self, memo: QueryCell, valid_through: Revision) -> None:
-        """Save *memo*'s state if a pinned snapshot's revision lies in its validity."""
+        """Save *memo*'s state if a live snapshot's revision lies in its validity."""
         low = memo.verified_at
-        if low == NEVER or not any(low <= pin <= valid_through for pin in self.pins):
+        if low == NEVER or not self.family.sync.keeps_state(self, low, valid_through):
             return
         self.pasts.setdefault(memo, []).append(memo.state(valid_through))
 
@@ -539,22 +460,6 @@ class View:
                 raise LimitExceededError(msg)
             family.interned_bytes += size
 
-    # -- snapshots ------------------------------------------------------------------------
-
-    def pin(self, revision: Revision) -> None:
-        with self.lock:
-            self.pins[revision] = self.pins.get(revision, 0) + 1
-
-    def unpin(self, revision: Revision) -> None:
-        with self.lock:
-            left = self.pins[revision] - 1
-            if left:
-                self.pins[revision] = left
-            else:
-                del self.pins[revision]
-        if self.histories or self.pasts:
-            self._prune()
-
     def __repr__(self) -> str:
         memos = sum(
             1
@@ -566,7 +471,7 @@ class View:
         return f"<{type(self.db).__name__}{kind} rev={self.revision} memos={memos}>"
 
 
-def _memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
+def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
     """Return *cell*'s memo (of *view*) as it was valid at revision *at*, if known."""
     verified_at = cell.verified_at
     if verified_at == at or (
@@ -580,6 +485,95 @@ def _memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         if state.verified_at <= at <= state.valid_through:
             return state
     return None
+
+
+def knows(view: View, cell: QueryCell, at: Revision) -> bool:
+    """
+    Tell whether *cell*'s memo in *view* is valid at revision *at*.
+
+    Only then can a memo verified at *at* record it as a dependency: its `changed_at`
+    says when its value last differed from the one read at *at*. (A memo verified later
+    says nothing about *at*: backdating may have compared across a value it never saw.)
+    """
+    return memo_at(view, cell, at) is not None
+
+
+def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revision) -> bool:
+    """
+    Install *theirs* (of *source*) as *mine* (of *view*), both at the same state *at*.
+
+    Only when every dependency refers, in *view*, to the version *theirs* read: inputs at
+    the same version, queries whose memo here is valid at *at* (taken from *source* first
+    when not). Returns whether *mine* is now valid at *at*; `False`: compute it instead.
+    Dependencies not yet evaluated in a snapshot are fine as they are while *at* is its
+    base: it evaluates them at or after *at*, or takes them from its parent then.
+    """
+    if knows(view, mine, at):
+        return True
+    lazy = view.parent is not None and at <= view.base
+    # Depth first, explicit stack (chains of any depth): [mine, theirs, state, index].
+    stack: list[list[Any]] = []
+    if not _push_take(source, stack, mine, theirs, at):
+        return False
+    while stack:
+        entry = stack[-1]
+        target: QueryCell = entry[0]
+        state: MemoState = entry[2]
+        deps = state.deps
+        index: int = entry[3]
+        while index < len(deps):
+            dep = deps[index]
+            ours = view.cell_like(dep)
+            if type(dep) is InputCell:
+                if ours.version_at(at)[0] != dep.version_at(at)[0]:  # type: ignore[union-attr]
+                    return False
+            elif not (
+                knows(view, ours, at)  # type: ignore[arg-type]
+                or (lazy and ours.verified_at == NEVER)
+            ):
+                entry[3] = index
+                if not _push_take(source, stack, ours, dep, at):  # type: ignore[arg-type]
+                    return False
+                break
+            index += 1
+        else:
+            stack.pop()
+            _install_state(view, target, state, at)
+    return True
+
+
+def _push_take(
+    source: View, stack: list[list[Any]], mine: QueryCell, theirs: QueryCell, at: Revision
+) -> bool:
+    """Push the taking of *theirs* into *mine*; `False` if *source* has no memo valid at *at*."""
+    if mine.verified_at >= at:
+        # Newer than *at* yet not valid at *at*: a state of *at* may not replace it.
+        return False
+    state = memo_at(source, theirs, at)
+    if state is None:
+        return False
+    stack.append([mine, theirs, state, 0])
+    return True
+
+
+def _install_state(view: View, mine: QueryCell, state: MemoState, at: Revision) -> None:
+    """Make *state* (of another view, valid at *at*) *mine*'s memo."""
+    with view.lock:
+        if mine.verified_at >= at:
+            return
+        deps = tuple(view.cell_like(dep) for dep in state.deps)
+        relink(mine, mine.deps, deps)
+        mine.value = state.value
+        mine.failure = state.failure
+        mine.changed_at = state.changed_at
+        mine.durability = state.durability
+        mine.deps = deps
+        mine.verified_at = at
+        mine.clean = False
+        if mine.ingredient.lru is not None:
+            view.track_lru(mine)
+        if view.dirty is not None:
+            view.dirty.add(mine)
 
 
 def relink(
@@ -651,8 +645,9 @@ def snapshot(db: D) -> D:
     user's instance attributes are copied shallowly. Safe to call from any thread.
 
     While a snapshot lives, its database keeps the old input versions and memo states the
-    snapshot may still read; they are released when the snapshot is garbage-collected
-    (a snapshot and its view refer to each other, so that is at the next collection).
+    snapshot may still read, and only those. Once the snapshot is garbage-collected (a
+    snapshot and its view refer to each other, so that is at the next collection), they
+    are released at the database's next commit or snapshot.
 
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
@@ -661,15 +656,16 @@ def snapshot(db: D) -> D:
     cls = type(db)
     copy = cls.__new__(cls)
     attributes = vars(copy)
-    for name, value in vars(db).items():
+    # A copy first: another thread may be adding a handle to the instance meanwhile.
+    for name, value in vars(db).copy().items():
         if name != "__picante__" and not _is_handle(value):
             attributes[name] = value
     with view.lock:
+        sync = view.family.sync
+        sync.sweep(view)
         child = View(copy, parent=view)
-        view.pin(child.base)
-        with view.family.lock:
-            view.family.views += 1
-    weakref.finalize(child, _release, view, child.base)
+        sync.add_reader(view, child.base, child, snapshot=True)
+        sync.views += 1
     attributes["__picante__"] = child
     return copy
 
@@ -681,12 +677,6 @@ def _is_handle(value: object) -> bool:
     )
 
 
-def _release(parent: View, base: Revision) -> None:
-    with parent.family.lock:
-        parent.family.views -= 1
-    parent.unpin(base)
-
-
 @contextlib.contextmanager
 def batch(db: object) -> Generator[None]:
     """
@@ -694,24 +684,34 @@ def batch(db: object) -> Generator[None]:
 
     At exit the changes are applied in order at one new revision (none if nothing
     changed). If the block raises, all of them are discarded. Reads inside the block see
-    the state before the batch, and `set`/`remove` return the current revision. A batch
-    opened inside a batch of the same database joins the outer one. The batch covers the
-    code in the block and tasks started from it; other tasks and threads mutate directly.
+    the state before the batch, and `set`/`remove` return the current revision.
+
+    A batch opened inside a batch of the same database joins the outer one when it
+    exits normally; if it raises, its own changes are discarded, whether or not the
+    outer block catches the error. The batch covers the code in the block and tasks
+    started from it while the block runs; a change such a task makes after the block
+    has exited is not deferred (it applies at once, or joins a batch still open around
+    it). Other tasks and threads mutate directly.
 
     Raises:
         LimitExceededError: The changes would exceed `max_state_bytes`; none is applied.
     """
     view = view_of(db)
     batches = _BATCHES.get()
-    if batches is not None and view in batches:
-        yield
-        return
-    ops: list[_Op] = []
-    token = _BATCHES.set({**(batches or {}), view: ops})
+    outer = None if batches is None else batches.get(view)
+    pending = _Batch(outer if outer is not None and outer.open else None)
+    token = _BATCHES.set({**(batches or {}), view: pending})
     try:
         yield
+    except BaseException:
+        pending.open = False
+        pending.ops.clear()
+        raise
     finally:
+        pending.open = False
         _BATCHES.reset(token)
-    # Not reached if the block raised: the pending changes are dropped with `ops`.
-    if ops:
-        view.commit(ops)
+    receiver = None if pending.outer is None else pending.outer.receiver()
+    if receiver is not None:
+        receiver.ops.extend(pending.ops)
+    elif pending.ops:
+        view.commit(pending.ops)

@@ -1,0 +1,193 @@
+"""
+Who is evaluating which record at which state, and which old states someone can still read.
+
+One `SyncTable` per family (a database and its snapshots) makes every decision about
+concurrent evaluation and retention; no other code answers these questions itself:
+
+* **State.** A view at revision *r* shows the same state as its parent at *r* while
+  *r* is the snapshot's `base` (it has not changed anything yet); the view whose own
+  timeline produced *r* is the state's *origin*. Two views at one state see the same
+  inputs, so they may share an evaluation.
+* **Flights** (`owner`, `claim`, `release`). A flight is the frame evaluating one record
+  at one state. It is registered on the record's cell *in the origin view*, so every
+  view at that state finds it there: `cell.flight` holds one flight, and the rare second
+  flight of the same cell (at another revision) goes to `extra`. A cell whose `flight`
+  is `None` has no flight at all, which is the one check the cold path makes.
+* **Readers** (`add_reader`, `sweep`, `keeps_version`, `keeps_state`). Whatever may
+  still read a view at an old revision is a reader: a running evaluation (its frame,
+  also after it returned, while a task it started holds it) and a live snapshot (its
+  view, at the revision it was taken at). A reader is held by a weak reference, so
+  nothing runs when it goes away: no garbage-collector callback touches runtime state.
+  `sweep` notices the dead ones at the next commit, snapshot or load, under the view's
+  lock, and drops the old versions nobody can read any more.
+
+Retention rule: an input version valid over revisions `[low, high]` (and a memo state
+valid over the same range) is kept while some reader's revision lies in that range.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ._store import InputCell, QueryCell
+
+
+if TYPE_CHECKING:
+    from ._frames import Frame
+    from ._store import Revision
+
+
+__all__ = ["Readers", "SyncTable"]
+
+
+class Readers:
+    """The readers of one view: `(revision, weak reference, is a snapshot)` triples."""
+
+    __slots__ = ("entries", "pinned", "revisions", "size_at_sweep")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[Revision, weakref.ref[Any], bool]] = []
+        # Derived at each sweep: the revisions of live readers, and of live snapshots alone.
+        self.revisions: tuple[Revision, ...] = ()
+        self.pinned: tuple[Revision, ...] = ()
+        self.size_at_sweep = 0
+
+
+class SyncTable:
+    """The flights and readers of one family (see the module docstring)."""
+
+    __slots__ = ("extra", "views")
+
+    def __init__(self) -> None:
+        # Flights of a cell beyond the one in `cell.flight`: {(cell, revision): frame}.
+        self.extra: dict[tuple[QueryCell, Revision], Frame] = {}
+        # Live views of the family (counted down by `sweep`); 1: no snapshot can share.
+        self.views = 1
+
+    # -- flights ------------------------------------------------------------------------
+
+    @staticmethod
+    def origin(view: Any, cell: QueryCell, revision: Revision) -> QueryCell:
+        """The cell of *cell*'s record in the view that produced *view*'s state at *revision*."""
+        if view.parent is None or revision > view.base:
+            return cell
+        origin = view.parent
+        while origin.parent is not None and revision <= origin.base:
+            origin = origin.parent
+        table = origin.table(cell.ingredient.name)
+        found: QueryCell | None = table.get(cell.key)
+        if found is None:
+            found = table.setdefault(cell.key, QueryCell(cell.ingredient, cell.key))
+        return found
+
+    def owner(self, view: Any, cell: QueryCell, revision: Revision) -> Frame | None:
+        """The frame evaluating *cell*'s record at *view*'s state *revision*, if any."""
+        if view.parent is not None and self.views > 1:
+            cell = self.origin(view, cell, revision)
+        frame: Frame | None = cell.flight
+        if frame is None or frame.revision == revision:
+            return frame
+        return self.extra.get((cell, revision)) if self.extra else None
+
+    def claim(self, frame: Frame) -> None:
+        """Register *frame* as the flight of its record at its state (none may exist)."""
+        cell = frame.cell
+        view = frame.view
+        if view.parent is not None:
+            cell = self.origin(view, cell, frame.revision)
+        frame.home = cell
+        if cell.flight is None:
+            cell.flight = frame
+        else:
+            self.extra[cell, frame.revision] = frame
+
+    def holds(self, frame: Frame) -> bool:
+        """Tell whether *frame* is still registered as a flight."""
+        home = getattr(frame, "home", None)
+        if home is None:
+            return False
+        return home.flight is frame or self.extra.get((home, frame.revision)) is frame
+
+    def release(self, frame: Frame) -> None:
+        """Unregister *frame*; a flight of the same cell at another revision takes its place."""
+        cell = frame.home
+        if cell.flight is frame:
+            cell.flight = None
+            if self.extra:
+                for key in self.extra:
+                    if key[0] is cell:
+                        cell.flight = self.extra.pop(key)
+                        break
+        elif self.extra.get((cell, frame.revision)) is frame:
+            del self.extra[cell, frame.revision]
+
+    # -- readers ------------------------------------------------------------------------
+
+    def add_reader(self, view: Any, revision: Revision, holder: object, *, snapshot: bool) -> None:
+        """Record that *holder* may read *view* at *revision* while it lives (under the lock)."""
+        readers: Readers = view.readers
+        readers.entries.append((revision, weakref.ref(holder), snapshot))
+        if revision not in readers.revisions:
+            readers.revisions = (*readers.revisions, revision)
+        if snapshot and revision not in readers.pinned:
+            readers.pinned = (*readers.pinned, revision)
+        if len(readers.entries) > 2 * readers.size_at_sweep + 64:
+            # Many evaluations and no commit: forget the finished ones now and then.
+            self.sweep(view)
+
+    def sweep(self, view: Any) -> None:
+        """Forget dead readers of *view*; drop what no reader can read any more (under the lock)."""
+        readers: Readers = view.readers
+        live = [entry for entry in readers.entries if entry[1]() is not None]
+        dropped = [entry for entry in readers.entries if entry[1]() is None]
+        readers.entries = live
+        readers.size_at_sweep = len(live)
+        if not dropped:
+            return
+        self.views -= sum(1 for entry in dropped if entry[2])
+        readers.revisions = tuple(sorted({entry[0] for entry in live}))
+        readers.pinned = tuple(sorted({entry[0] for entry in live if entry[2]}))
+        revisions = readers.revisions
+        kept: list[InputCell] = []
+        for cell in view.histories:
+            history = _needed(cell.history or [], cell.changed_at, revisions)
+            cell.history = history or None
+            if history:
+                kept.append(cell)
+        view.histories = kept
+        pinned = readers.pinned
+        pasts = view.pasts
+        for memo in list(pasts):
+            states = [s for s in pasts[memo] if _any_in(pinned, s.verified_at, s.valid_through)]
+            if states:
+                pasts[memo] = states
+            else:
+                del pasts[memo]
+
+    @staticmethod
+    def keeps_version(view: Any, low: Revision) -> bool:
+        """Tell whether an input version valid from *low* up to now must be kept."""
+        revisions: tuple[Revision, ...] = view.readers.revisions
+        return any(revision >= low for revision in revisions)
+
+    @staticmethod
+    def keeps_state(view: Any, low: Revision, high: Revision) -> bool:
+        """Tell whether a memo state valid over `[low, high]` must be kept for a snapshot."""
+        return _any_in(view.readers.pinned, low, high)
+
+
+def _any_in(revisions: tuple[Revision, ...], low: Revision, high: Revision) -> bool:
+    return any(low <= revision <= high for revision in revisions)
+
+
+def _needed(
+    history: list[tuple[Revision, object]], current: Revision, revisions: tuple[Revision, ...]
+) -> list[tuple[Revision, object]]:
+    """The versions of *history* (oldest first) valid at one of *revisions*."""
+    kept: list[tuple[Revision, object]] = []
+    for index, version in enumerate(history):
+        until = (history[index + 1][0] if index + 1 < len(history) else current) - 1
+        if _any_in(revisions, version[0], until):
+            kept.append(version)
+    return kept
