@@ -32,6 +32,7 @@ them is found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ from ._store import (
 
 
 if TYPE_CHECKING:
+    import weakref
     from collections.abc import Awaitable
 
     from ._runtime import View
@@ -116,13 +118,13 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
             view.adopt(cell)
     elif own and cell.verified_at == NEVER and cell.flight is None and sync.views == 1:
         # The cold path: no memo to verify, nobody evaluating it.
-        return _drive(Frame(view, cell, revision, caller), verify=False)
+        return execute(Frame(view, cell, revision, caller))
     if (
         own
         and not (shallow_verify(view, cell, revision) and cell.value is not EVICTED)
         and sync.owner(view, cell, revision) is None
     ):
-        return _drive(Frame(view, cell, revision, caller), verify=True)
+        return _fly(Frame(view, cell, revision, caller), verify=True)
     return single_flight(view, cell, revision, caller, verify=True)
 
 
@@ -146,7 +148,7 @@ async def single_flight(
             frame = Frame(view, cell, revision, caller)
             if own:
                 # Bound to the caller's revision, read through the caller (a reader too).
-                return await _drive(frame, verify=verify)
+                return await _fly(frame, verify=verify)
             with view.lock:
                 # Under the lock no commit (from another thread) is half done: the frame
                 # becomes a reader at a revision that is still current, so every later
@@ -155,14 +157,16 @@ async def single_flight(
                     revision = view.revision
                     continue
                 sync.claim(frame)
-                sync.add_reader(view, revision, frame, snapshot=False)
+                reader = sync.add_reader(view, revision, frame, snapshot=False)
             if caller is not None:
                 # Started by a query of another view: inline, in the querying task.
-                return await _drive(frame, verify=verify, claimed=True)
+                return await _fly(frame, verify=verify, claimed=True)
             # Outside any query: drive the frame in a task of its own, so that cancelling
             # this caller cancels only its wait, never the evaluation others share.
-            task = asyncio.get_running_loop().create_task(_drive(frame, verify=True, claimed=True))
-            task.add_done_callback(functools.partial(_abandon, frame))
+            task = asyncio.get_running_loop().create_task(_fly(frame, verify=True, claimed=True))
+            # Weakly: the callback runs a loop step later, and must not keep the frame
+            # (a reader) alive until then.
+            task.add_done_callback(functools.partial(_abandon, reader))
             frame.task = task
             flight = frame
         outcome = await _follow(flight, caller)
@@ -174,8 +178,11 @@ async def single_flight(
         # here holds another version): compute it in this view.
 
 
-def _abandon(frame: Frame, task: asyncio.Task[Any]) -> None:
-    """If *frame*'s task ended without running it (cancelled first), release its followers."""
+def _abandon(reader: weakref.ref[Frame], task: asyncio.Task[Any]) -> None:
+    """If a frame's task ended without running it (cancelled first), release its followers."""
+    frame = reader()
+    if frame is None:
+        return
     sync = frame.view.sync
     if sync.holds(frame):
         sync.release(frame)
@@ -213,13 +220,21 @@ def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awai
     """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
     if cell.flight is None and view.sync.views == 1:
         # Nobody can be evaluating it: the common case, decided without a lookup.
-        return _drive(Frame(view, cell, revision, caller), verify=False)
+        return execute(Frame(view, cell, revision, caller))
     return single_flight(view, cell, revision, caller, verify=False)
 
 
-async def _drive(frame: Frame, *, verify: bool, claimed: bool = False) -> Any:
+def _fly(frame: Frame, *, verify: bool, claimed: bool = False) -> Awaitable[Any]:
+    """Be the flight of *frame*'s record: revalidate it first (if *verify*), or execute it."""
+    cell = frame.cell
+    if verify and cell.failure is None and NEVER < cell.verified_at < frame.revision:
+        return _revalidate(frame, claimed=claimed)
+    return execute(frame, claimed=claimed)
+
+
+async def _revalidate(frame: Frame, *, claimed: bool) -> Any:
     """
-    Be the flight of *frame*'s record: revalidate (if *verify*) or execute its cell.
+    Be the flight of *frame*'s record: deep-verify its memo, executing it if that fails.
 
     The outcome goes to the followers; on cancellation (or any `BaseException`) they get
     `RETRY`, one of them starts a new flight, and nothing is memoized.
@@ -232,10 +247,7 @@ async def _drive(frame: Frame, *, verify: bool, claimed: bool = False) -> Any:
     outcome: Any = RETRY
     try:
         if (
-            verify
-            and cell.failure is None
-            and cell.value is not EVICTED
-            and NEVER < cell.verified_at < frame.revision
+            cell.value is not EVICTED
             and (
                 await deep_verify(view, cell, frame)
                 # Or another frame's walk verified it while this one awaited.
@@ -247,10 +259,13 @@ async def _drive(frame: Frame, *, verify: bool, claimed: bool = False) -> Any:
         ):
             outcome = _answer(cell)
         else:
-            outcome = await execute(frame)
+            # The flight goes on in `execute`, which settles it.
+            outcome = None
+            return await execute(frame, claimed=True)
     finally:
-        sync.release(frame)
-        _settle(frame, outcome)
+        if outcome is not None:
+            sync.release(frame)
+            _settle(frame, outcome)
     return outcome
 
 
@@ -379,50 +394,86 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
 # -- 4. execute --------------------------------------------------------------------------
 
 
-async def execute(frame: Frame) -> Any:
-    """Run *frame*'s query with the frame active; memoize and return the outcome."""
+async def execute(frame: Frame, *, claimed: bool = False) -> Any:
+    """
+    Be the flight of *frame*'s record: run its query with the frame active, memoize the
+    outcome and hand it to the followers.
+
+    On cancellation (or any `BaseException`) the followers get `RETRY`, one of them starts
+    a new flight, and nothing is memoized.
+    """
     view = frame.view
     cell = frame.cell
-    view.counters.executions += 1
-    if cell.changed_at != NEVER:
-        # A recomputation (or a stale memo from a cache file): keep what explains it,
-        # cheaply; `debug.explain` works out the reason when asked.
-        cell.why = (
-            frame.revision,
-            cell.verified_at,
-            cell.deps,
-            cell.failure is not None,
-            cell.value is EVICTED,
-        )
-    listeners = view.listeners
-    started_at = time.perf_counter() if listeners else 0.0
-    token = ACTIVE.set(frame)
+    sync = view.sync
+    if not claimed:
+        sync.claim(frame)
+    outcome: Any = RETRY
     try:
-        result: Any = await cell.ingredient.fn(view.db, *cell.key)
-    except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
-        result = Failure(error, error.__traceback__)
-    except asyncio.CancelledError as error:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise
-        # The query raised CancelledError without being cancelled (it awaited
-        # something that was): that is its outcome, not a cancellation.
-        result = Failure(error, error.__traceback__)
+        view.counters.executions += 1
+        if cell.changed_at != NEVER:
+            # A recomputation (or a stale memo from a cache file): keep what explains it,
+            # cheaply; `debug.explain` works out the reason when asked.
+            cell.why = (
+                frame.revision,
+                cell.verified_at,
+                cell.deps,
+                cell.failure is not None,
+                cell.value is EVICTED,
+            )
+        listeners = view.listeners
+        started_at = time.perf_counter() if listeners else 0.0
+        token = ACTIVE.set(frame)
+        try:
+            result: Any = await cell.ingredient.fn(view.db, *cell.key)
+        except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
+            result = _failure(error)
+        except asyncio.CancelledError as error:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            # The query raised CancelledError without being cancelled (it awaited
+            # something that was): that is its outcome, not a cancellation.
+            result = _failure(error)
+        finally:
+            ACTIVE.reset(token)
+        _install(view, frame, result)
+        outcome = result
+        if listeners:
+            record = TraceExecuted(
+                frame.revision,
+                cell.ingredient.name,
+                cell.key,
+                getattr(cell, "why", None) is None,
+                cell.changed_at == frame.revision,
+                type(result) is Failure,
+                time.perf_counter() - started_at,
+            )
+            view.notify([record])
     finally:
-        ACTIVE.reset(token)
-    _install(view, frame, result)
-    if listeners:
-        record = TraceExecuted(
-            frame.revision,
-            cell.ingredient.name,
-            cell.key,
-            getattr(cell, "why", None) is None,
-            cell.changed_at == frame.revision,
-            type(result) is Failure,
-            time.perf_counter() - started_at,
-        )
-        view.notify([record])
-    return result
+        sync.release(frame)
+        if frame.followers:
+            _settle(frame, outcome)
+    return outcome
+
+
+def _failure(error: BaseException) -> Failure:
+    """
+    Memoize *error* with its traceback from the query body down.
+
+    Without this function's own frame, and with the locals of picante's finished frames
+    in it cleared: a memoized error must not keep frames alive (a live frame is a reader
+    whose revision its view keeps old versions for).
+    """
+    traceback = error.__traceback__
+    traceback = None if traceback is None else traceback.tb_next
+    node = traceback
+    while node is not None:
+        filename = node.tb_frame.f_code.co_filename
+        if filename == __file__ or filename.startswith("<picante"):
+            with contextlib.suppress(RuntimeError):  # a frame still running keeps its locals
+                node.tb_frame.clear()
+        node = node.tb_next
+    return Failure(error.with_traceback(traceback), traceback)
 
 
 def _install(view: View, frame: Frame, outcome: Any) -> None:

@@ -665,7 +665,7 @@ def snapshot(db: D) -> D:
         sync.sweep(view)
         child = View(copy, parent=view)
         sync.add_reader(view, child.base, child, snapshot=True)
-        sync.views += 1
+        sync.add_view()
     attributes["__picante__"] = child
     return copy
 

@@ -27,6 +27,7 @@ valid over the same range) is kept while some reader's revision lies in that ran
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +58,20 @@ class Readers:
 class SyncTable:
     """The flights and readers of one family (see the module docstring)."""
 
-    __slots__ = ("extra", "views")
+    __slots__ = ("extra", "lock", "views")
 
     def __init__(self) -> None:
         # Flights of a cell beyond the one in `cell.flight`: {(cell, revision): frame}.
         self.extra: dict[tuple[QueryCell, Revision], Frame] = {}
         # Live views of the family (counted down by `sweep`); 1: no snapshot can share.
+        # Views of one family have locks of their own: the count has this one.
         self.views = 1
+        self.lock = threading.Lock()
+
+    def add_view(self) -> None:
+        """Count a new snapshot."""
+        with self.lock:
+            self.views += 1
 
     # -- flights ------------------------------------------------------------------------
 
@@ -124,10 +132,13 @@ class SyncTable:
 
     # -- readers ------------------------------------------------------------------------
 
-    def add_reader(self, view: Any, revision: Revision, holder: object, *, snapshot: bool) -> None:
+    def add_reader(
+        self, view: Any, revision: Revision, holder: object, *, snapshot: bool
+    ) -> weakref.ref[Any]:
         """Record that *holder* may read *view* at *revision* while it lives (under the lock)."""
         readers: Readers = view.readers
-        readers.entries.append((revision, weakref.ref(holder), snapshot))
+        reference = weakref.ref(holder)
+        readers.entries.append((revision, reference, snapshot))
         if revision not in readers.revisions:
             readers.revisions = (*readers.revisions, revision)
         if snapshot and revision not in readers.pinned:
@@ -135,6 +146,7 @@ class SyncTable:
         if len(readers.entries) > 2 * readers.size_at_sweep + 64:
             # Many evaluations and no commit: forget the finished ones now and then.
             self.sweep(view)
+        return reference
 
     def sweep(self, view: Any) -> None:
         """Forget dead readers of *view*; drop what no reader can read any more (under the lock)."""
@@ -145,7 +157,10 @@ class SyncTable:
         readers.size_at_sweep = len(live)
         if not dropped:
             return
-        self.views -= sum(1 for entry in dropped if entry[2])
+        gone = sum(1 for entry in dropped if entry[2])
+        if gone:
+            with self.lock:
+                self.views -= gone
         readers.revisions = tuple(sorted({entry[0] for entry in live}))
         readers.pinned = tuple(sorted({entry[0] for entry in live if entry[2]}))
         revisions = readers.revisions
