@@ -196,19 +196,6 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _subscribe(view: View, listener: Callable[[object], None]) -> Callable[[], None]:
-    """Add *listener* to *view*; return the function that removes it."""
-    with view.lock:
-        view.listeners.append(listener)
-
-    def unsubscribe() -> None:
-        with view.lock:
-            if listener in view.listeners:
-                view.listeners.remove(listener)
-
-    return unsubscribe
-
-
 @final
 class EventStream:
     """
@@ -228,8 +215,10 @@ class EventStream:
             if event is not None:
                 channel.put(event)
 
-        self._unsubscribe = _subscribe(view, listener)
-        self._finalizer = weakref.finalize(self, self._unsubscribe)
+        self._subscription = view.subscribe(listener)
+        # Collected without `aclose()`: stop delivering (the view forgets it at its next
+        # commit; a collector callback changes nothing else).
+        weakref.finalize(self, self._subscription.abandon)
 
     def __aiter__(self) -> Self:
         return self
@@ -249,7 +238,7 @@ class EventStream:
 
     async def aclose(self) -> None:
         """Unsubscribe; the iteration ends (events already buffered are dropped)."""
-        self._finalizer()
+        self._subscription.cancel()
         with self._channel.lock:
             self._channel.items.clear()
             self._channel.missed = 0
@@ -299,8 +288,10 @@ class RevisionStream:
             if isinstance(record, TraceRevision):
                 channel.put(record.revision)
 
-        self._unsubscribe = _subscribe(view, listener)
-        self._finalizer = weakref.finalize(self, self._unsubscribe)
+        self._subscription = view.subscribe(listener)
+        # Collected without `aclose()`: stop delivering (the view forgets it at its next
+        # commit; a collector callback changes nothing else).
+        weakref.finalize(self, self._subscription.abandon)
 
     def __aiter__(self) -> Self:
         return self
@@ -321,7 +312,7 @@ class RevisionStream:
 
     async def aclose(self) -> None:
         """Unsubscribe; the iteration ends."""
-        self._finalizer()
+        self._subscription.cancel()
         self._channel.close()
 
 

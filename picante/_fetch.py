@@ -55,7 +55,7 @@ from ._store import (
 
 if TYPE_CHECKING:
     import weakref
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Coroutine
 
     from ._runtime import View
     from ._store import Revision
@@ -163,7 +163,9 @@ async def single_flight(
                 return await _fly(frame, verify=verify, claimed=True)
             # Outside any query: drive the frame in a task of its own, so that cancelling
             # this caller cancels only its wait, never the evaluation others share.
-            task = asyncio.get_running_loop().create_task(_fly(frame, verify=True, claimed=True))
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+                _fly(frame, verify=True, claimed=True)
+            )
             # Weakly: the callback runs a loop step later, and must not keep the frame
             # (a reader) alive until then.
             task.add_done_callback(functools.partial(_abandon, reader))
@@ -224,7 +226,7 @@ def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awai
     return single_flight(view, cell, revision, caller, verify=False)
 
 
-def _fly(frame: Frame, *, verify: bool, claimed: bool = False) -> Awaitable[Any]:
+def _fly(frame: Frame, *, verify: bool, claimed: bool = False) -> Coroutine[Any, Any, Any]:
     """Be the flight of *frame*'s record: revalidate it first (if *verify*), or execute it."""
     cell = frame.cell
     if verify and cell.failure is None and NEVER < cell.verified_at < frame.revision:

@@ -75,6 +75,7 @@ __all__ = [
     "BoundHandle",
     "Counters",
     "Family",
+    "Subscription",
     "View",
     "batch",
     "revision",
@@ -108,6 +109,39 @@ class Counters:
         self.executions = 0
         # Memos marked not clean by mutations.
         self.invalidations = 0
+
+
+class Subscription:
+    """
+    One listener on a view's trace hook (`View.subscribe`).
+
+    `cancel()` removes it at once, under the view's lock. `abandon()` only clears a flag,
+    so a garbage-collector callback may call it: the listener gets nothing more, and the
+    view forgets it at its next commit.
+    """
+
+    __slots__ = ("active", "listener", "view")
+
+    def __init__(self, view: View, listener: Callable[[object], None]) -> None:
+        self.view = view
+        self.listener = listener
+        self.active = True
+
+    def __call__(self, record: object) -> None:
+        if self.active:
+            self.listener(record)
+
+    def abandon(self) -> None:
+        """Stop delivering (safe from a garbage-collector callback: only a flag changes)."""
+        self.active = False
+
+    def cancel(self) -> None:
+        """Stop delivering and remove the listener now."""
+        self.active = False
+        view = self.view
+        with view.lock:
+            if self in view.listeners:
+                view.listeners.remove(self)
 
 
 class Family:
@@ -202,9 +236,9 @@ class View:
         self.dirty: set[InputCell | QueryCell] | None = None
         # What `_persist` knows of the cache file this view was saved to or loaded from.
         self.persistence: Any = None
-        # The trace hook: callables given every trace record (`Trace*` in `_store`) of this
-        # view. Empty, nothing is built: the runtime checks the list before any record.
-        self.listeners: list[Callable[[object], None]] = []
+        # The trace hook: subscriptions given every trace record (`Trace*` in `_store`) of
+        # this view. Empty, nothing is built: the runtime checks the list before any record.
+        self.listeners: list[Subscription] = []
         if parent is None:
             self.family = Family()
             self.revision: Revision = 0
@@ -221,6 +255,13 @@ class View:
             self.input_bytes = parent.input_bytes
         # The family's flights and readers, one attribute load away from the fetch path.
         self.sync = self.family.sync
+
+    def subscribe(self, listener: Callable[[object], None]) -> Subscription:
+        """Give *listener* every trace record of this view from now on."""
+        subscription = Subscription(self, listener)
+        with self.lock:
+            self.listeners.append(subscription)
+        return subscription
 
     def table(self, name: str) -> Table:
         """Return the table of ingredient *name*, creating it on first use."""
@@ -364,6 +405,8 @@ class View:
             # values and the invalidation are in place.
             self.revision = revision
             if self.listeners:
+                # Forget the subscriptions abandoned since the last commit.
+                self.listeners[:] = [each for each in self.listeners if each.active]
                 self._announce(changes, revision)
             return revision
 
@@ -524,15 +567,12 @@ def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revis
         while index < len(deps):
             dep = deps[index]
             ours = view.cell_like(dep)
-            if type(dep) is InputCell:
-                if ours.version_at(at)[0] != dep.version_at(at)[0]:  # type: ignore[union-attr]
+            if type(ours) is InputCell:
+                if ours.version_at(at)[0] != cast("InputCell", dep).version_at(at)[0]:
                     return False
-            elif not (
-                knows(view, ours, at)  # type: ignore[arg-type]
-                or (lazy and ours.verified_at == NEVER)
-            ):
+            elif not (knows(view, ours, at) or (lazy and ours.verified_at == NEVER)):
                 entry[3] = index
-                if not _push_take(source, stack, ours, dep, at):  # type: ignore[arg-type]
+                if not _push_take(source, stack, ours, cast("QueryCell", dep), at):
                     return False
                 break
             index += 1

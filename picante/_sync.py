@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._store import InputCell, QueryCell
 
@@ -87,7 +87,7 @@ class SyncTable:
         found: QueryCell | None = table.get(cell.key)
         if found is None:
             found = table.setdefault(cell.key, QueryCell(cell.ingredient, cell.key))
-        return found
+        return cast("QueryCell", found)
 
     def owner(self, view: Any, cell: QueryCell, revision: Revision) -> Frame | None:
         """The frame evaluating *cell*'s record at *view*'s state *revision*, if any."""

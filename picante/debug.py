@@ -270,12 +270,11 @@ def trace(db: object) -> Generator[Trace]:
         handle = getattr(db, name)
         originals[name] = attributes.get(name, handle)
         attributes[name] = _counting(view, recording, name, ingredient, handle)
-    view.listeners.append(recording.listen)
+    subscription = view.subscribe(recording.listen)
     try:
         yield recording
     finally:
-        with view.lock:
-            view.listeners.remove(recording.listen)
+        subscription.cancel()
         for name, handle in originals.items():
             attributes[name] = handle
 
