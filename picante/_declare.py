@@ -217,7 +217,9 @@ def database(
 
     Every `@picante.input` and `@picante.query` attribute of the class and its bases
     becomes an ingredient named after the attribute. Subclasses are databases too; they
-    inherit, add and override ingredients. The class may define its own `__init__`
+    inherit, add and override ingredients. In an overriding query, `super().name(...)`
+    runs the base class's implementation inline: it is part of the override's
+    evaluation (its reads are the override's dependencies), not a memo of its own. The class may define its own `__init__`
     without calling `super().__init__()`. The only name picante reserves is
     `__picante__`.
 

@@ -705,7 +705,7 @@ def snapshot(db: D) -> D:
         sync.sweep(view)
         child = View(copy, parent=view)
         sync.add_reader(view, child.base, child, snapshot=True)
-        sync.add_view()
+        sync.add_view(child)
     attributes["__picante__"] = child
     return copy
 

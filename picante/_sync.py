@@ -58,19 +58,22 @@ class Readers:
 class SyncTable:
     """The flights and readers of one family (see the module docstring)."""
 
-    __slots__ = ("extra", "lock", "views")
+    __slots__ = ("extra", "lock", "snapshots", "views")
 
     def __init__(self) -> None:
         # Flights of a cell beyond the one in `cell.flight`: {(cell, revision): frame}.
         self.extra: dict[tuple[QueryCell, Revision], Frame] = {}
-        # Live views of the family (counted down by `sweep`); 1: no snapshot can share.
-        # Views of one family have locks of their own: the count has this one.
+        # The family's snapshots, and how many views are alive as of the last `sweep`
+        # (1: no other view can share a flight). Views of one family have locks of their
+        # own: these have this one.
+        self.snapshots: list[weakref.ref[Any]] = []
         self.views = 1
         self.lock = threading.Lock()
 
-    def add_view(self) -> None:
-        """Count a new snapshot."""
+    def add_view(self, view: object) -> None:
+        """Count a new snapshot *view*."""
         with self.lock:
+            self.snapshots.append(weakref.ref(view))
             self.views += 1
 
     # -- flights ------------------------------------------------------------------------
@@ -157,10 +160,12 @@ class SyncTable:
         readers.size_at_sweep = len(live)
         if not dropped:
             return
-        gone = sum(1 for entry in dropped if entry[2])
-        if gone:
+        if any(entry[2] for entry in dropped):
             with self.lock:
-                self.views -= gone
+                # Counted over the whole family: a snapshot of a snapshot may outlive the
+                # view it was pinned in.
+                self.snapshots = [each for each in self.snapshots if each() is not None]
+                self.views = 1 + len(self.snapshots)
         readers.revisions = tuple(sorted({entry[0] for entry in live}))
         readers.pinned = tuple(sorted({entry[0] for entry in live if entry[2]}))
         revisions = readers.revisions
