@@ -247,6 +247,7 @@ async def _revalidate(frame: Frame, *, claimed: bool) -> Any:
     if not claimed:
         sync.claim(frame)
     outcome: Any = RETRY
+    delegated = False
     try:
         if (
             cell.value is not EVICTED
@@ -262,10 +263,10 @@ async def _revalidate(frame: Frame, *, claimed: bool) -> Any:
             outcome = _answer(cell)
         else:
             # The flight goes on in `execute`, which settles it.
-            outcome = None
+            delegated = True
             return await execute(frame, claimed=True)
     finally:
-        if outcome is not None:
+        if not delegated:
             sync.release(frame)
             _settle(frame, outcome)
     return outcome

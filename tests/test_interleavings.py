@@ -651,3 +651,77 @@ async def test_live_snapshot_keeps_only_the_versions_it_can_read() -> None:
     assert await snap.text() == kilobyte(0)
     assert await snap.size() == 1_024
     assert db.text.get() == kilobyte(5_000)
+
+
+# -- found while rewriting the core --------------------------------------------------------
+
+
+async def test_evaluation_bound_to_an_older_revision_memoizes_nothing_stale(
+    log: list[str],
+) -> None:
+    """
+    An evaluation suspended across changes answers for its revision but does not memoize an
+    outcome whose dependency has since been re-verified, and backdated, at a later revision.
+    """
+    gate, started = asyncio.Event(), asyncio.Event()
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def x(self) -> int: ...
+
+        @picante.query
+        async def d(self) -> int:
+            log.append("d()")
+            return await self.x()
+
+        @picante.query
+        async def q(self) -> int:
+            log.append("q()")
+            started.set()
+            await gate.wait()
+            return await self.d() + 100
+
+    db = Db()
+    db.x.set(0)
+    assert await db.d() == 0
+    db.x.set(1)
+    suspended = asyncio.create_task(db.q())  # bound to the revision where x is 1
+    await bounded(started.wait())
+    db.x.set(0)
+    # d re-executes to 0, equal to its memo from when x was 0 before: backdated.
+    assert await db.d() == 0
+    gate.set()
+    assert await bounded(suspended) == 101
+    log.clear()
+    # From scratch at the current revision: d() = 0, so q() = 100.
+    assert await bounded(db.q()) == 100
+    assert log == ["q()"]
+
+
+async def test_a_memo_revalidated_to_none_ends_its_flight(log: list[str]) -> None:
+    """A memo whose value is `None` revalidates, answers, and lets the next caller in."""
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def x(self) -> int: ...
+
+        @picante.query
+        async def parity(self) -> int:
+            log.append("parity()")
+            return await self.x() % 2
+
+        @picante.query
+        async def nothing(self) -> None:
+            log.append("nothing()")
+            await self.parity()
+
+    db = Db()
+    db.x.set(1)
+    assert await db.nothing() is None
+    db.x.set(3)  # parity() reruns to an equal value: nothing() is revalidated, not rerun
+    assert await bounded(db.nothing()) is None
+    db.x.set(4)
+    assert await bounded(db.nothing()) is None
+    assert log == ["nothing()", "parity()", "parity()", "parity()", "nothing()"]
