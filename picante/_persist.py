@@ -1259,7 +1259,7 @@ def _check_fresh(view: View) -> None:
         raise UsageError(msg)
     with view.lock:
         # Snapshots dropped since the last commit are let go of now.
-        view.sync.sweep(view)
+        view.sync.sweep(view, force=True)
     if (
         view.revision != 0
         or any(view.tables.values())

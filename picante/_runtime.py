@@ -687,7 +687,8 @@ def snapshot(db: D) -> D:
     While a snapshot lives, its database keeps the old input versions and memo states the
     snapshot may still read, and only those. Once the snapshot is garbage-collected (a
     snapshot and its view refer to each other, so that is at the next collection), they
-    are released at the database's next commit or snapshot.
+    are released at the database's next commit (with more than 64 live snapshots and
+    evaluations, at a later one: such sweeps are amortized).
 
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
@@ -702,7 +703,6 @@ def snapshot(db: D) -> D:
             attributes[name] = value
     with view.lock:
         sync = view.family.sync
-        sync.sweep(view)
         child = View(copy, parent=view)
         sync.add_reader(view, child.base, child, snapshot=True)
         sync.add_view(child)

@@ -18,8 +18,9 @@ concurrent evaluation and retention; no other code answers these questions itsel
   also after it returned, while a task it started holds it) and a live snapshot (its
   view, at the revision it was taken at). A reader is held by a weak reference, so
   nothing runs when it goes away: no garbage-collector callback touches runtime state.
-  `sweep` notices the dead ones at the next commit, snapshot or load, under the view's
-  lock, and drops the old versions nobody can read any more.
+  `sweep` notices the dead ones at the next commit (or load), under the view's lock, and
+  drops the old versions nobody can read any more. Past `_SMALL` readers, sweeps are
+  amortized: one each time the number of readers has doubled.
 
 Retention rule: an input version valid over revisions `[low, high]` (and a memo state
 valid over the same range) is kept while some reader's revision lies in that range.
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
 
 __all__ = ["Readers", "SyncTable"]
+
+_SMALL = 64
+"""Up to this many readers, every commit sweeps them; beyond, sweeps are amortized."""
 
 
 class Readers:
@@ -146,21 +150,37 @@ class SyncTable:
             readers.revisions = (*readers.revisions, revision)
         if snapshot and revision not in readers.pinned:
             readers.pinned = (*readers.pinned, revision)
-        if len(readers.entries) > 2 * readers.size_at_sweep + 64:
-            # Many evaluations and no commit: forget the finished ones now and then.
+        if len(readers.entries) > 2 * readers.size_at_sweep + _SMALL:
+            # Many evaluations or snapshots and no commit: forget the dead ones now and then.
             self.sweep(view)
         return reference
 
-    def sweep(self, view: Any) -> None:
-        """Forget dead readers of *view*; drop what no reader can read any more (under the lock)."""
+    def sweep(self, view: Any, *, force: bool = False) -> None:
+        """
+        Forget dead readers of *view*; drop what no reader can read any more (under the lock).
+
+        With many readers, a sweep runs only once their number has doubled since the last
+        one (unless *force*): amortized O(1) per reader, at the price of keeping what dead
+        readers could read a little longer.
+        """
         readers: Readers = view.readers
-        live = [entry for entry in readers.entries if entry[1]() is not None]
-        dropped = [entry for entry in readers.entries if entry[1]() is None]
-        readers.entries = live
-        readers.size_at_sweep = len(live)
-        if not dropped:
+        entries = readers.entries
+        if not entries or (
+            not force and len(entries) > _SMALL and len(entries) <= 2 * readers.size_at_sweep
+        ):
             return
-        if any(entry[2] for entry in dropped):
+        live: list[tuple[Revision, weakref.ref[Any], bool]] = []
+        snapshot_gone = False
+        for entry in entries:
+            if entry[1]() is None:
+                snapshot_gone = snapshot_gone or entry[2]
+            else:
+                live.append(entry)
+        readers.size_at_sweep = len(live)
+        if len(live) == len(entries):
+            return
+        readers.entries = live
+        if snapshot_gone:
             with self.lock:
                 # Counted over the whole family: a snapshot of a snapshot may outlive the
                 # view it was pinned in.
