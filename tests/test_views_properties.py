@@ -27,7 +27,7 @@ the revision the call started at, errors included: the machine reads
 `picante.revision(view.db)` right before awaiting the call, with no yield in between, and
 commits only ever happen between callbacks.
 
-`VIEWS_SKIP=override,cancel_picante,...` (comma-separated rule groups, see `GROUPS`)
+`PICANTE_VIEWS_SKIP=override,cancel_picante,...` (comma-separated rule groups, see `GROUPS`)
 switches groups of rules off, to look at one failure at a time;
 `HYPOTHESIS_PROFILE=thorough` runs 2,000 schedules.
 """
@@ -70,12 +70,12 @@ GROUPS = (
     "outlive",  # a task spawned by a query reads an input after the query returned
     "nested_batch",  # an inner batch raises, the outer one catches it
 )
-SKIP = frozenset(filter(None, os.environ.get("VIEWS_SKIP", "").split(",")))
-assert set(GROUPS) >= SKIP, f"VIEWS_SKIP: unknown groups {sorted(SKIP - set(GROUPS))}"
+SKIP = frozenset(filter(None, os.environ.get("PICANTE_VIEWS_SKIP", "").split(",")))
+assert set(GROUPS) >= SKIP, f"PICANTE_VIEWS_SKIP: unknown groups {sorted(SKIP - set(GROUPS))}"
 
 
 def enabled(group: str) -> Callable[[object], bool]:
-    """A precondition: the rule group *group* is not switched off by `VIEWS_SKIP`."""
+    """A precondition: the rule group *group* is not switched off by `PICANTE_VIEWS_SKIP`."""
     on = group not in SKIP
     return lambda _: on
 
