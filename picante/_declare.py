@@ -219,9 +219,9 @@ def database(
     becomes an ingredient named after the attribute. Subclasses are databases too; they
     inherit, add and override ingredients. In an overriding query, `super().name(...)`
     runs the base class's implementation inline: it is part of the override's
-    evaluation (its reads are the override's dependencies), not a memo of its own. The class may define its own `__init__`
-    without calling `super().__init__()`. The only name picante reserves is
-    `__picante__`.
+    evaluation (its reads are the override's dependencies), not a memo of its own. The
+    class may define its own `__init__` without calling `super().__init__()`. The only
+    name picante reserves is `__picante__`.
 
     Args:
         max_state_bytes: Bound the state: the keys and values of present inputs plus the
