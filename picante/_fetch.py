@@ -37,7 +37,7 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._frames import ACTIVE, RETRY, Frame, check_wait, waits_on
+from ._frames import ACTIVE, RETRY, Frame, add_wait, check_wait, remove_wait, waits_on
 from ._runtime import relink, take
 from ._store import (
     EVICTED,
@@ -196,9 +196,8 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
     if caller is not None:
-        waits = waits_on(loop)
-        check_wait(caller, flight, waits.values())
-        waits[future] = (caller, flight)
+        check_wait(caller, flight, waits_on(loop).values())
+        add_wait(loop, future, (caller, flight))
     if flight.followers is None:
         flight.followers = [future]
     else:
@@ -207,7 +206,7 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
         return await future
     finally:
         if caller is not None:
-            del waits_on(loop)[future]
+            remove_wait(loop, future)
 
 
 def _settle(frame: Frame, outcome: Any) -> None:

@@ -21,7 +21,6 @@ records that closes the loop.
 from __future__ import annotations
 
 import contextvars
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import CycleError
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from ._store import InputCell, QueryCell, Revision
 
 
-__all__ = ["ACTIVE", "RETRY", "Frame", "check_wait", "waits_on"]
+__all__ = ["ACTIVE", "RETRY", "Frame", "add_wait", "check_wait", "remove_wait", "waits_on"]
 
 
 class Frame:
@@ -102,22 +101,36 @@ RETRY: Final = Retry()
 
 Waits = dict[object, tuple[Frame, Frame]]
 
-_WAITS: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Waits]] = (
-    weakref.WeakKeyDictionary()
-)
+_WAITS: Final[dict[asyncio.AbstractEventLoop, Waits]] = {}
+"""The waits in progress, per event loop: an entry exists only while a wait does."""
 
 
-def waits_on(loop: asyncio.AbstractEventLoop) -> Waits:
+def add_wait(loop: asyncio.AbstractEventLoop, future: object, pair: tuple[Frame, Frame]) -> Waits:
     """
-    The waits in progress on *loop*: {waiter's future: (waiting frame, awaited frame)}.
+    Record that *pair*'s waiting frame waits on its awaited frame until *future* is done;
+    return every wait in progress on *loop*.
 
-    Kept per event loop, not per database: a cycle may run through several databases,
-    and all of a loop's frames wait on each other only on that loop's thread.
+    Waits are kept per event loop, not per database: a cycle may run through several
+    databases, and all of a loop's frames wait on each other only on that loop's thread.
     """
     waits = _WAITS.get(loop)
     if waits is None:
         waits = _WAITS[loop] = {}
+    waits[future] = pair
     return waits
+
+
+def remove_wait(loop: asyncio.AbstractEventLoop, future: object) -> None:
+    """Forget the wait of *future* (and *loop*'s entry with its last wait)."""
+    waits = _WAITS[loop]
+    del waits[future]
+    if not waits:
+        del _WAITS[loop]
+
+
+def waits_on(loop: asyncio.AbstractEventLoop) -> Waits:
+    """The waits in progress on *loop* (a copy)."""
+    return dict(_WAITS.get(loop, {}))
 
 
 def _chain(descendant: Frame, ancestor: Frame) -> list[Frame]:
