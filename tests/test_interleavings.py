@@ -486,38 +486,11 @@ def test_failed_inner_batch_is_discarded_when_the_outer_one_catches() -> None:
 # -- 9. a task that outlives its query -----------------------------------------------------
 
 
-async def test_task_outliving_its_query_reads_the_query_revision() -> None:
-    """A task spawned by a query reads inputs as of the query's revision, even after it ended."""
-    gate = asyncio.Event()
-    spawned: list[asyncio.Task[int]] = []
-
-    @picante.database
-    class Db:
-        @picante.input
-        async def n(self) -> int: ...
-
-        @picante.query
-        async def q(self) -> int:
-            async def later() -> int:
-                await gate.wait()
-                return await self.n()
-
-            spawned.append(asyncio.create_task(later()))
-            return await self.n()
-
-    db = Db()
-    db.n.set(1)
-    assert await bounded(db.q()) == 1
-    db.n.set(2)
-    db.n.set(3)
-    gate.set()
-    assert await bounded(spawned[0]) == 1
-
-
-async def test_task_outliving_its_query_reads_queries_at_the_query_revision() -> None:
+@pytest.mark.parametrize("read", ["input", "query"])
+async def test_task_outliving_its_query_reads_the_query_revision(read: str) -> None:
     """
-    A task spawned by a query reads queries as of the query's revision, even after it ended
-    (found beyond the reported cases: the query variant of the input read above).
+    A task spawned by a query reads an input, or a query (found beyond the reported cases),
+    as of the query's revision, even after the query ended.
     """
     gate = asyncio.Event()
     spawned: list[asyncio.Task[int]] = []
@@ -535,7 +508,7 @@ async def test_task_outliving_its_query_reads_queries_at_the_query_revision() ->
         async def q(self) -> int:
             async def later() -> int:
                 await gate.wait()
-                return await self.tenfold()
+                return await (self.n() if read == "input" else self.tenfold())
 
             spawned.append(asyncio.create_task(later()))
             return await self.n()
@@ -546,7 +519,7 @@ async def test_task_outliving_its_query_reads_queries_at_the_query_revision() ->
     db.n.set(2)
     db.n.set(3)
     gate.set()
-    assert await bounded(spawned[0]) == 10
+    assert await bounded(spawned[0]) == (1 if read == "input" else 10)
     assert await bounded(db.tenfold()) == 30
 
 
