@@ -713,3 +713,35 @@ async def test_a_memo_revalidated_to_none_ends_its_flight(log: list[str]) -> Non
     assert log == ["outer()", "nothing()", "parity()", "outer()", "parity()"]
     flights = [cell.flight for cell in db.__picante__.tables["nothing"].values()]
     assert flights == [None]
+
+
+async def test_a_memoized_error_keeps_no_old_versions_alive() -> None:
+    """A memoized error does not keep its evaluation, and the versions it read, alive."""
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def text(self, i: int) -> str: ...
+
+        @picante.query
+        async def inner(self) -> int:
+            raise ValueError(sum([len(await self.text(i)) for i in range(1_000)]))
+
+        @picante.query
+        async def outer(self) -> int:
+            return await self.inner()
+
+    db = Db()
+    with picante.batch(db):
+        for i in range(1_000):
+            db.text.set(i, kilobyte(i))
+    with pytest.raises(ValueError, match="1024000"):
+        await db.outer()
+
+    for i in range(1_000):
+        db.text.set(i, kilobyte(i + 1))
+    # A live reader at the failed evaluation's revision would keep every replaced version.
+    cells = db.__picante__.tables["text"].values()
+    assert [cell.history for cell in cells if cell.history is not None] == []
+    with pytest.raises(ValueError, match="1024000"):
+        await db.outer()
