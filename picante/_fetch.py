@@ -38,7 +38,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._frames import ACTIVE, RETRY, Frame, add_wait, check_wait, remove_wait, waits_on
-from ._runtime import relink, take
+from ._runtime import memo_at, relink, take
 from ._store import (
     EVICTED,
     HIGHEST,
@@ -46,6 +46,7 @@ from ._store import (
     Durability,
     Failure,
     InputCell,
+    MemoState,
     QueryCell,
     TraceExecuted,
     discard_dependent,
@@ -116,11 +117,18 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
         if cell.verified_at < view.base:
             # A snapshot's memo older than the snapshot: its parent may know better.
             view.adopt(cell)
-    elif own and cell.verified_at == NEVER and cell.flight is None and sync.views == 1:
+    elif (
+        own
+        and cell.verified_at == NEVER
+        and cell.flight is None
+        and sync.views == 1
+        and revision == view.revision
+    ):
         # The cold path: no memo to verify, nobody evaluating it.
         return execute(Frame(view, cell, revision, caller))
     if (
         own
+        and revision == view.revision
         and not (shallow_verify(view, cell, revision) and cell.value is not EVICTED)
         and sync.owner(view, cell, revision) is None
     ):
@@ -143,6 +151,12 @@ async def single_flight(
     while True:
         if _valid(view, cell, revision) and cell.value is not EVICTED:
             return _answer(cell)
+        if revision < view.revision:
+            # An evaluation bound to an older revision: another one at that revision may
+            # have left its answer there (see `_install`).
+            past = memo_at(view, cell, revision)
+            if past is not None and past.value is not EVICTED:
+                return past.failure or past.value
         flight = sync.owner(view, cell, revision)
         if flight is None:
             frame = Frame(view, cell, revision, caller)
@@ -219,7 +233,7 @@ def _settle(frame: Frame, outcome: Any) -> None:
 
 def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awaitable[Any]:
     """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
-    if cell.flight is None and view.sync.views == 1:
+    if cell.flight is None and view.sync.views == 1 and revision == view.revision:
         # Nobody can be evaluating it: the common case, decided without a lookup.
         return execute(Frame(view, cell, revision, caller))
     return single_flight(view, cell, revision, caller, verify=False)
@@ -487,7 +501,8 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
     with view.lock:
         previous = cell.verified_at
         if previous > revision:
-            # A newer memo exists; this outcome only answers this frame's callers.
+            # A newer memo exists: this outcome answers for its revision only.
+            _keep_answer(view, frame, outcome, failure, deps)
             return
         first = previous == NEVER
         durability = HIGHEST
@@ -522,10 +537,11 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         if not consistent:
             # A dependency's memo here is not the version this frame read (it moved on,
             # or was replaced): memoized, this outcome could later be revalidated against
-            # the wrong version. It answers this frame's callers only.
+            # the wrong version. It answers for its revision only.
             if first:
                 for dep in deps:
                     discard_dependent(dep, cell)
+            _keep_answer(view, frame, outcome, failure, deps)
             return
         if not first:
             if view.readers.pinned:
@@ -552,6 +568,34 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             view.track_lru(cell)
         if view.dirty is not None:
             view.dirty.add(cell)
+
+
+def _keep_answer(
+    view: View,
+    frame: Frame,
+    outcome: Any,
+    failure: Failure | None,
+    deps: tuple[InputCell | QueryCell, ...],
+) -> None:
+    """
+    Keep an outcome that cannot be memoized as an answer at *frame*'s (older) revision.
+
+    Other evaluations bound to that revision take it from `View.pasts` instead of running
+    the query again; it goes when no reader of that revision is left (`SyncTable.sweep`).
+    Its `changed_at` is its revision (nothing is known of what came before), and its
+    durability the lowest, so that nothing takes it for valid beyond that revision.
+    """
+    revision = frame.revision
+    state = MemoState(
+        revision,
+        revision,
+        None if failure is not None else outcome,
+        failure,
+        revision,
+        Durability.LOW,
+        deps,
+    )
+    view.pasts.setdefault(frame.cell, []).append(state)
 
 
 # -- 5. backdate -------------------------------------------------------------------------

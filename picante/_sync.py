@@ -196,10 +196,11 @@ class SyncTable:
             if history:
                 kept.append(cell)
         view.histories = kept
-        pinned = readers.pinned
         pasts = view.pasts
         for memo in list(pasts):
-            states = [s for s in pasts[memo] if _any_in(pinned, s.verified_at, s.valid_through)]
+            # Kept for snapshots (saved while one was pinned) or as answers of evaluations
+            # bound to an old revision: either way, while a reader is in range.
+            states = [s for s in pasts[memo] if _any_in(revisions, s.verified_at, s.valid_through)]
             if states:
                 pasts[memo] = states
             else:

@@ -745,3 +745,54 @@ async def test_a_memoized_error_keeps_no_old_versions_alive() -> None:
     assert [cell.history for cell in cells if cell.history is not None] == []
     with pytest.raises(ValueError, match="1024000"):
         await db.outer()
+
+
+async def test_evaluation_bound_to_an_older_revision_runs_each_record_once(
+    log: list[str],
+) -> None:
+    """
+    An evaluation suspended across changes runs each record it needs at most once at its
+    revision, even where nothing can be memoized because the memos moved on.
+    """
+    gate, started = asyncio.Event(), asyncio.Event()
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def x(self) -> int: ...
+
+        @picante.query
+        async def leaf(self) -> int:
+            log.append("leaf()")
+            return await self.x()
+
+        @picante.query
+        async def a(self) -> int:
+            log.append("a()")
+            return await self.leaf() + 1
+
+        @picante.query
+        async def b(self) -> int:
+            log.append("b()")
+            return await self.leaf() + 2
+
+        @picante.query
+        async def q(self) -> int:
+            log.append("q()")
+            started.set()
+            await gate.wait()
+            return await self.a() + await self.b() + await self.a() + await self.b()
+
+    db = Db()
+    db.x.set(1)
+    suspended = asyncio.create_task(db.q())  # bound to the revision where x is 1
+    await bounded(started.wait())
+    db.x.set(10)
+    assert await db.a() == 11  # a and leaf move on to the new revision
+    log.clear()
+    gate.set()
+    assert await bounded(suspended) == 2 * (2 + 3)
+    assert log == ["a()", "leaf()", "b()"]
+    log.clear()
+    assert await db.q() == 2 * (11 + 12)
+    assert sorted(log) == ["b()", "q()"]
