@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ._errors import CacheError
-from ._persist import read_summary
+from ._format import read_summary
 
 
 if TYPE_CHECKING:

@@ -19,7 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "_handles": {"_errors", "_store", "_frames", "_runtime", "_fetch"},
     "_ingredients": {"_errors", "_store", "_frames", "_runtime", "_handles"},
     "_declare": {"_errors", "_store", "_handles", "_ingredients"},
-    "_persist": {"_errors", "_store", "_runtime"},
+    "_codecs": {"_errors", "_store", "_runtime"},
+    "_format": {"_errors", "_store", "_runtime"},
+    "_persist": {"_errors", "_store", "_runtime", "_codecs", "_format"},
     "_events": {"_errors", "_store", "_runtime"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
 }

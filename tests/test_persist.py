@@ -24,7 +24,7 @@ from cattrs.preconf.orjson import make_converter
 import picante
 from picante import CacheError, LimitExceededError, MissingInputError, UsageError
 from picante.__main__ import main
-from picante._persist import code_fingerprint
+from picante._codecs import code_fingerprint
 from picante._store import EVICTED
 
 
