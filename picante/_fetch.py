@@ -177,9 +177,7 @@ async def single_flight(
                 return await _fly(frame, verify=verify, claimed=True)
             # Outside any query: drive the frame in a task of its own, so that cancelling
             # this caller cancels only its wait, never the evaluation others share.
-            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
-                _fly(frame, verify=True, claimed=True)
-            )
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(_lead(frame))
             # Weakly: the callback runs a loop step later, and must not keep the frame
             # (a reader) alive until then.
             task.add_done_callback(functools.partial(_abandon, reader))
@@ -192,6 +190,22 @@ async def single_flight(
             return outcome
         # Computed by another view, but its memo cannot be installed here (a dependency
         # here holds another version): compute it in this view.
+
+
+async def _lead(frame: Frame) -> Any:
+    """
+    Drive *frame*, a claimed flight, in a task of its own (started from outside any query).
+
+    By the task's first step the memo may have become valid at the frame's revision
+    (another view's memo taken, a walk that verified it): then that is the outcome.
+    """
+    cell = frame.cell
+    if shallow_verify(frame.view, cell, frame.revision) and cell.value is not EVICTED:
+        frame.view.sync.release(frame)
+        outcome = _answer(cell)
+        _settle(frame, outcome)
+        return outcome
+    return await _fly(frame, verify=True, claimed=True)
 
 
 def _abandon(reader: weakref.ref[Frame], task: asyncio.Task[Any]) -> None:

@@ -524,7 +524,9 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         and (cell.clean or view.last_changed[cell.durability] <= verified_at)
     ):
         return cell.state(at)
-    for state in view.pasts.get(cell, ()):
+    # Newest first: a later state of the same revision knows more (a value computed where
+    # the earlier one, loaded from a cache file without its value, had none).
+    for state in reversed(view.pasts.get(cell, ())):
         if state.verified_at <= at <= state.valid_through:
             return state
     return None

@@ -22,6 +22,7 @@ import picante
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
 
 TIMEOUT = 10
@@ -796,3 +797,44 @@ async def test_evaluation_bound_to_an_older_revision_runs_each_record_once(
     log.clear()
     assert await db.q() == 2 * (11 + 12)
     assert sorted(log) == ["b()", "q()"]
+
+
+async def test_snapshot_reuses_the_newest_state_its_database_kept(
+    log: list[str], tmp_path: Path
+) -> None:
+    """
+    A snapshot takes the newest state its database kept for its revision (found by the
+    checker's thorough run): an error computed after a load, not the loaded memo without it.
+    """
+
+    @picante.database
+    class Db:
+        def __init__(self) -> None:
+            self.log = log
+
+        @picante.input
+        async def x(self) -> int: ...
+
+        @picante.query
+        async def q(self) -> int:
+            self.log.append("q()")
+            return await self.x() * 10
+
+    first = Db()
+    with pytest.raises(picante.MissingInputError):
+        await first.q()
+    await picante.save(first, tmp_path / "cache")
+    db = Db()
+    assert await picante.load(db, tmp_path / "cache")
+    snap = picante.snapshot(db)
+    log.clear()
+    # Loaded without its exception, the error runs again when read: at the same revision.
+    with pytest.raises(picante.MissingInputError):
+        await db.q()
+    db.x.set(1)
+    assert await db.q() == 10
+    assert log == ["q()", "q()"]
+    log.clear()
+    with pytest.raises(picante.MissingInputError):
+        await snap.q()
+    assert log == []
