@@ -375,46 +375,47 @@ def write_base(target: Path, data: bytes) -> Stat:
                 ops.fsync(fd)
             finally:
                 os.close(fd)
-            old_base = _temp_name(target, "old")
+            aside = _temp_name(target, "old")
             try:
-                ops.link(target, old_base)
+                ops.link(target, aside)
+                old_base = aside
             except FileNotFoundError:
-                old_base = None
+                pass
             except OSError as error:
                 if error.errno not in _NO_LINKS:
                     raise
                 # A file system without hard links: the old base cannot be kept to put
                 # back, and a failure after the rename leaves the new one (with no log).
-                old_base = None
                 had_base = True
             ops.replace(temp, target)
             replaced = True
-            old_log = _temp_name(log, "old")
+            aside = _temp_name(log, "old")
             try:
-                ops.replace(log, old_log)
+                ops.replace(log, aside)
+                old_log = aside
             except FileNotFoundError:
-                old_log = None
+                pass
             _fsync_directory(directory)
             _check_abort()
             stat = _stat_of(os.stat(target))
         except BaseException:
-            # Undo in reverse; an undo that fails too cannot be helped (and is rare: the
-            # files are still consistent, as the log names the base it belongs to).
-            with contextlib.suppress(OSError):
-                if old_log is not None:
-                    ops.replace(old_log, log)
-                if replaced:
-                    if old_base is not None:
-                        ops.replace(old_base, target)
-                    elif not had_base:
-                        ops.unlink(target)
-                elif old_base is not None:
-                    ops.unlink(old_base)
-            with contextlib.suppress(OSError):
-                if not replaced:
-                    ops.unlink(temp)
-            with contextlib.suppress(OSError):
-                _fsync_directory(directory)
+            # Undo in reverse, each step on its own; an undo that fails too cannot be
+            # helped (and leaves consistent files: the log names the base it belongs to).
+            undo: list[tuple[Callable[..., None], tuple[Path, ...]]] = []
+            if old_log is not None:
+                undo.append((ops.replace, (old_log, log)))
+            if replaced and old_base is not None:
+                undo.append((ops.replace, (old_base, target)))
+            elif replaced and not had_base:
+                undo.append((ops.unlink, (target,)))
+            elif old_base is not None:
+                undo.append((ops.unlink, (old_base,)))
+            if not replaced:
+                undo.append((ops.unlink, (temp,)))
+            undo.append((_fsync_directory, (directory,)))
+            for step, paths in undo:
+                with contextlib.suppress(OSError):
+                    step(*paths)
             raise
         # Done: what is left aside is garbage, and failing to remove it fails nothing.
         for leftover in (old_base, old_log):
