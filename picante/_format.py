@@ -20,10 +20,11 @@ itself). An interned section holds a run of values instead
 (`InternedRun`: the table's values from index `start` on).
 
 Invariants: nothing is parsed before its digest matches; a reader checks the shape of what
-it reads (`Corrupt` says what is wrong) and never executes anything from the file; a base
-is replaced only by an atomic rename, and the log only grows (a torn last entry is
-ignored). The type of each field is checked where a section is decoded (`_persist`), so a
-section that is dropped is never looked into. Nothing here knows a database.
+it reads (`Corrupt` says what is wrong) and never executes anything from the file; a base is
+replaced only by an atomic rename, and the log only grows (a torn last entry is ignored),
+under the lock `<path>.lock`, by a save that undoes all it did if it fails. The type of each
+field is checked where a section is decoded (`_persist`), so a section that is dropped is
+never looked into. Nothing here knows a database.
 """
 
 from __future__ import annotations

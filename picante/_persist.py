@@ -20,7 +20,9 @@ Saving is atomic: a full save writes a temporary file in the same directory, flu
 fsyncs it, renames it over the old file and fsyncs the directory, so a crash leaves the
 old file or the new one. An incremental save appends one entry and fsyncs; a crash mid-
 append leaves a torn last entry, which `load` ignores. When the log grows past half the
-base, `save` compacts both into a new base. One lock per view orders its saves and loads.
+base, `save` compacts both into a new base. One lock per view orders its saves and loads;
+an OS lock on `<path>.lock` orders the file operations of all writers (`_format`), and a
+save that fails or is cancelled undoes them before it raises (`_in_worker`).
 
 Loading never trusts the file: the digest must match before anything is parsed, the
 payload is plain JSON (nothing is executed), and a section whose schema or code
@@ -325,7 +327,14 @@ async def save(
     never a mix. Later saves of the same database to the same path append only what changed
     since (inputs, interned values, memos) to `<path>.log`, one checksummed entry per save;
     when the log passes half the size of the file, the save writes a new full file instead.
-    File I/O runs in a worker thread, not on the event loop. Memos being computed are not
+    File I/O runs in a worker thread, not on the event loop, under an OS lock on
+    `<path>.lock`, so that saves to one path (from any process) take turns. A save appends
+    only onto the file and log this database last wrote or loaded; if another writer saved
+    since, this one writes a whole new file: the last writer wins, and the file never mixes
+    two writers' records. A save that fails or is cancelled leaves the file and its log
+    byte for byte as they were (a cancelled save first waits for its worker to undo what
+    it did), and the next save writes everything since the last successful one.
+    Memos being computed are not
     saved. Memos of queries declared with `persist=False` are saved without their values,
     and a memoized error without its exception (nothing is pickled): they re-execute when
     read, while the memos that depend on them stay valid.
@@ -343,7 +352,9 @@ async def save(
         CacheError: A key or value cannot be converted (the message names the record and
             the type), or the inputs alone exceed *max_bytes*. The previous file is intact.
         UsageError: *db* is a snapshot, or not a database.
-        OSError: The file cannot be written; the previous file is intact.
+        OSError: The file cannot be written; the previous file and log are intact.
+        asyncio.CancelledError: The save was cancelled; the previous file and log are
+            intact (or, cancelled once complete, the save stands).
     """
     view = view_of(db)
     if view.parent is not None:
