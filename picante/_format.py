@@ -20,19 +20,24 @@ itself). An interned section holds a run of values instead
 (`InternedRun`: the table's values from index `start` on).
 
 Invariants: nothing is parsed before its digest matches; a reader checks the shape of what
-it reads (`Corrupt` says what is wrong) and never executes anything from the file; a base
-is replaced only by an atomic rename, and the log only grows (a torn last entry is
-ignored). The type of each field is checked where a section is decoded (`_persist`), so a
-section that is dropped is never looked into. Nothing here knows a database.
+it reads (`Corrupt` says what is wrong) and never executes anything from the file; a base is
+replaced only by an atomic rename, and the log only grows (a torn last entry is ignored),
+under the lock `<path>.lock`, by a save that undoes all it did if it fails. The type of each
+field is checked where a section is decoded (`_persist`), so a section that is dropped is
+never looked into. Nothing here knows a database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import hashlib
 import os
+import secrets
 import struct
-import tempfile
+import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
@@ -43,21 +48,29 @@ from ._errors import CacheError
 from ._store import Durability
 
 
+if sys.platform != "win32":
+    import fcntl
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
     from typing import Self
 
 
 __all__ = [
     "FORMAT_VERSION",
     "HEADER",
+    "Aborted",
     "Corrupt",
     "FileContents",
+    "FileOps",
     "InputRecord",
     "InternedRun",
     "MemoRecord",
     "Record",
     "Section",
+    "Stat",
+    "Written",
+    "abort",
     "append",
     "base_bytes",
     "entry_bytes",
@@ -66,12 +79,15 @@ __all__ = [
     "is_bool",
     "is_int",
     "is_list",
+    "lock_path",
+    "locked",
     "log_path",
     "merge",
+    "ops",
     "read_files",
     "read_summary",
     "wire_section",
-    "write_atomic",
+    "write_base",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -89,15 +105,6 @@ def _digest(data: bytes) -> bytes:
 def log_path(path: Path) -> Path:
     """The log of the cache file *path*: `<path>.log`."""
     return path.with_name(path.name + ".log")
-
-
-def file_stat(path: Path) -> tuple[int, int, int] | None:
-    """(size, mtime, inode) of *path*, to tell whether someone else changed it; `None`: none."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class Corrupt(Exception):  # noqa: N818 - internal signal, turned into CacheError
@@ -220,6 +227,107 @@ def wire_section(
 
 
 # -- writing ----------------------------------------------------------------------------------
+#
+# A save changes the files only under the sidecar lock `<path>.lock` (an OS lock, so two
+# processes, or two databases in one process, take turns), and either completes or leaves
+# the base and the log byte-identical to what they were: every step is undone on failure,
+# and on cancellation (`abort`, set by the awaiting task) noticed before the save returns.
+
+
+class FileOps:
+    """
+    The file operations a save performs, in one place so that a test can make any fail.
+
+    Reading is not here: a failed read changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.open: Callable[..., int] = os.open
+        self.write: Callable[[int, bytes | memoryview], int] = os.write
+        self.fsync: Callable[[int], None] = os.fsync
+        self.ftruncate: Callable[[int, int], None] = os.ftruncate
+        self.fchmod: Callable[[int, int], None] = os.fchmod
+        self.link: Callable[[Path, Path], None] = os.link
+        self.replace: Callable[[Path, Path], None] = os.replace
+        self.unlink: Callable[[Path], None] = os.unlink
+        self.flock: Callable[[int, int], None] = _flock
+
+
+def _flock(fd: int, operation: int) -> None:
+    if sys.platform != "win32":
+        fcntl.flock(fd, operation)
+
+
+ops: Final = FileOps()
+"""The file operations of every save (tests replace its attributes)."""
+
+abort: Final = contextvars.ContextVar[threading.Event | None]("abort", default=None)
+"""Set (by the task awaiting a save) when the save must leave no trace: it is cancelled."""
+
+
+class Aborted(Exception):  # noqa: N818 - a signal, turned back into CancelledError
+    """The save was cancelled before it completed; everything it did is undone."""
+
+
+def _check_abort() -> None:
+    event = abort.get()
+    if event is not None and event.is_set():
+        raise Aborted
+
+
+Stat = tuple[int, int, int]
+"""(size, mtime in ns, inode) of a file: whether someone changed it since."""
+
+
+def _stat_of(st: os.stat_result) -> Stat:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def file_stat(path: Path) -> Stat | None:
+    """The `Stat` of *path*; `None`: no such file."""
+    try:
+        return _stat_of(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+def lock_path(path: Path) -> Path:
+    """The lock of the cache file *path*: `<path>.lock`, never removed."""
+    return path.with_name(path.name + ".lock")
+
+
+_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_NO_LINKS: Final = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV})
+_LOCK_EX: Final = 2  # fcntl.LOCK_EX, the same on every POSIX system
+
+
+@contextlib.contextmanager
+def locked(target: Path) -> Generator[None]:
+    """Hold the lock of *target* (blocking: call it in a worker thread)."""
+    fd = ops.open(lock_path(target), os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o644)
+    try:
+        ops.flock(fd, _LOCK_EX)
+        yield  # Closing the descriptor releases the lock.
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # A short write is legal: write the rest.
+        view = view[ops.write(fd, view) :]
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Some platforms cannot open directories.
+        return
+    try:
+        ops.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def base_bytes(payload: bytes) -> tuple[bytes, bytes]:
@@ -234,53 +342,154 @@ def entry_bytes(payload: bytes, base_digest: bytes) -> tuple[bytes, bytes]:
     return _ENTRY.pack(len(payload), _digest(payload)) + payload, header
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Replace *target* by *data*: temp file, fsync, rename, fsync of the directory."""
+def _temp_name(target: Path, kind: str) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.{kind}")
+
+
+def write_base(target: Path, data: bytes) -> Stat:
+    """
+    Replace *target* by *data* and remove its log, under its lock, all or nothing.
+
+    A temporary file is written and fsynced, the old base is kept as a hard link and the old
+    log renamed aside, the new base renamed in, the directory fsynced: then the aside files
+    go. A failure or cancellation before that puts both back. (A crash in between leaves the
+    new base with the old log, which `read_files` ignores: it names the old base's digest.)
+    Returns the new base's `Stat`.
+    """
     directory = target.parent
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    log = log_path(target)
+    with locked(target):
+        _check_abort()
+        temp = _temp_name(target, "tmp")
+        # The cache gets the mode of the file it replaces, else the usual 0644.
+        mode = 0o644
+        with contextlib.suppress(FileNotFoundError):
+            mode = os.stat(target).st_mode & 0o777
+        fd = ops.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+        old_base: Path | None = None
+        old_log: Path | None = None
+        had_base = replaced = False
+        try:
+            try:
+                ops.fchmod(fd, mode)
+                _write_all(fd, data)
+                ops.fsync(fd)
+            finally:
+                os.close(fd)
+            aside = _temp_name(target, "old")
+            try:
+                ops.link(target, aside)
+                old_base = aside
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                if error.errno not in _NO_LINKS:
+                    raise
+                # A file system without hard links: the old base cannot be kept to put
+                # back, and a failure after the rename leaves the new one (with no log).
+                had_base = True
+            ops.replace(temp, target)
+            replaced = True
+            aside = _temp_name(log, "old")
+            try:
+                ops.replace(log, aside)
+                old_log = aside
+            except FileNotFoundError:
+                pass
+            _fsync_directory(directory)
+            _check_abort()
+            stat = _stat_of(os.stat(target))
+        except BaseException:
+            # Undo in reverse, each step on its own; an undo that fails too cannot be
+            # helped (and leaves consistent files: the log names the base it belongs to).
+            undo: list[tuple[Callable[..., None], tuple[Path, ...]]] = []
+            if old_log is not None:
+                undo.append((ops.replace, (old_log, log)))
+            if replaced and old_base is not None:
+                undo.append((ops.replace, (old_base, target)))
+            elif replaced and not had_base:
+                undo.append((ops.unlink, (target,)))
+            elif old_base is not None:
+                undo.append((ops.unlink, (old_base,)))
+            if not replaced:
+                undo.append((ops.unlink, (temp,)))
+            undo.append((_fsync_directory, (directory,)))
+            for step, paths in undo:
+                with contextlib.suppress(OSError):
+                    step(*paths)
+            raise
+        # Done: what is left aside is garbage, and failing to remove it fails nothing.
+        for leftover in (old_base, old_log):
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    ops.unlink(leftover)
+        return stat
+
+
+@attrs.frozen
+class Written:
+    """What a save left on disk, for the next save to check that nobody changed it."""
+
+    digest: bytes
+    """The digest of the base's payload."""
+    base_stat: Stat | None
+    log_stat: Stat | None
+    log_size: int
+    """The size of the log (0: none), as far as its entries were read or written."""
+
+
+def _unchanged(target: Path, log: Path, last: Written) -> bool:
+    """Whether base and log are exactly what *last* says (checked under the lock)."""
+    if file_stat(target) != last.base_stat or file_stat(log) != last.log_stat:
+        return False
+    if (last.log_stat[0] if last.log_stat else 0) != last.log_size:
+        return False
     try:
-        # mkstemp makes the file 0600; the cache gets the mode of the file it replaces,
-        # else the usual 0644 (as the log, opened normally, gets).
+        with open(target, "rb") as file:
+            header = file.read(HEADER.size)
+    except OSError:
+        return False
+    return len(header) == HEADER.size and HEADER.unpack(header)[3] == last.digest
+
+
+def append(target: Path, header: bytes, entry: bytes | None, last: Written) -> Written | None:
+    """
+    Append *entry* to the log of *target* under its lock, all or nothing; fsync.
+
+    Only if base and log are exactly as *last* says (this writer wrote or read them last):
+    else nothing is written and `None` is returned, and the caller writes a whole file.
+    No *entry*: only that check.
+    A new log starts with *header*. On failure or cancellation, the log is truncated back
+    to its old size (or removed, if this created it). Returns what is on disk now.
+    """
+    log = log_path(target)
+    with locked(target):
+        _check_abort()
+        if not _unchanged(target, log, last):
+            return None
+        if entry is None:
+            return last
+        created = last.log_stat is None
+        flags = os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC
+        fd = ops.open(log, flags | (os.O_CREAT | os.O_EXCL if created else 0), 0o644)
         try:
-            mode = target.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    # The old log belongs to the old base (its digest says so); remove it now.
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(log_path(target))
-    _fsync_directory(directory)
-
-
-def append(log: Path, header: bytes, entry: bytes) -> int:
-    """Append *entry* to *log* (creating it with *header*); fsync; return the log's size."""
-    with open(log, "ab") as file:
-        created = file.tell() == 0
-        if created:
-            file.write(header)
-        file.write(entry)
-        file.flush()
-        os.fsync(file.fileno())
-        size = file.tell()
-    if created:
-        _fsync_directory(log.parent)
-    return size
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # Some platforms cannot open directories.
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
+            try:
+                _write_all(fd, header + entry if created else entry)
+                ops.fsync(fd)
+                if created:
+                    _fsync_directory(log.parent)
+                _check_abort()
+                log_stat = _stat_of(os.fstat(fd))
+                return attrs.evolve(last, log_stat=log_stat, log_size=log_stat[0])
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    if created:
+                        ops.unlink(log)
+                        _fsync_directory(log.parent)
+                    else:
+                        ops.ftruncate(fd, last.log_size)
+                        ops.fsync(fd)
+                raise
         finally:
             os.close(fd)
 

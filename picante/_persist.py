@@ -20,7 +20,9 @@ Saving is atomic: a full save writes a temporary file in the same directory, flu
 fsyncs it, renames it over the old file and fsyncs the directory, so a crash leaves the
 old file or the new one. An incremental save appends one entry and fsyncs; a crash mid-
 append leaves a torn last entry, which `load` ignores. When the log grows past half the
-base, `save` compacts both into a new base. One lock per view orders its saves and loads.
+base, `save` compacts both into a new base. One lock per view orders its saves and loads;
+an OS lock on `<path>.lock` orders the file operations of all writers (`_format`), and a
+save that fails or is cancelled undoes them before it raises (`_in_worker`).
 
 Loading never trusts the file: the digest must match before anything is parsed, the
 payload is plain JSON (nothing is executed), and a section whose schema or code
@@ -39,8 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 import attrs
 import orjson
@@ -50,12 +53,15 @@ from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
     FORMAT_VERSION,
     HEADER,
+    Aborted,
     Corrupt,
     FileContents,
     InputRecord,
     InternedRun,
     MemoRecord,
     Section,
+    Written,
+    abort,
     append,
     base_bytes,
     entry_bytes,
@@ -69,7 +75,7 @@ from ._format import (
     read_files,
     read_summary,
     wire_section,
-    write_atomic,
+    write_base,
 )
 from ._runtime import view_of
 from ._store import (
@@ -88,10 +94,12 @@ from ._store import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from ._runtime import View
     from ._store import Revision
+
+    _T = TypeVar("_T")
 
 
 __all__ = ["FORMAT_VERSION", "load", "read_summary", "save"]
@@ -319,7 +327,14 @@ async def save(
     never a mix. Later saves of the same database to the same path append only what changed
     since (inputs, interned values, memos) to `<path>.log`, one checksummed entry per save;
     when the log passes half the size of the file, the save writes a new full file instead.
-    File I/O runs in a worker thread, not on the event loop. Memos being computed are not
+    File I/O runs in a worker thread, not on the event loop, under an OS lock on
+    `<path>.lock`, so that saves to one path (from any process) take turns. A save appends
+    only onto the file and log this database last wrote or loaded; if another writer saved
+    since, this one writes a whole new file: the last writer wins, and the file never mixes
+    two writers' records. A save that fails or is cancelled leaves the file and its log
+    byte for byte as they were (a cancelled save first waits for its worker to undo what
+    it did), and the next save writes everything since the last successful one.
+    Memos being computed are not
     saved. Memos of queries declared with `persist=False` are saved without their values,
     and a memoized error without its exception (nothing is pickled): they re-execute when
     read, while the memos that depend on them stay valid.
@@ -337,7 +352,9 @@ async def save(
         CacheError: A key or value cannot be converted (the message names the record and
             the type), or the inputs alone exceed *max_bytes*. The previous file is intact.
         UsageError: *db* is a snapshot, or not a database.
-        OSError: The file cannot be written; the previous file is intact.
+        OSError: The file cannot be written; the previous file and log are intact.
+        asyncio.CancelledError: The save was cancelled; the previous file and log are
+            intact (or, cancelled once complete, the save stands).
     """
     view = view_of(db)
     if view.parent is not None:
@@ -352,20 +369,49 @@ async def save(
             not capped
             and not state.must_rewrite
             and state.path == target
-            and file_stat(target) == state.base_stat
-            and file_stat(log_path(target)) == state.log_stat
             and state.log_size <= _COMPACT_RATIO * state.base_size
+            and await _save_entry(view, target, codecs, state)
         ):
-            await _save_entry(view, target, codecs, state)
-        else:
-            await _save_full(
-                view,
-                target,
-                codecs,
-                state,
-                max_bytes=max_bytes,
-                max_record_bytes=max_record_bytes,
-            )
+            return
+        await _save_full(
+            view,
+            target,
+            codecs,
+            state,
+            max_bytes=max_bytes,
+            max_record_bytes=max_record_bytes,
+        )
+
+
+async def _in_worker(write: Callable[[], _T], done: Callable[[_T], None]) -> None:
+    """
+    Run the file operations *write* in a worker thread; then *done* with what it returns.
+
+    Cancelled, the task still waits for the thread (holding the view's lock, so no other
+    save starts meanwhile), after asking it to undo what it did (`abort`): it undoes it,
+    unless it had already completed, and then *done* runs all the same. Either way the
+    cancellation is raised after, and the files hold what the bookkeeping says.
+    """
+    event = threading.Event()
+    token = abort.set(event)
+    try:
+        future = asyncio.ensure_future(asyncio.to_thread(write))
+    finally:
+        abort.reset(token)
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait((future,))
+        except asyncio.CancelledError:
+            cancelled = True
+            event.set()
+    try:
+        result = future.result()
+    except Aborted:
+        raise asyncio.CancelledError from None
+    done(result)
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _save_full(
@@ -399,18 +445,22 @@ async def _save_full(
     if max_bytes is not None and HEADER.size + len(payload) > max_bytes:
         payload = _fit(payload_obj, capture, interned, max_bytes)
     header, digest = base_bytes(payload)
-    await asyncio.to_thread(write_atomic, target, header + payload)
-    fresh.path = target
-    fresh.digest = digest
-    fresh.base_stat = file_stat(target)
-    fresh.log_stat = None
-    fresh.base_size = len(header) + len(payload)
-    fresh.ids = capture.ids
-    fresh.next_id = capture.next_id
-    fresh.interned = {name: start + len(values) for name, (start, values) in interned.items()}
-    fresh.revision = revision
-    fresh.must_rewrite = False
-    view.persistence = fresh
+
+    def done(base_stat: tuple[int, int, int]) -> None:
+        fresh.path = target
+        fresh.digest = digest
+        fresh.base_stat = base_stat
+        fresh.log_stat = None
+        fresh.base_size = len(header) + len(payload)
+        fresh.ids = capture.ids
+        fresh.next_id = capture.next_id
+        fresh.interned = {name: start + len(values) for name, (start, values) in interned.items()}
+        fresh.revision = revision
+        fresh.must_rewrite = False
+        view.persistence = fresh
+
+    # Failed, `state` stays as it was, `must_rewrite`: the next save writes everything.
+    await _in_worker(lambda: write_base(target, header + payload), done)
 
 
 def _fit(
@@ -451,8 +501,10 @@ def _fit(
 
 async def _save_entry(
     view: View, target: Path, codecs: dict[str, Codec], state: _Persisted
-) -> None:
-    # Until this entry is written, the file does not match the view.
+) -> bool:
+    """Append what changed since the last save to the log; `False`: a full save is due."""
+    # Until this entry is written, the file does not match the view: if this save fails,
+    # the next one writes everything (the log is as before: this entry is not in it).
     state.must_rewrite = True
     with view.lock:
         dirty = view.dirty or set()
@@ -462,30 +514,39 @@ async def _save_entry(
         interned = _interned_since(view, codecs, state.interned)
         revision = view.revision
         last_changed = list(view.last_changed)
+    entry: bytes | None = None  # Nothing changed: only check that the file is ours.
+    header = b""
     if (
-        not capture.records
-        and revision == state.revision
-        and not any(values for _, values in interned.values())
+        capture.records
+        or revision != state.revision
+        or any(values for _, values in interned.values())
     ):
+        payload_obj: dict[str, object] = {
+            "revision": revision,
+            "last_changed": last_changed,
+            "sections": [
+                s for s in _sections(capture, interned) if s.get("records") or s.get("values")
+            ],
+        }
+        payload = _encode(payload_obj, capture)
+        entry, header = entry_bytes(payload, state.digest)
+    last = Written(state.digest, state.base_stat, state.log_stat, state.log_size)
+    appended = False
+
+    def done(written: Written | None) -> None:
+        nonlocal appended
+        if written is None:
+            return  # Base or log changed by another writer: write a whole file instead.
+        appended = True
+        state.log_stat = written.log_stat
+        state.log_size = written.log_size
+        state.next_id = capture.next_id
+        state.interned = {name: start + len(values) for name, (start, values) in interned.items()}
+        state.revision = revision
         state.must_rewrite = False
-        return
-    payload_obj: dict[str, object] = {
-        "revision": revision,
-        "last_changed": last_changed,
-        "sections": [
-            s for s in _sections(capture, interned) if s.get("records") or s.get("values")
-        ],
-    }
-    payload = _encode(payload_obj, capture)
-    entry, header = entry_bytes(payload, state.digest)
-    log = log_path(target)
-    written = await asyncio.to_thread(append, log, header, entry)
-    state.log_stat = file_stat(log)
-    state.log_size = written
-    state.next_id = capture.next_id
-    state.interned = {name: start + len(values) for name, (start, values) in interned.items()}
-    state.revision = revision
-    state.must_rewrite = False
+
+    await _in_worker(lambda: append(target, header, entry, last), done)
+    return appended
 
 
 # -- decoding: from parsed JSON to cells, aside from the database ---------------------------

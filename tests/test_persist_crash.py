@@ -3,15 +3,18 @@ Crash safety of `picante.save`: a process killed (SIGKILL) at random moments whi
 over and over leaves a cache that loads, holding one whole saved state.
 
 The child process (`child`) resumes from the cache, then loops: iteration `i` sets the
-inputs to state `i` in one batch, computes `summary()`, saves to the same path and prints
-`i`. After its first full save each save appends to the log, until the log passes half the
-base and a save compacts both into a new base, so kills land in full saves, in appends,
-in compactions, in loads and in between.
+inputs to state `i` in one batch, computes `summary()`, saves to the same path and records
+`i` in a progress file (not on its stdout: what a pipe holds when the child is killed
+depends on timing, and lines read ahead by the parent were lost). After its first full
+save each save appends to the log, until the log passes half the base and a save compacts
+both into a new base, so kills land in full saves, in appends, in compactions, in loads
+and in between.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import subprocess
@@ -79,17 +82,35 @@ def set_state(db: Ledger, i: int) -> None:
             db.text.set(key, BULK_TEXT)
 
 
+def progress_of(cache: Path) -> Path:
+    """The file the child appends the number of each state it saved to."""
+    return cache.with_name("progress")
+
+
 async def child(cache: Path) -> None:
-    """The child's loop: resume from *cache*, then set, compute, save and report forever."""
+    """The child's loop: resume from *cache*, then set, compute, save and record forever."""
     db = Ledger()
     i = await db.n() + 1 if await picante.load(db, cache, on_corrupt="error") else 0
+    # Unbuffered writes: the kernel has each line once `write` returns, and keeps it when
+    # the process is killed (SIGKILL loses no written data; only a power cut would).
+    progress = os.open(progress_of(cache), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.write(progress, f"ready {i}\n".encode())
     print(f"ready {i}", flush=True)
     while True:
         set_state(db, i)
         assert await db.summary() == summary_of(i)
         await picante.save(db, cache)
-        print(i, flush=True)
+        os.write(progress, f"{i}\n".encode())
         i += 1
+
+
+def records_of(progress: Path) -> list[str]:
+    """The whole lines the child recorded (the last one may be torn), and removes the file."""
+    if not progress.exists():
+        return []
+    lines = progress.read_text().split("\n")[:-1]
+    progress.unlink()
+    return lines
 
 
 CHILD = """\
@@ -134,27 +155,26 @@ def test_killed_at_random_moments(tmp_path: Path) -> None:
     with_log = without_log = unreported = 0
     for _ in range(KILLS):
         with subprocess.Popen(
-            [sys.executable, str(script)],
+            [sys.executable, "-u", str(script)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
         ) as process:
             assert process.stdout is not None
             if rng.random() < 0.2:
                 # Right after the start: while it imports, loads, or saves for the first time.
                 time.sleep(rng.uniform(0, 0.2))
-                ready = ""
             else:
-                # A few saves in: each takes a millisecond or so.
-                ready = process.stdout.readline()
+                # A few saves in: each takes a millisecond or so. (Only to time the kill:
+                # what was saved is read from the progress file.)
+                assert process.stdout.readline().startswith(b"ready")
                 time.sleep(rng.uniform(0, 0.012))
             process.send_signal(signal.SIGKILL)
-            out, err = process.communicate()
-        assert process.returncode == -signal.SIGKILL, err
-        lines = (ready + out).split()
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL, err.decode()
+        lines = records_of(progress_of(cache))
         if lines:
-            assert lines[:2] == ["ready", str(0 if state is None else state + 1)], err
-        printed = [int(word) for word in lines[2:]]
+            assert lines[0] == f"ready {0 if state is None else state + 1}", lines
+        printed = [int(word) for word in lines[1:]]
         if printed:
             state = printed[-1]
         # A save that returned is on disk; one that had not returned may be too.
