@@ -355,8 +355,10 @@ async def save(
         max_record_bytes: Memos whose encoded value is larger are not saved (as above).
 
     Raises:
-        CacheError: A key or value cannot be converted (the message names the record and
-            the type), or the inputs alone exceed *max_bytes*. The previous file is intact.
+        CacheError: A key or value cannot be converted, or would not load back identically
+            (of the same types: `True` is not an `int`, nan is no JSON number; the message
+            names the record, the value and the type), or the inputs alone exceed
+            *max_bytes*. The previous file and its log are intact.
         UsageError: *db* is a snapshot, or not a database.
         OSError: The file cannot be written; the previous file is intact.
     """
@@ -793,7 +795,8 @@ async def load(
     code changed (or whose `version=` did) re-execute on first use, and so do memos that
     depended on something dropped. If an interned table's type changed, its ids may
     appear in any value, so nothing is loaded (and `True` is returned: the file was
-    read). Reading and decoding run in a worker thread; the
+    read). What is dropped or stale is logged (logger `"picante"`, with the reason).
+    Reading and decoding run in a worker thread; the
     database changes in one step at the end, or not at all.
 
     Args:
