@@ -75,7 +75,7 @@ def _load_class(spec: str) -> type:
     """The database class *spec* (`MODULE:CLASS`, CLASS possibly dotted) names."""
     module_name, colon, qualname = spec.partition(":")
     if not colon or not module_name or not qualname:
-        msg = f"--against {spec!r}: expected MODULE:CLASS"
+        msg = f"--against {spec}: expected MODULE:CLASS"
         raise CacheError(msg)
     try:
         found: Any = importlib.import_module(module_name)
