@@ -98,7 +98,7 @@ def input(  # noqa: A001 - the public name is picante.input on purpose
 ) -> InputIngredient[D, P, R]: ...
 @overload
 def input(  # noqa: A001
-    *, durability: Durability = Durability.LOW, eq: EqFn | None = None
+    *, durability: Durability = Durability.LOW, eq: EqFn | None = None, persist: bool = True
 ) -> _InputDecorator: ...
 def input(  # noqa: A001
     fn: Callable[..., Any] | None = None,
@@ -106,6 +106,7 @@ def input(  # noqa: A001
     *,
     durability: Durability = Durability.LOW,
     eq: EqFn | None = None,
+    persist: bool = True,
 ) -> Any:
     """
     Declare an input: a value the program sets, keyed by the method's parameters.
@@ -117,6 +118,10 @@ def input(  # noqa: A001
             that read only inputs of durability ≥ D are revalidated in O(1) while no such
             input changed.
         eq: Equality deciding whether a `set` is a no-op (default `a is b or a == b`).
+        persist: Whether this input is written to cache files. With `False` it is left
+            out entirely (for values that cannot be saved, or should not be): after a
+            load it is absent until the program sets it, and the memos that read it are
+            stale (they re-execute on first use, and keep their old value to backdate).
 
     Examples:
         ```python
@@ -129,7 +134,7 @@ def input(  # noqa: A001
     """
 
     def decorate(fn: Callable[..., Any]) -> InputIngredient[Any, Any, Any]:
-        return InputIngredient(fn, durability=durability, eq=eq)
+        return InputIngredient(fn, durability=durability, eq=eq, persist=persist)
 
     return decorate if fn is None else decorate(fn)
 
@@ -363,6 +368,9 @@ def _validate_options(
     if ingredient.eq_option is not None and not callable(ingredient.eq_option):
         msg = f"eq must be callable, got {ingredient.eq_option!r}"
         raise fail(msg)
+    if type(ingredient.persist) is not bool:
+        msg = f"persist must be a bool, got {ingredient.persist!r}"
+        raise fail(msg)
     if isinstance(ingredient, InputIngredient):
         durability = ingredient.durability
         if type(durability) is not Durability:
@@ -372,9 +380,6 @@ def _validate_options(
     lru = ingredient.lru
     if lru is not None and (type(lru) is not int or lru < 1):
         msg = f"lru must be a positive int or None, got {lru!r}"
-        raise fail(msg)
-    if type(ingredient.persist) is not bool:
-        msg = f"persist must be a bool, got {ingredient.persist!r}"
         raise fail(msg)
     version = ingredient.version
     if version is not None and type(version) not in (str, int):

@@ -200,9 +200,11 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
         *,
         durability: Durability = Durability.LOW,
         eq: EqFn | None = None,
+        persist: bool = True,
     ) -> None:
         super().__init__(fn, eq)
         self.durability = durability
+        self.persist = persist
 
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...

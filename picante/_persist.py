@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import attrs
 import orjson
 
-from ._codecs import Codec, codecs_of, database_name
+from ._codecs import Codec, Mismatch, codecs_of, database_name
 from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
     FORMAT_VERSION,
@@ -102,13 +103,18 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 
-__all__ = ["FORMAT_VERSION", "load", "read_summary", "save"]
+__all__ = ["FORMAT_VERSION", "load", "load_plan", "read_summary", "save"]
 
 _COMPACT_RATIO: Final = 0.5
 """A save compacts base and log into a new base once the log passes this share of it."""
 _DURABILITIES: Final = tuple(Durability)
 
 OnCorrupt = Literal["error", "ignore", "delete"]
+
+_DISCARDED: Final = {"ignore": "ignored a", "delete": "deleted (with its log) a"}
+
+logger: Final = logging.getLogger("picante")
+"""What `save` and `load` leave out or discard is told here (no handlers are configured)."""
 
 
 # -- the persistence state of a view ---------------------------------------------------------
@@ -227,16 +233,23 @@ class _Capture:
                     [self.id_of(dep) for dep in cell.deps],
                 ]
         except Exception as error:
-            raise _unserializable(name, cell.key, cell.value, error) from error
+            raise _unserializable(codec.where, cell.key, cell.value, error) from error
         self.records.setdefault(name, []).append(record)
         self.cells.setdefault(name, []).append(cell)
 
 
-def _unserializable(name: str, key: tuple[object, ...], value: object, error: object) -> CacheError:
-    msg = (
-        f"cannot save {fmt_key(name, key)}: its {type(value).__qualname__} value "
-        f"cannot be converted ({error})"
-    )
+def _unserializable(
+    where: str, key: tuple[object, ...], value: object, error: object
+) -> CacheError:
+    """The error of a record that cannot be saved; *where* is `Class.ingredient`."""
+    if isinstance(error, Mismatch):
+        # Saved, it would load back as something else (or not at all): refused.
+        msg = f"cannot save {fmt_key(where, key)}: {error}"
+    else:
+        msg = (
+            f"cannot save {fmt_key(where, key)}: its {type(value).__qualname__} value "
+            f"cannot be converted ({error})"
+        )
     return CacheError(msg)
 
 
@@ -250,7 +263,8 @@ def _encode(payload: dict[str, object], capture: _Capture) -> bytes:
                 try:
                     orjson.dumps(record)
                 except TypeError as culprit:
-                    raise _unserializable(name, cell.key, cell.value, culprit) from error
+                    where = capture.codecs[name].where
+                    raise _unserializable(where, cell.key, cell.value, culprit) from error
         msg = f"cannot encode the cache: {error}"
         raise CacheError(msg) from error
 
@@ -286,12 +300,12 @@ def _interned_since(
             try:
                 dumped.append(codec.dump_value(value))
             except Exception as error:
-                raise _unserializable(name, (), value, error) from error
+                raise _unserializable(codec.where, (), value, error) from error
         found[name] = InternedRun(start, dumped)
     return found
 
 
-def _cap(capture: _Capture, max_record_bytes: int | None) -> None:
+def _cap(capture: _Capture, max_record_bytes: int | None, target: Path) -> None:
     """Drop memo records whose value encodes to more than *max_record_bytes*."""
     if max_record_bytes is None:
         return
@@ -304,6 +318,13 @@ def _cap(capture: _Capture, max_record_bytes: int | None) -> None:
             if len(orjson.dumps(MemoRecord.from_wire(record, name).value)) <= max_record_bytes
         ]
         if len(keep) < len(records):
+            logger.info(
+                "%s: left out %d memos of %s, over max_record_bytes=%d",
+                target,
+                len(records) - len(keep),
+                capture.codecs[name].where,
+                max_record_bytes,
+            )
             cells = capture.cells[name]
             capture.records[name] = [records[i] for i in keep]
             capture.cells[name] = [cells[i] for i in keep]
@@ -349,8 +370,10 @@ async def save(
         max_record_bytes: Memos whose encoded value is larger are not saved (as above).
 
     Raises:
-        CacheError: A key or value cannot be converted (the message names the record and
-            the type), or the inputs alone exceed *max_bytes*. The previous file is intact.
+        CacheError: A key or value cannot be converted, or would not load back identically
+            (of the same types: `True` is not an `int`, nan is no JSON number; the message
+            names the record, the value and the type), or the inputs alone exceed
+            *max_bytes*. The previous file and its log are intact.
         UsageError: *db* is a snapshot, or not a database.
         OSError: The file cannot be written; the previous file and log are intact.
         asyncio.CancelledError: The save was cancelled; the previous file and log are
@@ -373,6 +396,7 @@ async def save(
             and await _save_entry(view, target, codecs, state)
         ):
             return
+        _log_full_save(state, target)
         await _save_full(
             view,
             target,
@@ -414,6 +438,17 @@ async def _in_worker(write: Callable[[], _T], done: Callable[[_T], None]) -> Non
         raise asyncio.CancelledError
 
 
+def _log_full_save(state: _Persisted, target: Path) -> None:
+    """Tell a compaction: a full save where the log would have been appended to."""
+    if state.path == target and state.log_size > _COMPACT_RATIO * state.base_size:
+        logger.info(
+            "%s: compacting the file and its log (%d bytes, over half the file's %d)",
+            target,
+            state.log_size,
+            state.base_size,
+        )
+
+
 async def _save_full(
     view: View,
     target: Path,
@@ -434,7 +469,7 @@ async def _save_full(
         last_changed = list(view.last_changed)
         # Changes from here on go to the next save's log entry.
         view.dirty = set()
-    _cap(capture, max_record_bytes)
+    _cap(capture, max_record_bytes, target)
     payload_obj: dict[str, object] = {
         "database": database_name(type(view.db)),
         "revision": revision,
@@ -443,7 +478,7 @@ async def _save_full(
     }
     payload = _encode(payload_obj, capture)
     if max_bytes is not None and HEADER.size + len(payload) > max_bytes:
-        payload = _fit(payload_obj, capture, interned, max_bytes)
+        payload = _fit(payload_obj, capture, interned, max_bytes, target)
     header, digest = base_bytes(payload)
 
     def done(base_stat: tuple[int, int, int]) -> None:
@@ -468,6 +503,7 @@ def _fit(
     capture: _Capture,
     interned: dict[str, InternedRun],
     max_bytes: int,
+    target: Path,
 ) -> bytes:
     """Drop memos, largest value first, until the payload fits in *max_bytes*."""
     sizes: list[tuple[int, str, int]] = []
@@ -484,6 +520,13 @@ def _fit(
         drop.setdefault(name, set()).add(index)
         excess -= size + 1
     for name, indexes in drop.items():
+        logger.info(
+            "%s: left out %d memos of %s to fit max_bytes=%d",
+            target,
+            len(indexes),
+            capture.codecs[name].where,
+            max_bytes,
+        )
         records = capture.records[name]
         records[:] = [r for i, r in enumerate(records) if i not in indexes]
         cells = capture.cells[name]
@@ -564,6 +607,11 @@ class _Loaded:
     next_id: int
     interned_counts: dict[str, int]
     exact: bool
+    notes: list[Note] = attrs.field(factory=list["Note"])
+    """The sections not loaded as they are: (name, "dropped" or "stale", why)."""
+
+
+Note = tuple[str, Literal["dropped", "stale"], str]
 
 
 def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _Loaded:
@@ -578,10 +626,12 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
     tables: dict[str, dict[tuple[object, ...], InputCell | QueryCell]] = {}
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
+    notes: list[Note] = []
     for name, section in merged.items():
         codec = codecs.get(name)
         if codec is None or codec.kind != section.kind or codec.schema != section.schema:
             # Gone, or its types changed: never decode it as if it matched.
+            notes.append((name, "dropped", _why_dropped(section, codec)))
             exact = False
             continue
         if section.kind == "interned":
@@ -591,18 +641,22 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
                     item = codec.load_value(value)
                     table.ids[type(item), item] = len(table.values)
                     table.values.append(item)
-            except Exception:  # noqa: BLE001 - undecodable: dropped as cold
+            except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
+                notes.append((name, "dropped", f"decode failure: {error}"))
                 exact = False
                 continue
             interned[name] = table
             continue
         stale = section.kind == "query" and section.code != codec.code
+        if stale:
+            notes.append((name, "stale", "code changed: its memos re-execute on first use"))
         exact = exact and not stale
         try:
             table_cells, section_cells, section_memos = _decode_records(codec, section, stale=stale)
         except Corrupt:
             raise
-        except Exception:  # noqa: BLE001 - undecodable: dropped as cold
+        except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
+            notes.append((name, "dropped", f"decode failure: {error}"))
             exact = False
             continue
         tables[name] = table_cells
@@ -610,6 +664,12 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
         memos += section_memos
     if any(s.kind == "interned" and name not in interned for name, s in merged.items()):
         # An interned table was dropped: its ids may appear in any value. Load nothing.
+        everything: list[Note] = [
+            (other, "dropped", "an interned table was dropped, so nothing is loaded")
+            for other in merged
+            if all(other != noted for noted, _, _ in notes)
+        ]
+        notes += everything
         tables.clear()
         cells.clear()
         memos.clear()
@@ -632,7 +692,29 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
         max(cells, default=-1) + 1,
         {name: len(table.values) for name, table in interned.items()},
         exact,
+        notes,
     )
+
+
+def _why_dropped(section: Section, codec: Codec | None) -> str:
+    if codec is None:
+        return "unknown ingredient: not in the class (or an input with persist=False)"
+    if codec.kind != section.kind:
+        return f"schema changed: a {section.kind} in the file, a {codec.kind} in the class"
+    return "schema changed: its key or value types differ"
+
+
+def _report(target: Path, db_name: str, loaded: _Loaded, contents: FileContents) -> None:
+    """Log what a load left out: dropped and stale sections, an ignored log or tail."""
+    for name, verdict, why in loaded.notes:
+        if verdict == "dropped":
+            logger.warning("%s: dropped section %s.%s (%s)", target, db_name, name, why)
+        else:
+            logger.info("%s: %s.%s is stale (%s)", target, db_name, name, why)
+    if contents.log_ignored is not None:
+        logger.warning("%s: ignored its log (%s)", target, contents.log_ignored)
+    if contents.log_torn:
+        logger.warning("%s: ignored a torn last log entry (a save was interrupted)", target)
 
 
 _Memos = list[tuple[QueryCell, list[Any], bool]]
@@ -774,7 +856,8 @@ async def load(
     code changed (or whose `version=` did) re-execute on first use, and so do memos that
     depended on something dropped. If an interned table's type changed, its ids may
     appear in any value, so nothing is loaded (and `True` is returned: the file was
-    read). Reading and decoding run in a worker thread; the
+    read). What is dropped or stale is logged (logger `"picante"`, with the reason).
+    Reading and decoding run in a worker thread; the
     database changes in one step at the end, or not at all.
 
     Args:
@@ -818,8 +901,10 @@ async def load(
                 raise CacheError(msg) from None
             if on_corrupt == "delete":
                 await asyncio.to_thread(_delete, target)
+            logger.warning("%s: %s corrupt cache file: %s", target, _DISCARDED[on_corrupt], error)
             return False
         _swap(view, loaded)
+        _report(target, type(db).__qualname__, loaded, contents)
         fresh = _Persisted(lock=state.lock)
         fresh.path = target
         fresh.digest = contents.digest
@@ -838,6 +923,36 @@ async def load(
         view.persistence = fresh
         view.dirty = set()
     return True
+
+
+def load_plan(path: str | os.PathLike[str], cls: type) -> dict[str, tuple[str, str]]:
+    """
+    What a `load` of *path* into a database of class *cls* would do with each section.
+
+    Decodes the whole file as `load` does (nothing is installed anywhere) and returns
+    {section name: (verdict, why)}, verdict one of "kept", "stale" (a query whose code
+    changed: its memos re-execute on first use) and "dropped" (unknown ingredient, schema
+    changed, decode failure). Used by `python -m picante inspect --against`.
+
+    Raises:
+        CacheError: The file is missing or corrupt, or written by another class, or
+            *cls*'s types cannot be persisted.
+    """
+    target = Path(path)
+    codecs = codecs_of(cls)
+    try:
+        contents = read_files(target, None)
+        if contents is None:
+            msg = "no such file"
+            raise Corrupt(msg)
+        loaded = _decode(contents, codecs, database_name(cls))
+        merged, _, _ = merge(contents)
+    except Corrupt as error:
+        msg = f"{target}: {error}"
+        raise CacheError(msg) from None
+    plan: dict[str, tuple[str, str]] = dict.fromkeys(merged, ("kept", ""))
+    plan.update((name, (verdict, why)) for name, verdict, why in loaded.notes)
+    return plan
 
 
 def _delete(target: Path) -> None:

@@ -526,7 +526,8 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         return cell.state(at)
     # Newest first: a later state of the same revision knows more (a value computed where
     # the earlier one, loaded from a cache file without its value, had none).
-    for state in reversed(view.pasts.get(cell, ())):
+    states: list[MemoState] = view.pasts.get(cell, [])
+    for state in states[::-1]:
         if state.verified_at <= at <= state.valid_through:
             return state
     return None

@@ -720,14 +720,14 @@ async def test_unsaveable_value_names_the_record_and_keeps_the_file(tmp_path: Pa
     await picante.save(db, path)
     before = path.read_bytes()
     assert isinstance(await db.thing("a"), Opaque)
-    with pytest.raises(CacheError, match=r"^cannot save thing\('a'\): its Opaque value"):
+    with pytest.raises(CacheError, match=r"^cannot save Loose\.thing\('a'\): its Opaque value"):
         await picante.save(db, path)  # an incremental save
     assert path.read_bytes() == before
     assert not log_of(path).exists()
 
     other = Loose()
     other.anything.set("k", Opaque())
-    with pytest.raises(CacheError, match=r"^cannot save anything\('k'\): its Opaque value"):
+    with pytest.raises(CacheError, match=r"^cannot save Loose\.anything\('k'\): its Opaque value"):
         await picante.save(other, path)  # a full save
     assert path.read_bytes() == before
     assert files_in(tmp_path) == [path, path.with_name(path.name + ".lock")]

@@ -10,10 +10,13 @@ memos both go through the file. The corruption tests damage a cache of fixed con
 that was saved, never anything else; the malformed-payload tests give well-checksummed
 files whose JSON is wrong, which must load or raise `CacheError` too.
 
-Two behaviours are pinned as they are, not as they should be: a nan or infinite float is
-saved as `null`, and loading then drops its whole section (`test_non_finite_float_*`);
-garbage in the log whose length field runs past the end is read as a torn tail, hiding the
-valid entries after it (`test_garbage_with_a_long_length_reads_as_a_torn_tail`).
+Values of the wrong type (`True` for an `int`, a nan nested in a `list[list[float]]`, a
+tuple under `Any`) fail the save, which leaves the file as it was
+(`test_mismatched_types_fail_the_save_or_load_back_identically`).
+
+One behaviour is pinned as it is, not as it should be: garbage in the log whose length
+field runs past the end is read as a torn tail, hiding the valid entries after it
+(`test_garbage_with_a_long_length_reads_as_a_torn_tail`).
 """
 
 from __future__ import annotations
@@ -402,32 +405,97 @@ def test_non_finite_float_fails_the_save(
 
 
 @pytest.mark.parametrize(
-    ("name", "bad", "good"),
+    ("name", "bad"),
     [
-        pytest.param("grid", (1, [[1.0, math.inf]]), (2, [[1.0]]), id="in-a-list"),
-        pytest.param(
-            "shape",
-            (Point(0, 0), Shape("s", (), Style("red", math.nan))),
-            (Point(1, 1), Shape("t", (), Style("red", 1.0))),
-            id="in-attrs",
-        ),
+        pytest.param("grid", (1, [[1.0, math.inf]]), id="in-a-list"),
+        pytest.param("shape", (Point(0, 0), Shape("s", (), Style("red", math.nan))), id="in-attrs"),
     ],
 )
-async def test_non_finite_float_nested_loses_its_whole_section(
-    tmp_path: Path, name: str, bad: tuple[object, object], good: tuple[object, object]
+async def test_non_finite_float_nested_fails_the_save(
+    tmp_path: Path, name: str, bad: tuple[object, object]
 ) -> None:
-    """A nan/inf inside a value is lost the same way, with the rest of that input."""
+    """A nan/inf inside a value fails the save too (it was once lost with its section)."""
     db = Types([])
-    bound = getattr(db, name)
-    bound.set(*bad)
-    bound.set(*good)
-    db.text.set("kept", "yes")
-    await picante.save(db, tmp_path / "cache")
-    fresh = Types([])
-    assert await picante.load(fresh, tmp_path / "cache") is True
-    assert getattr(fresh, name).get(bad[0], default="absent") == "absent"
-    assert getattr(fresh, name).get(good[0], default="absent") == "absent"
-    assert fresh.text.get("kept") == "yes"
+    getattr(db, name).set(*bad)
+    with pytest.raises(CacheError, match=rf"^cannot save Types\.{name}\(.*JSON has no nan"):
+        await picante.save(db, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+scalars = (
+    ints
+    | st.booleans()
+    | st.floats()  # nan and infinities included
+    | texts
+    | st.none()
+)
+"""Values of every native type, so that most draws do not match a given annotation."""
+
+anything = st.recursive(
+    scalars | st.builds(Point, scalars, scalars) | st.builds(Style, scalars, scalars),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(texts, inner, max_size=2)
+    ),
+    max_leaves=6,
+)
+"""Values of any shape; the builds make attrs instances with fields of the wrong type."""
+
+hashable = st.recursive(
+    scalars | st.builds(Point, scalars, scalars),
+    lambda inner: st.lists(inner, max_size=3).map(tuple),
+    max_leaves=4,
+)
+
+
+@given(
+    name=st.sampled_from(sorted(KINDS)),
+    data=st.data(),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+def test_mismatched_types_fail_the_save_or_load_back_identically(
+    tmp_path: Path, name: str, data: st.DataObject
+) -> None:
+    """
+    Any key and value under any annotation: `save` fails with `CacheError` and leaves the
+    file byte for byte, or `load` gives back the same key and value (same types), and the
+    memo that echoes it is reused.
+    """
+    key_strategy, value_strategy = KINDS[name]
+    key = data.draw(key_strategy | hashable, label="key")
+    value = data.draw(value_strategy | anything, label="value")
+    cache = tmp_path / "cache"
+    cache.unlink(missing_ok=True)
+
+    async def scenario() -> None:
+        db = Types([])
+        db.text.set("kept", "yes")
+        await picante.save(db, cache)
+        before = cache.read_bytes()
+        getattr(db, name).set(key, value)
+        with contextlib.suppress(Exception):  # a query over a wrong type may raise: fine
+            await getattr(db, f"q_{name}")(key)
+        try:
+            await picante.save(db, cache)
+        except CacheError:
+            event("refused")
+            assert cache.read_bytes() == before
+            assert not cache.with_name("cache.log").exists()
+            return
+        event("saved")
+        log: list[str] = []
+        fresh = Types(log)
+        assert await picante.load(fresh, cache) is True
+        stored = {stored: stored for stored in fresh.__picante__.tables[name]}
+        assert_same(stored[key,], (key,))
+        assert_same(getattr(fresh, name).get(key), value)
+        assert_same(await getattr(fresh, f"q_{name}")(key), value)
+        assert log == []
+        if (name, key) != ("text", "kept"):
+            assert fresh.text.get("kept") == "yes"
+
+    run(scenario)
 
 
 # -- corrupted files ------------------------------------------------------------------------

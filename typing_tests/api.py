@@ -27,7 +27,7 @@ class Site:
     @picante.input
     async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
 
-    @picante.input(durability=picante.Durability.HIGH)
+    @picante.input(durability=picante.Durability.HIGH, eq=lambda a, b: a == b, persist=True)
     async def config(self) -> Config: ...  # type: ignore[empty-body]
 
     @picante.query
