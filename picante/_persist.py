@@ -517,6 +517,8 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
     tables: dict[str, dict[tuple[object, ...], InputCell | QueryCell]] = {}
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
+    # Memo id -> dependency ids, of the sections decoded: checked for loops before linking.
+    graph: dict[int, list[int]] = {}
     for name, section in merged.items():
         codec = codecs.get(name)
         if codec is None or codec.kind != section.kind or codec.schema != section.schema:
@@ -533,12 +535,16 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
             except Exception:  # noqa: BLE001 - undecodable: dropped as cold
                 exact = False
                 continue
+            # `save` writes each value once: a repeated one would make two ids for it.
+            expect(len(table.ids) == len(table.values), f"{name}: a value appears twice")
             interned[name] = table
             continue
         stale = section.kind == "query" and section.code != codec.code
         exact = exact and not stale
         try:
-            table_cells, section_cells, section_memos = _decode_records(codec, section, stale=stale)
+            table_cells, section_cells, section_memos = _decode_records(
+                codec, section, revision, graph, stale=stale
+            )
         except Corrupt:
             raise
         except Exception:  # noqa: BLE001 - undecodable: dropped as cold
@@ -554,6 +560,7 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
         memos.clear()
         interned.clear()
         exact = False
+    _check_acyclic(graph)
     exact = _link(memos, cells) and exact
     if not exact:
         # Stale memos re-execute; no memo may skip the walk to its dependencies by
@@ -579,23 +586,27 @@ _Table = dict[tuple[object, ...], InputCell | QueryCell]
 
 
 def _decode_records(
-    codec: Codec, section: Section, *, stale: bool
+    codec: Codec, section: Section, revision: Revision, graph: dict[int, list[int]], *, stale: bool
 ) -> tuple[_Table, dict[int, InputCell | QueryCell], _Memos]:
     """
     Decode one section's records: (its table, cells by id, memos with their dep ids).
 
     Records were checked for shape when read (`_format`); each field is checked here, as
-    written by `save`, since only sections that match the program are decoded at all.
+    written by `save`, since only sections that match the program are decoded at all:
+    stamps within `[0, revision]` (a memo's `changed_at` may be `NEVER`), dependency ids
+    integers (-1: not saved), one record per key. Memos add their dependencies to *graph*.
     """
     if codec.kind == "input":
         inputs = cast("dict[int, InputRecord]", section.records)
-        table, cells = _decode_inputs(codec, inputs)
+        table, cells = _decode_inputs(codec, inputs, revision)
         return table, cells, []
-    return _decode_memos(codec, cast("dict[int, MemoRecord]", section.records), stale=stale)
+    return _decode_memos(
+        codec, cast("dict[int, MemoRecord]", section.records), revision, graph, stale=stale
+    )
 
 
 def _decode_inputs(
-    codec: Codec, records: dict[int, InputRecord]
+    codec: Codec, records: dict[int, InputRecord], revision: Revision
 ) -> tuple[_Table, dict[int, InputCell | QueryCell]]:
     table: _Table = {}
     cells: dict[int, InputCell | QueryCell] = {}
@@ -605,17 +616,23 @@ def _decode_inputs(
     where = f"{codec.name}: a record"
     # Unpacked, not read by name: faster, and P9 loads 100,000 of each kind.
     for number, raw_key, raw_value, present, changed_at in records.values():
-        expect(is_bool(present) and is_int(changed_at), where)
+        expect(is_bool(present) and is_int(changed_at) and 0 <= changed_at <= revision, where)
         key = load_key(raw_key)
         value = load_value(raw_value) if present else ABSENT
         cell = InputCell(ingredient, key, value, changed_at)
         table[key] = cell
         cells[number] = cell
+    expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells
 
 
 def _decode_memos(
-    codec: Codec, records: dict[int, MemoRecord], *, stale: bool
+    codec: Codec,
+    records: dict[int, MemoRecord],
+    revision: Revision,
+    graph: dict[int, list[int]],
+    *,
+    stale: bool,
 ) -> tuple[_Table, dict[int, InputCell | QueryCell], _Memos]:
     table: _Table = {}
     cells: dict[int, InputCell | QueryCell] = {}
@@ -630,11 +647,15 @@ def _decode_memos(
             is_bool(has_value)
             and is_int(verified_at)
             and is_int(changed_at)
+            and 0 <= verified_at <= revision
+            and NEVER <= changed_at <= revision
             and durability in (0, 1, 2)
-            and is_list(deps)
-            and all(is_int(d) for d in deps),
+            and is_list(deps),
             where,
         )
+        for dep in deps:
+            if type(dep) is not int or dep < NEVER:
+                expect(False, f"{where}: a dependency id")
         key = load_key(raw_key)
         memo = QueryCell(ingredient, key)
         memo.value = load_value(raw_value) if has_value else EVICTED
@@ -644,7 +665,40 @@ def _decode_memos(
         table[key] = memo
         cells[number] = memo
         memos.append((memo, deps, stale))
+        graph[number] = deps
+    expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells, memos
+
+
+def _check_acyclic(graph: dict[int, list[int]]) -> None:
+    """
+    Raise `Corrupt` if memo dependencies loop (`save` never writes one; the runtime's walks
+    would not end). Iterative depth-first search over memo-to-memo edges, O(records + deps).
+    """
+    done: set[int] = set()
+    for root, root_deps in graph.items():
+        if root in done:
+            continue
+        # Most memos read only inputs: finished without a stack.
+        if not any(dep in graph for dep in root_deps):
+            done.add(root)
+            continue
+        on_path = {root}
+        stack = [(root, iter(root_deps))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                if dep in graph and dep not in done:
+                    if dep in on_path:
+                        msg = f"malformed payload: memo dependencies loop (record {dep})"
+                        raise Corrupt(msg)
+                    on_path.add(dep)
+                    stack.append((dep, iter(graph[dep])))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node)
+                done.add(node)
 
 
 def _link(memos: list[tuple[QueryCell, list[Any], bool]], cells: dict[int, Any]) -> bool:
