@@ -32,7 +32,11 @@ fingerprint differs from the running program's is never decoded as if it matched
   (so dependents are not recomputed if the new code gives the same value);
 * a memo that depends on a dropped record is stale too.
 
-Everything is decoded and built aside, then swapped into the database in one step.
+Before anything is installed, the record graph is checked (ids unique and in range,
+stamps within the file's revision, no dependency loop: `_check_acyclic`), so a crafted
+file cannot make a later read spin. Everything is decoded and built aside, then swapped
+into the database in one step; on a database with state, its inputs are then set again on
+top as one commit (`_swap`, `load`).
 """
 
 from __future__ import annotations
