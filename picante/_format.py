@@ -35,11 +35,12 @@ import errno
 import hashlib
 import os
 import secrets
+import stat
 import struct
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple, cast
 
 import attrs
 import orjson
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "HEADER",
+    "MAX_ID",
     "Aborted",
     "Corrupt",
     "FileContents",
@@ -96,6 +98,8 @@ _LOG_MAGIC: Final = b"PICALOG\n"
 HEADER: Final = struct.Struct(">8sHQ16s")
 _LOG_HEADER: Final = struct.Struct(">8sH16s")
 _ENTRY: Final = struct.Struct(">I16s")
+MAX_ID: Final = 2**53
+"""Record ids and revisions stay below this (exact in any JSON reader)."""
 
 
 def _digest(data: bytes) -> bytes:
@@ -470,11 +474,14 @@ def append(target: Path, header: bytes, entry: bytes | None, last: Written) -> W
         if entry is None:
             return last
         created = last.log_stat is None
+        # A log that holds nothing yet (empty: a crash right after creating it) gets the
+        # header too.
+        fresh = created or last.log_size == 0
         flags = os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _CLOEXEC
         fd = ops.open(log, flags | (os.O_CREAT | os.O_EXCL if created else 0), 0o644)
         try:
             try:
-                _write_all(fd, header + entry if created else entry)
+                _write_all(fd, header + entry if fresh else entry)
                 ops.fsync(fd)
                 if created:
                     _fsync_directory(log.parent)
@@ -583,23 +590,66 @@ def _read_log(data: bytes, digest: bytes) -> tuple[list[dict[str, Any]], int, bo
     return entries, offset, False, None
 
 
-def read_files(target: Path, max_bytes: int | None) -> FileContents | None:
-    """Read and check base and log (in a worker thread). `None`: no file."""
+def _open(path: Path, *, follow: bool) -> int | None:
+    """Open *path* to read (not following a last symlink unless *follow*); `None`: none."""
+    # O_NONBLOCK: a FIFO put at the path must not block the open; a regular file ignores it.
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= os.O_NOFOLLOW
     try:
-        data = target.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
-    log = log_path(target)
-    try:
-        log_data = log.read_bytes()
-    except FileNotFoundError:
-        log_data = b""
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow:
+            msg = f"{path.name} is a symbolic link: a log is never read or written through one"
+            raise Corrupt(msg) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        msg = f"{path.name} is not a regular file (a directory?)"
+        raise Corrupt(msg)
+    return fd
+
+
+def _read(file: BinaryIO, limit: int | None) -> bytes:
+    """Read *file* to its end, or *limit* + 1 bytes at most (a file may grow meanwhile)."""
+    return file.read() if limit is None else file.read(limit + 1)
+
+
+def _over(target: Path, size: int, max_bytes: int) -> CacheError:
+    msg = f"{target}: the cache takes {size:,} bytes or more, over max_bytes={max_bytes:,}"
+    return CacheError(msg)
+
+
+def read_files(target: Path, max_bytes: int | None) -> FileContents | None:
+    """
+    Read and check base and log (in a worker thread). `None`: no file.
+
+    With *max_bytes*, sizes are checked before anything is read, and each read is bounded,
+    so a file too large (or growing meanwhile) is refused without holding it in memory.
+    A directory or other non-regular file at either path, or a log that is a symbolic
+    link, is `Corrupt`.
+    """
+    fd = _open(target, follow=True)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as base:
+        log_fd = _open(log_path(target), follow=False)
+        log_file = None if log_fd is None else os.fdopen(log_fd, "rb")
+        with log_file or contextlib.nullcontext():
+            size = os.fstat(fd).st_size
+            log_size = 0 if log_fd is None else os.fstat(log_fd).st_size
+            if max_bytes is not None and size + log_size > max_bytes:
+                raise _over(target, size + log_size, max_bytes)
+            data = _read(base, max_bytes)
+            log_data = (
+                b""
+                if log_file is None
+                else _read(log_file, None if max_bytes is None else max_bytes - len(data))
+            )
     if max_bytes is not None and len(data) + len(log_data) > max_bytes:
-        msg = (
-            f"{target}: the cache takes {len(data) + len(log_data):,} bytes, "
-            f"over max_bytes={max_bytes:,}"
-        )
-        raise CacheError(msg)
+        raise _over(target, len(data) + len(log_data), max_bytes)
     payload, digest = _read_base(data)
     entries, used, torn, ignored = _read_log(log_data, digest)
     return FileContents(payload, digest, len(data), entries, used, torn, ignored)
@@ -618,8 +668,12 @@ class Section:
     values: list[object] = attrs.field(factory=list[object])
     """An interned table's values, in id order."""
 
-    def add_records(self, name: str, records: list[Any]) -> None:
-        """Add *records* (wire form) by id, checked for shape like `from_wire`."""
+    def add_records(self, name: str, records: list[Any], *, replace: bool) -> None:
+        """
+        Add *records* (wire form) by id, checked for shape like `from_wire`.
+
+        Only a log entry may *replace* a record of the same id: a base lists each once.
+        """
         # `from_wire` inlined, and the message built once: P9 loads 200,000 records.
         record_type = InputRecord if self.kind == "input" else MemoRecord
         width = len(record_type._fields)
@@ -631,6 +685,9 @@ class Section:
             if type(raw) is not list or len(raw) != width or type(raw[0]) is not int:  # pyright: ignore[reportUnknownArgumentType]
                 expect(False, where)
             by_id[raw[0]] = new(record_type, raw)  # pyright: ignore[reportUnknownArgumentType]
+        if not replace and len(by_id) != len(records):
+            msg = f"malformed payload: {where} id appears twice"
+            raise Corrupt(msg)
 
 
 def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
@@ -639,7 +696,7 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
     revision: Any = payload.get("revision")
     last_changed: Any = payload.get("last_changed")
     sections: Any = payload.get("sections")
-    expect(is_int(revision) and revision >= 0, "revision")
+    expect(is_int(revision) and 0 <= revision < MAX_ID, "revision")
     expect(type(sections) is list, "sections")
     merged: dict[str, Section] = {}
     for raw in sections:
@@ -648,6 +705,7 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
         kind: Any = raw.get("kind")
         expect(type(name) is str and kind in ("input", "query", "interned"), "section name/kind")
         expect(type(raw.get("schema")) is str, f"section {name}: schema")
+        expect(name not in merged, f"section {name} appears twice")
         section = Section(kind, raw["schema"], raw.get("code"))
         if kind == "interned":
             values = raw.get("values")
@@ -656,13 +714,19 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
         else:
             records = raw.get("records")
             expect(type(records) is list, f"section {name}: records")
-            section.add_records(name, records)
+            section.add_records(name, records, replace=False)
         merged[name] = section
     for number, log_entry in enumerate(contents.entries, 1):
         where = f"log entry {number}"
+        previous = revision
         revision = log_entry.get("revision")
         last_changed = log_entry.get("last_changed")
-        expect(is_int(revision) and type(log_entry.get("sections")) is list, where)
+        expect(
+            is_int(revision)
+            and previous <= revision < MAX_ID
+            and type(log_entry.get("sections")) is list,
+            where,
+        )
         for raw in log_entry["sections"]:
             expect(type(raw) is dict, where)
             name = raw.get("name")
@@ -680,13 +744,10 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
             else:
                 records = raw.get("records")
                 expect(type(records) is list, f"{where}: {name}")
-                found.add_records(name, records)
-    expect(
-        type(last_changed) is list
-        and len(last_changed) == len(Durability)
-        and all(is_int(r) for r in last_changed),
-        "last_changed",
-    )
+                found.add_records(name, records, replace=True)
+    expect(type(last_changed) is list and len(last_changed) == len(Durability), "last_changed")
+    watermarks = cast("list[object]", last_changed)
+    expect(all(type(r) is int and 0 <= r <= revision for r in watermarks), "last_changed")
     return merged, revision, last_changed
 
 

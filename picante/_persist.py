@@ -34,7 +34,11 @@ fingerprint differs from the running program's is never decoded as if it matched
   (so dependents are not recomputed if the new code gives the same value);
 * a memo that depends on a dropped record is stale too.
 
-Everything is decoded and built aside, then swapped into the database in one step.
+Before anything is installed, the record graph is checked (ids unique and in range,
+stamps within the file's revision, no dependency loop: `_check_acyclic`), so a crafted
+file cannot make a later read spin. Everything is decoded and built aside, then swapped
+into the database in one step; on a database with state, its inputs are then set again on
+top as one commit (`_swap`, `load`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
     FORMAT_VERSION,
     HEADER,
+    MAX_ID,
     Aborted,
     Corrupt,
     FileContents,
@@ -95,9 +100,9 @@ from ._store import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, KeysView
 
-    from ._runtime import View
+    from ._runtime import Table, View
     from ._store import Revision
 
     _T = TypeVar("_T")
@@ -627,12 +632,18 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
     notes: list[Note] = []
+    # Memo id -> dependency ids, of the sections decoded: checked for loops before linking.
+    # The ids of the sections dropped, to check for duplicates all the same.
+    dropped: list[KeysView[int]] = []
+    graph: dict[int, list[int]] = {}
     for name, section in merged.items():
         codec = codecs.get(name)
         if codec is None or codec.kind != section.kind or codec.schema != section.schema:
-            # Gone, or its types changed: never decode it as if it matched.
+            # Gone, or its types changed: never decode it as if it matched (its ids are
+            # still checked for duplicates below).
             notes.append((name, "dropped", _why_dropped(section, codec)))
             exact = False
+            dropped.append(section.records.keys())
             continue
         if section.kind == "interned":
             try:
@@ -645,6 +656,8 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
                 notes.append((name, "dropped", f"decode failure: {error}"))
                 exact = False
                 continue
+            # `save` writes each value once: a repeated one would make two ids for it.
+            expect(len(table.ids) == len(table.values), f"{name}: a value appears twice")
             interned[name] = table
             continue
         stale = section.kind == "query" and section.code != codec.code
@@ -652,7 +665,9 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
             notes.append((name, "stale", "code changed: its memos re-execute on first use"))
         exact = exact and not stale
         try:
-            table_cells, section_cells, section_memos = _decode_records(codec, section, stale=stale)
+            table_cells, section_cells, section_memos = _decode_records(
+                codec, section, revision, graph, stale=stale
+            )
         except Corrupt:
             raise
         except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
@@ -660,8 +675,11 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
             exact = False
             continue
         tables[name] = table_cells
+        count = len(cells)
         cells.update(section_cells)
+        expect(len(cells) == count + len(section_cells), "a record id appears in two sections")
         memos += section_memos
+    _check_ids(cells, dropped)
     if any(s.kind == "interned" and name not in interned for name, s in merged.items()):
         # An interned table was dropped: its ids may appear in any value. Load nothing.
         everything: list[Note] = [
@@ -675,6 +693,7 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
         memos.clear()
         interned.clear()
         exact = False
+    _check_acyclic(graph)
     exact = _link(memos, cells) and exact
     if not exact:
         # Stale memos re-execute; no memo may skip the walk to its dependencies by
@@ -722,23 +741,27 @@ _Table = dict[tuple[object, ...], InputCell | QueryCell]
 
 
 def _decode_records(
-    codec: Codec, section: Section, *, stale: bool
+    codec: Codec, section: Section, revision: Revision, graph: dict[int, list[int]], *, stale: bool
 ) -> tuple[_Table, dict[int, InputCell | QueryCell], _Memos]:
     """
     Decode one section's records: (its table, cells by id, memos with their dep ids).
 
     Records were checked for shape when read (`_format`); each field is checked here, as
-    written by `save`, since only sections that match the program are decoded at all.
+    written by `save`, since only sections that match the program are decoded at all:
+    stamps within `[0, revision]` (a memo's `changed_at` may be `NEVER`), dependency ids
+    integers (-1: not saved), one record per key. Memos add their dependencies to *graph*.
     """
     if codec.kind == "input":
         inputs = cast("dict[int, InputRecord]", section.records)
-        table, cells = _decode_inputs(codec, inputs)
+        table, cells = _decode_inputs(codec, inputs, revision)
         return table, cells, []
-    return _decode_memos(codec, cast("dict[int, MemoRecord]", section.records), stale=stale)
+    return _decode_memos(
+        codec, cast("dict[int, MemoRecord]", section.records), revision, graph, stale=stale
+    )
 
 
 def _decode_inputs(
-    codec: Codec, records: dict[int, InputRecord]
+    codec: Codec, records: dict[int, InputRecord], revision: Revision
 ) -> tuple[_Table, dict[int, InputCell | QueryCell]]:
     table: _Table = {}
     cells: dict[int, InputCell | QueryCell] = {}
@@ -748,17 +771,23 @@ def _decode_inputs(
     where = f"{codec.name}: a record"
     # Unpacked, not read by name: faster, and P9 loads 100,000 of each kind.
     for number, raw_key, raw_value, present, changed_at in records.values():
-        expect(is_bool(present) and is_int(changed_at), where)
+        expect(is_bool(present) and is_int(changed_at) and 0 <= changed_at <= revision, where)
         key = load_key(raw_key)
         value = load_value(raw_value) if present else ABSENT
         cell = InputCell(ingredient, key, value, changed_at)
         table[key] = cell
         cells[number] = cell
+    expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells
 
 
 def _decode_memos(
-    codec: Codec, records: dict[int, MemoRecord], *, stale: bool
+    codec: Codec,
+    records: dict[int, MemoRecord],
+    revision: Revision,
+    graph: dict[int, list[int]],
+    *,
+    stale: bool,
 ) -> tuple[_Table, dict[int, InputCell | QueryCell], _Memos]:
     table: _Table = {}
     cells: dict[int, InputCell | QueryCell] = {}
@@ -773,11 +802,15 @@ def _decode_memos(
             is_bool(has_value)
             and is_int(verified_at)
             and is_int(changed_at)
+            and 0 <= verified_at <= revision
+            and NEVER <= changed_at <= revision
             and durability in (0, 1, 2)
-            and is_list(deps)
-            and all(is_int(d) for d in deps),
+            and is_list(deps),
             where,
         )
+        for dep in deps:
+            if type(dep) is not int or dep < NEVER:
+                expect(False, f"{where}: a dependency id")
         key = load_key(raw_key)
         memo = QueryCell(ingredient, key)
         memo.value = load_value(raw_value) if has_value else EVICTED
@@ -787,7 +820,53 @@ def _decode_memos(
         table[key] = memo
         cells[number] = memo
         memos.append((memo, deps, stale))
+        graph[number] = deps
+    expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells, memos
+
+
+def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[int]]) -> None:
+    """Record ids are in `[0, MAX_ID)` and unique across sections, dropped ones included."""
+    # On the cells, built anyway: a set of every id would cost P9's load 12 ms.
+    expect(not cells or (min(cells) >= 0 and max(cells) < MAX_ID), "a record id out of range")
+    seen: set[int] = set()
+    for ids in dropped:
+        expect(
+            cells.keys().isdisjoint(ids) and seen.isdisjoint(ids),
+            "a record id appears in two sections",
+        )
+        seen.update(ids)
+
+
+def _check_acyclic(graph: dict[int, list[int]]) -> None:
+    """
+    Raise `Corrupt` if memo dependencies loop (`save` never writes one; the runtime's walks
+    would not end). Iterative depth-first search, O(records + deps).
+    """
+    # Only memos that read memos can be on a loop, and only through such memos: most memos
+    # read inputs alone, and this filter (C-level `isdisjoint`) is all they cost.
+    memos = graph.keys()
+    inner = {memo: deps for memo, deps in graph.items() if not memos.isdisjoint(deps)}
+    done: set[int] = set()
+    for root, root_deps in inner.items():
+        if root in done:
+            continue
+        on_path = {root}
+        stack = [(root, iter(root_deps))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                if dep in inner and dep not in done:
+                    if dep in on_path:
+                        msg = f"malformed payload: memo dependencies loop (record {dep})"
+                        raise Corrupt(msg)
+                    on_path.add(dep)
+                    stack.append((dep, iter(inner[dep])))
+                    break
+            else:
+                stack.pop()
+                on_path.discard(node)
+                done.add(node)
 
 
 def _link(memos: list[tuple[QueryCell, list[Any], bool]], cells: dict[int, Any]) -> bool:
@@ -848,27 +927,35 @@ async def load(
     max_bytes: int | None = None,
 ) -> bool:
     """
-    Load the cache file *path* (and its log) into *db*, a database with no state yet.
+    Load the cache file *path* (and its log) into *db*.
 
-    Every input, interned value and memo in the file is restored, at the revision it was
-    saved at, so that every memo still valid is reused without recomputing. A section of
-    the file whose types no longer match the class is dropped; the memos of a query whose
-    code changed (or whose `version=` did) re-execute on first use, and so do memos that
-    depended on something dropped. If an interned table's type changed, its ids may
-    appear in any value, so nothing is loaded (and `True` is returned: the file was
-    read). What is dropped or stale is logged (logger `"picante"`, with the reason).
-    Reading and decoding run in a worker thread; the
-    database changes in one step at the end, or not at all.
+    Every input, interned value and memo in the file is restored, so that every memo still
+    valid is reused without recomputing. A section of the file whose types no longer match
+    the class is dropped; the memos of a query whose code changed (or whose `version=`
+    did) re-execute on first use, and so do memos that depended on something dropped. If
+    an interned table's type changed, its ids may appear in any value, so nothing is
+    loaded (and `True` is returned: the file was read). What is dropped or stale is logged
+    (logger `"picante"`, with the reason). Reading, checking and decoding run in a worker
+    thread; the database changes in one step at the end, or not at all.
+
+    A database with no state gets the file's state at the file's revision. On a database
+    that already has state, the file becomes the base: the memos the database had are
+    dropped (they may disagree with the file's inputs), and every input it holds is set
+    again on top, as one batch, so nothing the program set is lost and the memos that read
+    those inputs revalidate as after any change. The revision only moves forward: it ends
+    above the database's and at or above the file's. (An input the program removed is not
+    removed again: the file's value, if any, stays.)
 
     Args:
-        db: A database that has no inputs, memos or interned values yet, and no snapshots.
+        db: A database (not a snapshot), with no query running and no live snapshot.
         path: The cache file written by `picante.save`.
         on_corrupt: What to do with a file that is corrupt, truncated, empty, not a cache
-            file, or written by another database class: `"error"` raises `CacheError`
-            with the reason, `"ignore"` returns `False`, `"delete"` deletes the file (and
-            its log) and returns `False`.
+            file, written by another database class, or not a regular file (a directory;
+            a log that is a symbolic link): `"error"` raises `CacheError` with the
+            reason, `"ignore"` returns `False`, `"delete"` deletes the file (and its log)
+            and returns `False` (but never deletes a directory: `CacheError`).
         max_bytes: Refuse (with `CacheError`) a cache larger than this, file and log
-            together.
+            together, before reading it.
 
     Returns:
         `True` if the file was loaded; `False` if there is no file, or it is corrupt and
@@ -877,15 +964,17 @@ async def load(
     Raises:
         CacheError: The file is corrupt and *on_corrupt* is `"error"`, or larger than
             *max_bytes*.
-        UsageError: *db* already has state, or is a snapshot; or *on_corrupt* is invalid.
-        LimitExceededError: The inputs and interned values exceed the database's
+        UsageError: *db* is a snapshot, a query of it is running or a snapshot of it is
+            alive, or the file's interned ids conflict with ids the database handed out;
+            or *on_corrupt* is invalid. Nothing is loaded.
+        LimitExceededError: The resulting inputs and interned values exceed the database's
             `max_state_bytes`; nothing is loaded.
     """
     if on_corrupt not in ("error", "ignore", "delete"):
         msg = f"load(): on_corrupt must be 'error', 'ignore' or 'delete', got {on_corrupt!r}"
         raise UsageError(msg)
     view = view_of(db)
-    _check_fresh(view)
+    _check_idle(view)
     target = Path(path)
     codecs = codecs_of(type(db))
     state = _persisted(view)
@@ -900,11 +989,9 @@ async def load(
                 msg = f"{target}: {error}"
                 raise CacheError(msg) from None
             if on_corrupt == "delete":
-                await asyncio.to_thread(_delete, target)
+                await asyncio.to_thread(_delete, target, error)
             logger.warning("%s: %s corrupt cache file: %s", target, _DISCARDED[on_corrupt], error)
             return False
-        _swap(view, loaded)
-        _report(target, type(db).__qualname__, loaded, contents)
         fresh = _Persisted(lock=state.lock)
         fresh.path = target
         fresh.digest = contents.digest
@@ -915,13 +1002,20 @@ async def load(
         fresh.ids = loaded.ids
         fresh.next_id = loaded.next_id
         fresh.interned = loaded.interned_counts
+        # The file's revision: if the view's ends elsewhere, the next save records it.
         fresh.revision = loaded.revision
         # A torn or ignored log tail, or dropped records: the next save rewrites the file.
         fresh.must_rewrite = (
             not loaded.exact or contents.log_torn or contents.log_ignored is not None
         )
-        view.persistence = fresh
-        view.dirty = set()
+        with view.lock:
+            held = _swap(view, loaded)
+            view.persistence = fresh
+            view.dirty = set()
+            if held:
+                # The program's inputs on top, as one batch; they go to the next save's log.
+                view.commit(held)
+        _report(target, type(db).__qualname__, loaded, contents)
     return True
 
 
@@ -955,72 +1049,135 @@ def load_plan(path: str | os.PathLike[str], cls: type) -> dict[str, tuple[str, s
     return plan
 
 
-def _delete(target: Path) -> None:
-    for file in (target, log_path(target)):
+def _delete(target: Path, error: Corrupt) -> None:
+    files = (target, log_path(target))
+    for file in files:
+        # Never remove a user's directory (or what else is not a file) for a cache file.
+        if file.is_dir() and not file.is_symlink():
+            msg = f"{target}: {error}; on_corrupt='delete' does not delete directory {file}"
+            raise CacheError(msg)
+    for file in files:
         with contextlib.suppress(FileNotFoundError):
-            file.unlink()
+            file.unlink()  # A symlinked log: the link goes, not what it points to.
 
 
-def _check_fresh(view: View) -> None:
+def _check_idle(view: View) -> None:
+    """Raise `UsageError` unless *view* is a database no query reads and no snapshot shares."""
     if view.parent is not None:
         msg = "load() needs a database, not a snapshot"
         raise UsageError(msg)
     with view.lock:
-        # Snapshots dropped since the last commit are let go of now.
+        # Snapshots dropped and evaluations finished since the last commit are let go of now.
         view.sync.sweep(view, force=True)
-    if (
-        view.revision != 0
-        or any(view.tables.values())
-        or any(table.values for table in view.family.interned.values())
-        or view.readers.entries
-    ):
+        busy = bool(view.readers.entries) or view.sync.views > 1
+    if busy:
         msg = (
-            f"load() needs a new {type(view.db).__name__} with no state: this one has "
-            f"inputs, memos, interned values or snapshots already (revision {view.revision})"
+            f"load() cannot replace the state of this {type(view.db).__name__} while a "
+            "query of it runs or a snapshot of it is alive"
         )
         raise UsageError(msg)
 
 
-def _swap(view: View, loaded: _Loaded) -> None:
-    """Install *loaded* into *view* in one step (on the event loop's thread)."""
-    with view.lock:
-        _check_fresh(view)
-        input_bytes = 0
-        interned_bytes = 0
-        if view.limit is not None:
-            for table in loaded.tables.values():
-                for cell in table.values():
-                    if isinstance(cell, InputCell) and cell.value is not ABSENT:
-                        cell.size = sizeof(cell.key) + sizeof(cell.value)
-                        input_bytes += cell.size
-            interned_bytes = sum(
-                sizeof(value) for table in loaded.interned.values() for value in table.values
-            )
-            if input_bytes + interned_bytes > view.limit:
+_Set = tuple["Table", Any, tuple[object, ...], object]
+"""A mutation for `View.commit`: (table, input ingredient, key, value)."""
+
+
+def _held_inputs(view: View) -> list[_Set]:
+    """The inputs *view* holds, as the mutations that set them (removed ones are not)."""
+    return [
+        (table, cell.ingredient, cell.key, cell.value)
+        for table in view.tables.values()
+        for cell in table.values()
+        if isinstance(cell, InputCell) and cell.value is not ABSENT
+    ]
+
+
+def _merge_interned(view: View, loaded: _Loaded) -> dict[str, list[object]]:
+    """The file's interned values the view lacks, per table; `UsageError` on a conflict."""
+    new: dict[str, list[object]] = {}
+    for name, table in loaded.interned.items():
+        mine = view.family.interned.get(name)
+        have = [] if mine is None else mine.values
+        for index, (a, b) in enumerate(zip(have, table.values, strict=False)):
+            if type(a) is not type(b) or a != b:
                 msg = (
-                    f"{type(view.db).__name__}: the cache's state is "
-                    f"{input_bytes + interned_bytes:,} bytes, over "
-                    f"max_state_bytes={view.limit:,}"
+                    f"load(): interned table {name} conflicts with the file: this "
+                    f"{type(view.db).__name__} handed out id {index} for {a!r}, the file "
+                    f"has {b!r}; nothing is loaded"
                 )
-                raise LimitExceededError(msg)
-        for name, cells in loaded.tables.items():
-            # In place: handles hold on to their tables.
-            view.table(name).update(cells)
-        family = view.family
-        with family.lock:
-            for name, values in loaded.interned.items():
-                mine = family.intern_table(name)
-                mine.ids.update(values.ids)
-                mine.values.extend(values.values)
-            family.interned_bytes += interned_bytes
-        view.input_bytes = input_bytes
-        view.last_changed[:] = loaded.last_changed
+                raise UsageError(msg)
+        new[name] = table.values[len(have) :]
+    return new
+
+
+def _swap(view: View, loaded: _Loaded) -> list[_Set]:
+    """
+    Install *loaded* into *view* in one step (on the event loop's thread, under the lock).
+
+    Returns the inputs the view held, to be set again on top. Raises before anything
+    changes if the view is busy, interned ids conflict, or the result exceeds the limit.
+    """
+    _check_idle(view)
+    held = _held_inputs(view)
+    had_state = (
+        view.revision != 0
+        or any(view.tables.values())
+        or any(table.values for table in view.family.interned.values())
+    )
+    new_interned = _merge_interned(view, loaded)
+    input_bytes = 0
+    interned_bytes = 0
+    if view.limit is not None:
         for table in loaded.tables.values():
             for cell in table.values():
-                if (
-                    isinstance(cell, QueryCell)
-                    and cell.ingredient.lru is not None
-                    and cell.verified_at != NEVER
-                ):
-                    view.track_lru(cell)
-        view.revision = loaded.revision
+                if isinstance(cell, InputCell) and cell.value is not ABSENT:
+                    cell.size = sizeof(cell.key) + sizeof(cell.value)
+                    input_bytes += cell.size
+        interned_bytes = sum(sizeof(value) for values in new_interned.values() for value in values)
+        # What the inputs set again will weigh instead of the file's values they replace.
+        total = input_bytes
+        for _, ingredient, key, value in held:
+            theirs = loaded.tables.get(ingredient.name, {}).get(key)
+            if isinstance(theirs, InputCell) and theirs.value is not ABSENT:
+                if ingredient.eq(theirs.value, value):
+                    continue
+                total -= theirs.size
+            total += sizeof(key) + sizeof(value)
+        state = total + view.family.interned_bytes + interned_bytes
+        if state > view.limit:
+            msg = (
+                f"{type(view.db).__name__}: the cache's state is {state:,} bytes, over "
+                f"max_state_bytes={view.limit:,}"
+            )
+            raise LimitExceededError(msg)
+    for table in view.tables.values():
+        # In place: handles hold on to their tables. The view's own memos go.
+        table.clear()
+    view.histories.clear()
+    view.pasts.clear()
+    view.lrus.clear()
+    for name, cells in loaded.tables.items():
+        view.table(name).update(cells)
+    family = view.family
+    with family.lock:
+        for name, values in new_interned.items():
+            mine = family.intern_table(name)
+            for value in values:
+                mine.ids[type(value), value] = len(mine.values)
+                mine.values.append(value)
+        family.interned_bytes += interned_bytes
+    view.input_bytes = input_bytes
+    view.last_changed[:] = loaded.last_changed
+    for table in loaded.tables.values():
+        for cell in table.values():
+            if (
+                isinstance(cell, QueryCell)
+                and cell.ingredient.lru is not None
+                and cell.verified_at != NEVER
+            ):
+                view.track_lru(cell)
+    # Every stamp in the file is at most its revision, so the file's state holds at any
+    # later revision too: on a database with state, it is installed past the database's
+    # revision, and what is set again on top commits at one more.
+    view.revision = max(loaded.revision, view.revision + 1) if had_state else loaded.revision
+    return held

@@ -749,21 +749,16 @@ async def test_unsaveable_type_fails_save_and_keeps_the_file(tmp_path: Path) -> 
 # -- misuse ------------------------------------------------------------------------------------
 
 
-async def test_load_needs_a_database_without_state(log: list[str], tmp_path: Path) -> None:
-    """`load` into a database with inputs or interned values raises `UsageError`."""
+async def test_load_into_a_database_with_state_keeps_what_it_set(
+    log: list[str], tmp_path: Path
+) -> None:
+    """`load` into a database with inputs keeps them on top of the file (no `UsageError`)."""
     path = await saved_file(log, tmp_path)
     db = Site(log)
     db.source.set("c.md", "mine")
-    with pytest.raises(UsageError, match=r"load\(\) needs a new Site with no state"):
-        await picante.load(db, path)
-    assert (db.source.get("a.md"), db.source.get("c.md")) == (None, "mine")
-    tagged = Site(log)
-    tagged.tags.intern("mine")
-    with pytest.raises(UsageError, match="no state"):
-        await picante.load(tagged, path)
-    loaded = await loaded_site(log, path)
-    with pytest.raises(UsageError, match="no state"):
-        await picante.load(loaded, path)
+    assert await picante.load(db, path) is True
+    assert (db.source.get("a.md"), db.source.get("c.md")) == ("one two", "mine")
+    assert picante.revision(db) > 1
 
 
 async def test_snapshots_cannot_be_saved_or_loaded(log: list[str], tmp_path: Path) -> None:

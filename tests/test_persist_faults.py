@@ -422,3 +422,20 @@ def test_two_processes_never_mix(tmp_path: Path) -> None:
                 writer.kill()
                 writer.wait()
     assert asyncio.run(state_in(path)) in finals
+
+
+async def test_an_empty_log_left_by_a_crash_is_appended_to_with_its_header(tmp_path: Path) -> None:
+    """A log a crash left empty (created, nothing written) gets the header with the next entry."""
+    path = tmp_path / "notes.cache"
+    db = Notes()
+    set_state(db, "first")
+    await computed(db)
+    await picante.save(db, path)
+    log = path.with_name(path.name + ".log")
+    log.touch()  # as a SIGKILL right after the log's creation leaves it
+    resumed = Notes()
+    assert await picante.load(resumed, path)
+    expected = set_state(resumed, "second")
+    await picante.save(resumed, path)  # an incremental save: appended to the empty log
+    assert log.read_bytes().startswith(b"PICALOG\n")
+    assert await state_in(path) == expected

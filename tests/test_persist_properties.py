@@ -28,6 +28,8 @@ import hashlib
 import math
 import struct
 import tempfile
+import time
+import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -920,6 +922,92 @@ def test_malformed_payload(tmp_path: Path, data: st.DataObject, target: int) -> 
                 await getattr(db, f"q_{name}")(key)
 
     run(scenario)
+
+
+def craft(data: st.DataObject, payload: dict[str, Any]) -> None:
+    """Make one record-level defect a checksum does not catch: ids, loops, types, sizes."""
+    records = [(s["name"], record) for s in payload["sections"] for record in s.get("records", [])]
+    memos = [record for name, record in records if name.startswith("q_") or name == "length"]
+    _, record = data.draw(st.sampled_from(records), label="record")
+    other = data.draw(st.sampled_from([r for _, r in records]), label="other")
+    defect = data.draw(
+        st.sampled_from(
+            ["loop", "self loop", "shared id", "id", "dependency", "field", "huge list"]
+        ),
+        label="defect",
+    )
+    event(defect)
+    if defect == "loop" and len(memos) >= 2:
+        first, second = data.draw(st.permutations(memos), label="pair")[:2]
+        first[-1].append(second[0])
+        second[-1].append(first[0])
+    elif defect == "self loop" and memos:
+        memo = data.draw(st.sampled_from(memos), label="memo")
+        memo[-1].append(memo[0])
+    elif defect == "shared id":
+        record[0] = other[0]
+    elif defect == "id":
+        record[0] = data.draw(st.sampled_from([-1, -(2**62), 2**53, 2**63 - 1, "0", 1.0, True]))
+    elif defect == "dependency" and memos:
+        memo = data.draw(st.sampled_from(memos), label="memo")
+        memo[-1].append(data.draw(st.sampled_from([-2, "1", None, 1.5, [0], 2**63 - 1, True])))
+    elif defect == "huge list" and memos:
+        memo = data.draw(st.sampled_from(memos), label="memo")
+        memo[-1].extend([memo[0] + 1] * 200_000)
+    else:
+        index = data.draw(st.integers(1, len(record) - 1), label="field")
+        record[index] = data.draw(
+            st.sampled_from(["1", -5, 2**62, None, [], {}, 1.5, True, [0] * 100_000])
+        )
+
+
+@given(data=st.data(), target=st.integers(0, len(STAGES) - 1))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+def test_crafted_records_with_a_valid_checksum(
+    tmp_path: Path, data: st.DataObject, target: int
+) -> None:
+    """A re-signed payload with crafted records raises CacheError or loads, fast and small."""
+    found = original()
+    payloads = [found.base[BASE_HEADER.size :]]
+    payloads += [
+        found.log[start + ENTRY_HEADER.size : end]
+        for start, end in zip([LOG_HEADER.size, *found.entry_ends], found.entry_ends, strict=False)
+    ]
+    payload = orjson.loads(payloads[target])
+    if not any(s.get("records") for s in payload["sections"]):
+        target = 0
+        payload = orjson.loads(payloads[0])
+    craft(data, payload)
+    payloads[target] = orjson.dumps(payload)
+    base = checksummed_base(payloads[0])
+    cache = tmp_path / "cache"
+    write_cache(cache, base, checksummed_log(base, payloads[1:]))
+
+    async def scenario() -> None:
+        db = Types([])
+        outcome = await load_or_error(db, cache)
+        event(type(outcome).__name__)
+        if isinstance(outcome, picante.CacheError):
+            assert str(outcome).startswith(f"{cache}: ")
+            assert_empty(db)
+            return
+        assert outcome is True
+        # Whatever loaded answers, and answers again without spinning.
+        for _ in range(2):
+            for name, key, _ in present(found.models[-1]):
+                with contextlib.suppress(MissingInputError):
+                    await getattr(db, f"q_{name}")(key)
+
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        run(scenario)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5
+    # The payload is at most a few MB (the huge lists); loading may not blow up past it.
+    assert peak < 10 * len(payloads[target]) + (8 << 20)
 
 
 @pytest.mark.parametrize(
