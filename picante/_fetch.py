@@ -410,9 +410,10 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
-        if view.readers.pinned and cell.verified_at < revision:
-            # A snapshot pinned at the old `verified_at` may still adopt this state.
-            view.keep_past(cell, cell.verified_at)
+        if view.readers.revisions and cell.verified_at < revision:
+            # Valid from its old `verified_at` on, as the walk proved: a reader at a revision
+            # in between (a snapshot, an evaluation bound to it) may still need that.
+            view.keep_past(cell, revision - 1, snapshots=False)
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
             dep.clean for dep in cell.deps if type(dep) is QueryCell
@@ -558,8 +559,11 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             _keep_answer(view, frame, outcome, failure, deps)
             return
         if not first:
-            if view.readers.pinned:
-                view.keep_past(cell, view.revision if cell.clean else previous)
+            if view.readers.revisions:
+                # The state being replaced, for readers at the revisions it was valid at
+                # (before this one).
+                valid_through = view.revision if cell.clean else previous
+                view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
             if deps != cell.deps:
                 relink(cell, cell.deps, deps)
         if not backdate(cell, outcome, failure, durability):

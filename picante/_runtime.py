@@ -473,17 +473,23 @@ class View:
                 # Not clean already: by the invariant, its dependents are not clean either.
                 continue
             if pinned:
-                self.keep_past(memo, self.revision)
+                # Invalidated, not replaced: an evaluation at an old revision can still
+                # revalidate it; a snapshot adopts, and needs to know how long it was valid.
+                self.keep_past(memo, self.revision, snapshots=True)
             memo.clean = False
             invalidated += 1
             if memo.dependents is not None:
                 stack.extend(dependents_of(memo))
         self.counters.invalidations += invalidated
 
-    def keep_past(self, memo: QueryCell, valid_through: Revision) -> None:
-        """Save *memo*'s state if a live snapshot's revision lies in its validity."""
+    def keep_past(self, memo: QueryCell, valid_through: Revision, *, snapshots: bool) -> None:
+        """
+        Save *memo*'s state, valid from its `verified_at` through *valid_through*, if a
+        reader's revision (with *snapshots*, a live snapshot's) lies in that range: the
+        memo is about to be replaced or to lose what says how long it was valid.
+        """
         low = memo.verified_at
-        if low == NEVER or not self.family.sync.keeps_state(self, low, valid_through):
+        if low == NEVER or not self.sync.keeps_state(self, low, valid_through, snapshots=snapshots):
             return
         self.pasts.setdefault(memo, []).append(memo.state(valid_through))
 

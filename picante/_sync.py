@@ -213,9 +213,13 @@ class SyncTable:
         return any(revision >= low for revision in revisions)
 
     @staticmethod
-    def keeps_state(view: Any, low: Revision, high: Revision) -> bool:
-        """Tell whether a memo state valid over `[low, high]` must be kept for a snapshot."""
-        return _any_in(view.readers.pinned, low, high)
+    def keeps_state(view: Any, low: Revision, high: Revision, *, snapshots: bool) -> bool:
+        """
+        Tell whether a memo state valid over `[low, high]` must be kept: a reader's revision
+        lies in that range (with *snapshots*, only a snapshot's counts).
+        """
+        readers: Readers = view.readers
+        return _any_in(readers.pinned if snapshots else readers.revisions, low, high)
 
 
 def _any_in(revisions: tuple[Revision, ...], low: Revision, high: Revision) -> bool:

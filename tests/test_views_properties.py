@@ -652,12 +652,15 @@ EVICTED = picante._store.EVICTED
 
 TestViewConsistency = ViewConsistency.TestCase
 TestViewConsistency.__doc__ = "In every view, every memo equals a from-scratch evaluation."
+VIEW_EXAMPLES = max(150, 2 * settings().max_examples)
+
 TestViewConsistency.settings = settings(
-    max_examples=max(150, 2 * settings().max_examples),
+    max_examples=VIEW_EXAMPLES,
     stateful_step_count=40,
     deadline=None,
     # No explain phase: it prints elided arguments as broken `(\n )` and replays a lot.
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 )
-# A failure is shrunk by replaying many programs, and a deadlock costs `TIMEOUT` each time.
-TestViewConsistency.pytestmark = [pytest.mark.timeout(1200)]  # type: ignore[attr-defined]
+# A failure is shrunk by replaying many programs, and a deadlock costs `TIMEOUT` each time;
+# the thorough profile's 2,000 examples take about half an hour on a busy two-core machine.
+TestViewConsistency.pytestmark = [pytest.mark.timeout(900 + VIEW_EXAMPLES)]  # type: ignore[attr-defined]
