@@ -292,9 +292,15 @@ def collections() -> Iterator[list[int]]:
 
 def test_gc_rate_collects(collections: list[int]) -> None:
     """With gc_rate > 0 the loop runs full collections between callbacks; with 0 it does not."""
-    interleaving(Schedule(5, gc_rate=0.0), tasks=4, steps=25)
-    assert len(collections) == 0
-    interleaving(Schedule(5, gc_rate=0.5), tasks=4, steps=25)
+    # Frozen, what the test session holds is not walked: each collection takes microseconds
+    # instead of a tenth of a second (which, 50 times over, hit the deadlock timeout).
+    gc.freeze()
+    try:
+        interleaving(Schedule(5, gc_rate=0.0), tasks=4, steps=25)
+        assert len(collections) == 0
+        interleaving(Schedule(5, gc_rate=0.5), tasks=4, steps=25)
+    finally:
+        gc.unfreeze()
     assert 20 < len(collections) < 90
 
 
