@@ -410,7 +410,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
-        if view.readers.revisions and cell.verified_at < revision:
+        if view.readers.oldest < revision and cell.verified_at < revision:
             # Valid from its old `verified_at` on, as the walk proved: a reader at a revision
             # in between (a snapshot, an evaluation bound to it) may still need that.
             view.keep_past(cell, revision - 1, snapshots=False)
@@ -559,7 +559,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             _keep_answer(view, frame, outcome, failure, deps)
             return
         if not first:
-            if view.readers.revisions:
+            if view.readers.oldest < revision:
                 # The state being replaced, for readers at the revisions it was valid at
                 # (before this one).
                 valid_through = view.revision if cell.clean else previous

@@ -28,9 +28,10 @@ valid over the same range) is kept while some reader's revision lies in that ran
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._store import InputCell, QueryCell
 
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Readers", "SyncTable"]
 
+NOBODY: Final = sys.maxsize
+"""`Readers.oldest` when there is no reader: no revision is newer."""
+
 _SMALL = 64
 """Up to this many readers, every commit sweeps them; beyond, sweeps are amortized."""
 
@@ -49,13 +53,16 @@ _SMALL = 64
 class Readers:
     """The readers of one view: `(revision, weak reference, is a snapshot)` triples."""
 
-    __slots__ = ("entries", "pinned", "revisions", "size_at_sweep")
+    __slots__ = ("entries", "oldest", "pinned", "revisions", "size_at_sweep")
 
     def __init__(self) -> None:
         self.entries: list[tuple[Revision, weakref.ref[Any], bool]] = []
-        # Derived at each sweep: the revisions of live readers, and of live snapshots alone.
+        # Derived at each sweep: the revisions of live readers, and of live snapshots alone,
+        # and the oldest of them (`NOBODY` if none): one comparison tells the fetch path
+        # that no reader is older than the revision it installs at.
         self.revisions: tuple[Revision, ...] = ()
         self.pinned: tuple[Revision, ...] = ()
+        self.oldest: Revision = NOBODY
         self.size_at_sweep = 0
 
 
@@ -148,6 +155,7 @@ class SyncTable:
         readers.entries.append((revision, reference, snapshot))
         if revision not in readers.revisions:
             readers.revisions = (*readers.revisions, revision)
+            readers.oldest = min(readers.oldest, revision)
         if snapshot and revision not in readers.pinned:
             readers.pinned = (*readers.pinned, revision)
         if len(readers.entries) > 2 * readers.size_at_sweep + _SMALL:
@@ -187,6 +195,7 @@ class SyncTable:
                 self.snapshots = [each for each in self.snapshots if each() is not None]
                 self.views = 1 + len(self.snapshots)
         readers.revisions = tuple(sorted({entry[0] for entry in live}))
+        readers.oldest = readers.revisions[0] if readers.revisions else NOBODY
         readers.pinned = tuple(sorted({entry[0] for entry in live if entry[2]}))
         revisions = readers.revisions
         kept: list[InputCell] = []
