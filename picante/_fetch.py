@@ -411,9 +411,11 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
     with view.lock:
         if view.readers.oldest < revision and cell.verified_at < revision:
-            # Valid from its old `verified_at` on, as the walk proved: a reader at a revision
-            # in between (a snapshot, an evaluation bound to it) may still need that.
-            view.keep_past(cell, revision - 1, snapshots=False)
+            # A reader (a snapshot, an evaluation bound to it) at the old `verified_at` may
+            # still need this state. Only there: the walk proved the memo valid at both
+            # revisions, not in between (a dependency may have been backdated across a
+            # value it never saw).
+            view.keep_past(cell, cell.verified_at, snapshots=False)
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
             dep.clean for dep in cell.deps if type(dep) is QueryCell

@@ -838,3 +838,36 @@ async def test_snapshot_reuses_the_newest_state_its_database_kept(
     with pytest.raises(picante.MissingInputError):
         await snap.q()
     assert log == []
+
+
+async def test_a_memo_reverified_later_is_not_valid_in_between(log: list[str]) -> None:
+    """
+    A memo re-verified at a later revision is not taken as valid at a revision in between
+    (found by the checker's thorough run): a dependency may have been backdated across a
+    value it never saw, as an input that goes 1 → 0 → 1.
+    """
+
+    @picante.database
+    class Db:
+        @picante.input
+        async def x(self) -> int: ...
+
+        @picante.query
+        async def d(self) -> int:
+            log.append("d()")
+            return await self.x()
+
+        @picante.query
+        async def q(self) -> int:
+            log.append("q()")
+            return await self.d() + 100
+
+    db = Db()
+    db.x.set(1)
+    assert await db.q() == 101
+    db.x.set(0)
+    snap = picante.snapshot(db)  # reads the state where x is 0
+    db.x.set(1)
+    assert await db.q() == 101  # d reruns to an equal value: q is re-verified, not rerun
+    assert log == ["q()", "d()", "d()"]
+    assert await snap.q() == 100
