@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import functools
 import re
+import signal
 import sys
 import time
 from html import escape
@@ -456,20 +457,28 @@ async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
 
 # --8<-- [start:watch]
 async def watch_and_rebuild(db: Site, content: Path, out: Path, cache: Path, last: Report) -> None:
-    """Rebuild after every change under *content*, until interrupted."""
+    """Rebuild after every change under *content*, until Ctrl-C."""
     from watchfiles import awatch
 
-    print(f"watching {content} (Ctrl-C to stop)")
-    async for changes in awatch(content):
-        changed = {Path(path).relative_to(content).as_posix() for _, path in changes}
-        revision = picante.revision(db)
-        refresh(db, content, changed)
-        if picante.revision(db) == revision:
-            continue  # no page or template changed
-        last = await build(db, out, last.outputs)
-        print(f"rebuilt {describe(last)} in {ms(last.seconds)}")
-        print_errors(last)
-        await picante.save(db, cache)
+    # Ctrl-C sets an event the watcher checks, rather than cancelling the task: the rebuild
+    # in progress finishes and is saved, and nothing is left waiting on the watcher's thread.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        print(f"watching {content} (Ctrl-C to stop)")
+        async for changes in awatch(content, stop_event=stop):
+            changed = {Path(path).relative_to(content).as_posix() for _, path in changes}
+            revision = picante.revision(db)
+            refresh(db, content, changed)
+            if picante.revision(db) == revision:
+                continue  # no page or template changed
+            last = await build(db, out, last.outputs)
+            print(f"rebuilt {describe(last)} in {ms(last.seconds)}")
+            print_errors(last)
+            await picante.save(db, cache)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def describe(report: Report) -> str:
@@ -503,8 +512,11 @@ def main(argv: list[str] | None = None) -> None:
         report = asyncio.run(run(content, out, cache, watch=args.watch))
     except KeyboardInterrupt:
         print("stopped")
-    else:
-        sys.exit(1 if report.errors else 0)
+        return
+    if args.watch:
+        print("stopped")  # Ctrl-C ended the watch loop
+        return
+    sys.exit(1 if report.errors else 0)
 
 
 if __name__ == "__main__":
