@@ -148,6 +148,10 @@ class Codec:
     load_key: Callable[[Any], tuple[object, ...]]
     dump_value: Callable[[object], object]
     load_value: Callable[[Any], object]
+    exact_key: type | None = None
+    """The type of a one-part key that JSON holds as it is (not `float`): no dumping."""
+    exact_value: type | None = None
+    """The type of a value that JSON holds as it is (not `float`): no dumping."""
 
 
 _Dump = Callable[[object], object]
@@ -488,9 +492,16 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             load_key,
             dump_value,
             load_value,
+            _exact(key_types[0]) if len(key_types) == 1 else None,
+            _exact(value_type),
         )
     spec.codecs = codecs
     return codecs
+
+
+def _exact(tp: Any) -> type | None:
+    """*tp* if a value of exactly that type is saved as it is, else `None` (see `Codec`)."""
+    return cast("type", tp) if tp in _NATIVE and tp is not float else None
 
 
 def database_name(cls: type) -> str:

@@ -208,14 +208,22 @@ class _Capture:
         name = cell.ingredient.name
         codec = self.codecs[name]
         try:
-            key = codec.dump_key(cell.key)
+            # Keys and values of an exact JSON type are checked here, without a call to
+            # their dumper (which checks the same): P9 saves 200,000 records.
+            key: object = cell.key
+            exact_key = codec.exact_key
+            if exact_key is None or type(cell.key[0]) is not exact_key:
+                key = codec.dump_key(cell.key)
+            exact_value = codec.exact_value
             if isinstance(cell, InputCell):
                 value = cell.value
                 present = value is not ABSENT
                 record: list[object] = [  # InputRecord
                     self.ids[cell],
                     key,
-                    codec.dump_value(value) if present else None,
+                    (value if type(value) is exact_value else codec.dump_value(value))
+                    if present
+                    else None,
                     present,
                     cell.changed_at,
                 ]
@@ -227,7 +235,9 @@ class _Capture:
                 record = [  # MemoRecord
                     self.ids[cell],
                     key,
-                    codec.dump_value(value) if has_value else None,
+                    (value if type(value) is exact_value else codec.dump_value(value))
+                    if has_value
+                    else None,
                     has_value,
                     cell.verified_at,
                     cell.changed_at,
