@@ -4,8 +4,9 @@ Views and the commit of mutations: revisions, snapshots, batches, limits, thread
 A *view* is the state of one database instance: a revision clock, one table per
 ingredient (key → cell), per-durability watermarks, the frames in flight and the work
 counters. A database and the snapshots taken of it (and of them) form a *family*, which
-shares the interned tables, the registry of flights (so views at one state share
-evaluations) and the record of waits (so cycles across views are found).
+shares the interned tables and one `SyncTable` (`_sync`: flights, so that views at one
+state share evaluations, and the count of live views). Waits, for cycle detection, are
+kept per event loop (`_frames`), so cycles across views and databases are found.
 
 Snapshots are O(1): a snapshot is a new, empty view whose `parent` is the view it was
 taken of and whose `base` is the parent's revision then. Its revisions up to `base` are
