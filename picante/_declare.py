@@ -13,7 +13,16 @@ needs the types (persistence), so forward references work.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from ._errors import UsageError
 from ._handles import RESERVED_PREFIX
@@ -72,6 +81,11 @@ class DatabaseSpec:
         return {n: i for n, i in self.ingredients.items() if isinstance(i, QueryIngredient)}
 
     @property
+    def lru_capacities(self) -> dict[str, int]:
+        """The declared `lru=` of the queries that have one, by name."""
+        return {n: q.lru for n, q in self.queries.items() if q.lru is not None}
+
+    @property
     def interned(self) -> dict[str, InternedIngredient[Any]]:
         """The interned tables, by name, in declaration order."""
         return {n: i for n, i in self.ingredients.items() if isinstance(i, InternedIngredient)}
@@ -98,14 +112,17 @@ def input(  # noqa: A001 - the public name is picante.input on purpose
 ) -> InputIngredient[D, P, R]: ...
 @overload
 def input(  # noqa: A001
-    *, durability: Durability = Durability.LOW, eq: EqFn | None = None, persist: bool = True
+    *,
+    durability: Durability = Durability.LOW,
+    eq: EqFn | Literal[False] | None = None,
+    persist: bool = True,
 ) -> _InputDecorator: ...
 def input(  # noqa: A001
     fn: Callable[..., Any] | None = None,
     /,
     *,
     durability: Durability = Durability.LOW,
-    eq: EqFn | None = None,
+    eq: EqFn | Literal[False] | None = None,
     persist: bool = True,
 ) -> Any:
     """
@@ -117,7 +134,8 @@ def input(  # noqa: A001
         durability: How rarely the input changes (`Durability.LOW` by default). Memos
             that read only inputs of durability ≥ D are revalidated in O(1) while no such
             input changed.
-        eq: Equality deciding whether a `set` is a no-op (default `a is b or a == b`).
+        eq: Equality deciding whether a `set` is a no-op (default `a is b or a == b`);
+            `False`: every `set` is a change.
         persist: Whether this input is written to cache files. With `False` it is left
             out entirely (for values that cannot be saved, or should not be): after a
             load it is absent until the program sets it, and the memos that read it are
@@ -147,18 +165,20 @@ def query(
 def query(
     *,
     lru: int | None = None,
-    eq: EqFn | None = None,
+    eq: EqFn | Literal[False] | None = None,
     persist: bool = True,
     version: str | int | None = None,
+    volatile: bool = False,
 ) -> _QueryDecorator: ...
 def query(
     fn: Callable[..., Any] | None = None,
     /,
     *,
     lru: int | None = None,
-    eq: EqFn | None = None,
+    eq: EqFn | Literal[False] | None = None,
     persist: bool = True,
     version: str | int | None = None,
+    volatile: bool = False,
 ) -> Any:
     """
     Declare a derived query: an `async def` method whose result picante memoizes.
@@ -168,15 +188,23 @@ def query(
     an equal value does not recompute the queries that read this one (early cutoff).
 
     Args:
-        lru: Keep at most this many memoized values of this query.
+        lru: Keep at most this many memoized values of this query (per database
+            instance; `picante.set_lru` changes it at run time).
         eq: Equality used for early cutoff (default `a is b or a == b`; an `==` that
-            raises or does not return a `bool` counts as "changed").
+            raises or does not return a `bool` counts as "changed"). `False`: every
+            recompute is a change, for values without a usable `==` (`ast.Module`).
         persist: Whether the values of this query's memos are written to cache files. With
             `False`, the memos are saved without values (keys, revisions and dependencies
             only, so the key types must still be convertible): after a load they run
             again when read, while the memos that read them stay valid.
         version: A string or int that, when changed, makes the query's memos in a cache
             file re-execute on first use after a load.
+        volatile: The query reads the outside world (a file's mtime, a clock, the
+            network): its memo is valid only at the revision it was computed at, and it
+            re-executes, once, at each later revision it is read at (`picante.refresh`
+            opens one without changing an input). Its readers re-check it, and an equal
+            value recomputes nothing more. Like calling `picante.report_untracked_read()`
+            in every evaluation.
 
     Examples:
         ```python
@@ -187,7 +215,9 @@ def query(
     """
 
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
-        return QueryIngredient(fn, lru=lru, eq=eq, persist=persist, version=version)
+        return QueryIngredient(
+            fn, lru=lru, eq=eq, persist=persist, version=version, volatile=volatile
+        )
 
     return decorate if fn is None else decorate(fn)
 
@@ -365,8 +395,9 @@ def _validate_options(
     ingredient: InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any],
     fail: Callable[[str], UsageError],
 ) -> None:
-    if ingredient.eq_option is not None and not callable(ingredient.eq_option):
-        msg = f"eq must be callable, got {ingredient.eq_option!r}"
+    eq = ingredient.eq_option
+    if eq is not None and eq is not False and not callable(eq):
+        msg = f"eq must be callable, False or None, got {eq!r}"
         raise fail(msg)
     if type(ingredient.persist) is not bool:
         msg = f"persist must be a bool, got {ingredient.persist!r}"
@@ -384,4 +415,7 @@ def _validate_options(
     version = ingredient.version
     if version is not None and type(version) not in (str, int):
         msg = f"version must be a str, an int or None, got {version!r}"
+        raise fail(msg)
+    if type(ingredient.volatile) is not bool:
+        msg = f"volatile must be a bool, got {ingredient.volatile!r}"
         raise fail(msg)

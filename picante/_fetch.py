@@ -6,7 +6,7 @@ handle; everything else comes here, in five steps, each a function of that name:
 
 1. **Shallow verify** (`shallow_verify`): verified at this revision, clean (nothing it
    read changed since), or no input of its durability or higher changed since it was
-   verified.
+   verified. A memoized error is a memo like a value here and in every step below.
 2. **Single flight** (`single_flight`): if a frame evaluates this record at this state
    (in this view, or in another view at the same state: `SyncTable.owner`), wait for it
    as a follower, after checking that waiting cannot close a cycle; otherwise become that
@@ -15,7 +15,8 @@ handle; everything else comes here, in five steps, each a function of that name:
 3. **Deep verify** (`deep_verify`): walk the recorded dependencies, deepest first, with an
    explicit stack (no recursion, so chains of any depth work); a dependency that must be
    recomputed is recomputed; if none of them changed after the memo was verified, the
-   memo is valid again.
+   memo is valid again. A memo that read the outside world (`UNTRACKED`) is never
+   valid again: it re-executes.
 4. **Execute** (`execute`): run the query with its frame active, so every read is recorded.
 5. **Backdate** (`backdate`): if the new outcome equals the old one (the query's `eq`, or
    same error type and args), keep the old `changed_at`, so dependents are not recomputed.
@@ -43,6 +44,7 @@ from ._store import (
     EVICTED,
     HIGHEST,
     NEVER,
+    UNTRACKED,
     Durability,
     Failure,
     InputCell,
@@ -73,12 +75,11 @@ def shallow_verify(view: View, cell: QueryCell, revision: Revision) -> bool:
     verified_at = cell.verified_at
     if verified_at == revision:
         return True
-    if cell.failure is not None or verified_at == NEVER or verified_at > revision:
-        # Errors are memoized for one revision; a memo newer than the revision asked for
-        # says nothing about that revision.
+    if verified_at == NEVER or verified_at > revision:
+        # A memo newer than the revision asked for says nothing about that revision.
         return False
     # Clean: valid from verified_at up to the view's current revision. Durability: nothing
-    # this memo can depend on changed since it was verified.
+    # this memo can depend on changed since it was verified (never, for `UNTRACKED`).
     return cell.clean or view.last_changed[cell.durability] <= verified_at
 
 
@@ -256,7 +257,7 @@ def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awai
 def _fly(frame: Frame, *, verify: bool, claimed: bool = False) -> Coroutine[Any, Any, Any]:
     """Be the flight of *frame*'s record: revalidate it first (if *verify*), or execute it."""
     cell = frame.cell
-    if verify and cell.failure is None and NEVER < cell.verified_at < frame.revision:
+    if verify and cell.durability != UNTRACKED and NEVER < cell.verified_at < frame.revision:
         return _revalidate(frame, claimed=claimed)
     return execute(frame, claimed=claimed)
 
@@ -322,7 +323,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
         memo: QueryCell = entry[0]
         index: int = entry[1]
         needs_execution = (
-            index < 0 or memo.failure is not None or not (NEVER < memo.verified_at <= revision)
+            index < 0 or memo.durability == UNTRACKED or not (NEVER < memo.verified_at <= revision)
         )
         if not needs_execution:
             # No validity check of `memo` itself here: it was pushed because it was not
@@ -344,7 +345,6 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     # no other view) and no flight for it.
                     not dep.clean
                     and NEVER < dep.verified_at < revision
-                    and dep.failure is None
                     and last_changed[dep.durability] > dep.verified_at
                     and dep.flight is None
                     and sync.views == 1
@@ -362,11 +362,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     and shallow_verify(view, dep, revision)
                 ):
                     changed_at = dep.changed_at
-                elif (
-                    dep.failure is None
-                    and NEVER < dep.verified_at < revision
-                    and sync.owner(view, dep, revision) is None
-                ):
+                elif NEVER < dep.verified_at < revision and sync.owner(view, dep, revision) is None:
                     entry[1] = index
                     stack.append([dep, 0])
                     descended = True
@@ -455,6 +451,8 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             )
         listeners = view.listeners
         started_at = time.perf_counter() if listeners else 0.0
+        # Only the body's reads count (not a cycle met while revalidating first).
+        frame.untracked = cell.ingredient.volatile
         token = ACTIVE.set(frame)
         try:
             result: Any = await cell.ingredient.fn(view.db, *cell.key)
@@ -522,7 +520,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
             _keep_answer(view, frame, outcome, failure, deps)
             return
         first = previous == NEVER
-        durability = HIGHEST
+        durability: int = HIGHEST
         clean = revision == view.revision
         last_changed = view.last_changed
         consistent = True
@@ -537,13 +535,12 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
                 elif current is not cell:
                     dep.dependents = {current, cell}  # type: ignore[arg-type]
             if type(dep) is InputCell:
-                level: Durability = dep.ingredient.durability
+                level: int = dep.ingredient.durability
             else:
                 level = dep.durability
                 if dep.verified_at != revision and not (
                     # Valid at this revision all the same: by being clean, or by durability.
                     NEVER < dep.verified_at < revision
-                    and dep.failure is None
                     and (dep.clean or last_changed[level] <= dep.verified_at)
                 ):
                     consistent = False
@@ -551,6 +548,13 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
                     clean = False
             if level < durability:  # noqa: PLR1730 - cheaper than calling min()
                 durability = level
+        if durability == UNTRACKED:
+            # It read a memo that read the outside world: it re-checks that one at each new
+            # revision (LOW's watermark moves at each), but is not re-executed for it.
+            durability = Durability.LOW
+        if frame.untracked:
+            durability = UNTRACKED
+            clean = False
         if not consistent:
             # A dependency's memo here is not the version this frame read (it moved on,
             # or was replaced): memoized, this outcome could later be revalidated against
@@ -577,14 +581,13 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.verified_at = revision
         cell.durability = durability
         cell.deps = deps
-        clean = clean and failure is None
         if not clean and not first and cell.clean:
             # A clean memo re-executed (its value was evicted, or it came from a cache file
             # without one) to a different kind of outcome: its dependents are not clean.
             cell.clean = False
             view.invalidate(cell)
         cell.clean = clean
-        if cell.ingredient.lru is not None:
+        if view.lrus:
             view.track_lru(cell)
         if view.dirty is not None:
             view.dirty.add(cell)
@@ -621,9 +624,7 @@ def _keep_answer(
 # -- 5. backdate -------------------------------------------------------------------------
 
 
-def backdate(
-    cell: QueryCell, outcome: Any, failure: Failure | None, durability: Durability
-) -> bool:
+def backdate(cell: QueryCell, outcome: Any, failure: Failure | None, durability: int) -> bool:
     """
     Tell whether *outcome* leaves *cell*'s memo unchanged, so its `changed_at` stays.
 

@@ -13,11 +13,12 @@ records that changed since the previous save, under the same ids (new records ge
 ids), and the revision then. The log is bound to one base by the base's digest, so a log
 left over from an older base is ignored.
 
-On the wire a record is a JSON array, told apart by its section's kind; in memory it is a
-named tuple (`InputRecord`, `MemoRecord`) whose fields define the positions, with
-`to_wire()` / `from_wire()` to convert (`save` builds the wire lists in that order
-itself). An interned section holds a run of values instead
-(`InternedRun`: the table's values from index `start` on).
+On the wire a record is a JSON array, told apart by its section's kind. Its positions are
+the fields of a named tuple (`InputRecord`, `MemoRecord`), with `to_wire()` / `from_wire()`
+to convert. The bulk paths keep the wire form and unpack it in field order: `save` builds
+the lists itself, and a merged `Section` holds them as read (a tuple per record would cost
+P9's load 6 %). An interned section holds a run of values instead (`InternedRun`: the
+table's values from index `start` on).
 
 Invariants: nothing is parsed before its digest matches; a reader checks the shape of what
 it reads (`Corrupt` says what is wrong) and never executes anything from the file; a base is
@@ -178,7 +179,10 @@ class MemoRecord(NamedTuple):
     verified_at: int
     changed_at: int
     durability: int
-    """`int(Durability)`: 0, 1 or 2."""
+    """
+    `int(Durability)`: 0, 1 or 2; or -1: it read the outside world (a volatile query,
+    `report_untracked_read`), so it is loaded as stale, to re-execute on first read.
+    """
     deps: list[int]
     """The ids of its dependencies, in the order they were read (-1: one not saved)."""
 
@@ -663,8 +667,11 @@ class Section:
     """"input", "query" or "interned"."""
     schema: str
     code: str | None
-    records: dict[int, Record] = attrs.field(factory=dict[int, Record])
-    """Input or memo records by id; a later log entry's record replaces an earlier one."""
+    records: dict[int, list[Any]] = attrs.field(factory=dict[int, list[Any]])
+    """
+    Input or memo records by id, in wire form (fields in `InputRecord` or `MemoRecord`
+    order, shape checked); a later log entry's record replaces an earlier one.
+    """
     values: list[object] = attrs.field(factory=list[object])
     """An interned table's values, in id order."""
 
@@ -678,13 +685,11 @@ class Section:
         record_type = InputRecord if self.kind == "input" else MemoRecord
         width = len(record_type._fields)
         where = f"section {name}: a record"
-        # `_make` without its Python frame: the width is checked here.
-        new = cast("Callable[[type[Record], list[Any]], Record]", tuple.__new__)  # pyright: ignore[reportUnknownMemberType]
         by_id = self.records
         for raw in records:
             if type(raw) is not list or len(raw) != width or type(raw[0]) is not int:  # pyright: ignore[reportUnknownArgumentType]
                 expect(False, where)
-            by_id[raw[0]] = new(record_type, raw)  # pyright: ignore[reportUnknownArgumentType]
+            by_id[raw[0]] = raw  # pyright: ignore[reportUnknownArgumentType]
         if not replace and len(by_id) != len(records):
             msg = f"malformed payload: {where} id appears twice"
             raise Corrupt(msg)

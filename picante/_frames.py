@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import CycleError
+from ._errors import CycleError, UsageError
 
 
 if TYPE_CHECKING:
@@ -33,7 +33,16 @@ if TYPE_CHECKING:
     from ._store import InputCell, QueryCell, Revision
 
 
-__all__ = ["ACTIVE", "RETRY", "Frame", "add_wait", "check_wait", "remove_wait", "waits_on"]
+__all__ = [
+    "ACTIVE",
+    "RETRY",
+    "Frame",
+    "add_wait",
+    "check_wait",
+    "remove_wait",
+    "report_untracked_read",
+    "waits_on",
+]
 
 
 class Frame:
@@ -48,6 +57,7 @@ class Frame:
         "parent",
         "revision",
         "task",
+        "untracked",
         "view",
     )
 
@@ -63,6 +73,9 @@ class Frame:
         self.deps: dict[InputCell | QueryCell, None] = {}
         # One future per waiting caller, so that cancelling one waiter cancels only its own.
         self.followers: list[asyncio.Future[Any]] | None = None
+        # The query read something picante cannot track (`report_untracked_read`, a
+        # query of another database, a cycle): its memo is valid at this revision only.
+        self.untracked = False
         # `task` (set only when started from outside any query) holds the task driving the
         # frame, because the event loop keeps only weak references to tasks.
         self.task: asyncio.Task[None]
@@ -89,6 +102,27 @@ ACTIVE: Final[contextvars.ContextVar[Frame | None]] = contextvars.ContextVar(
     "picante_active_frame", default=None
 )
 """The frame of the query running in the current context, if any."""
+
+
+def report_untracked_read() -> None:
+    """
+    Tell picante that the running query read something it cannot track.
+
+    A file's mtime, the clock, a network answer: the memo this evaluation produces is
+    valid only at the current revision, and re-executes (once) at each later revision it
+    is read at; `picante.refresh(db)` opens one without changing an input. Its readers
+    re-check it, and if it comes out equal, nothing more is recomputed. Also from a child
+    task of the query (`asyncio.gather`, `TaskGroup`). Declare a query that always does
+    this `@picante.query(volatile=True)`.
+
+    Raises:
+        UsageError: No query is running in this context.
+    """
+    frame = ACTIVE.get()
+    if frame is None:
+        msg = "report_untracked_read() must be called inside a running query"
+        raise UsageError(msg)
+    frame.untracked = True
 
 
 class Retry:
@@ -154,6 +188,16 @@ def check_wait(waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]
     finish. Waiting closes a cycle when *target* is, or is blocked by, *waiter* or one of
     *waiter*'s ancestors.
     """
+    try:
+        _check_wait(waiter, target, waits)
+    except CycleError:
+        # The cycle exists in this evaluation's read order, which its recorded reads do
+        # not capture (the read that closed it is not one): valid at this revision only.
+        waiter.untracked = True
+        raise
+
+
+def _check_wait(waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]]) -> None:
     targets = {id(frame) for frame in waiter.ancestry()}
     # back[id(Y)] = (B, A): B, a descendant of the reached frame A, waits on Y.
     back: dict[int, tuple[Frame, Frame] | None] = {id(target): None}

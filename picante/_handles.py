@@ -66,9 +66,13 @@ def factory(cells, ingredient, lru, {defaults}):
             # Query cells are only ever made on the loop's thread: no race to guard against.
             _picante_cell = cells[_picante_key] = QueryCell(ingredient, _picante_key)
         _picante_value = await fetch(_picante_view, _picante_cell, _picante_frame)
-        if _picante_frame is not None and _picante_frame.view is _picante_view:
-            # (A query of another view or database is not a dependency: an untracked read.)
-            _picante_frame.deps[_picante_cell] = None
+        if _picante_frame is not None:
+            if _picante_frame.view is _picante_view:
+                _picante_frame.deps[_picante_cell] = None
+            else:
+                # A query of another database (or view) is not a dependency: its changes
+                # are not this one's revisions. The read is untracked.
+                _picante_frame.untracked = True
         if type(_picante_value) is Failure:
             return _picante_value.reraise()
         return _picante_value
@@ -86,6 +90,9 @@ def factory(cells, ingredient, lru, {defaults}):
             raise unhashable(_picante_key) from None
         _picante_frame = active_get()
         if _picante_frame is None or _picante_frame.view is not _picante_view:
+            if _picante_frame is not None:
+                # An input of another database (or view): an untracked read.
+                _picante_frame.untracked = True
             if _picante_cell is not None:
                 _picante_value = _picante_cell.value
             elif _picante_view.parent is None:

@@ -19,6 +19,7 @@ from typing import (
     Any,
     Final,
     Generic,
+    Literal,
     ParamSpec,
     Protocol,
     Self,
@@ -31,8 +32,8 @@ from typing import (
 from ._errors import UsageError
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
-from ._runtime import BoundHandle, view_of
-from ._store import ABSENT, Durability, InputCell, InternId, default_eq
+from ._runtime import BoundHandle, View, view_of
+from ._store import ABSENT, EVICTED, Durability, InputCell, InternId, Lru, QueryCell, default_eq
 
 
 if TYPE_CHECKING:
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
 
     from ._frames import Frame
     from ._handles import Factory
-    from ._runtime import View
-    from ._store import Lru, Revision
+    from ._store import Revision
 
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "InternedIngredient",
     "KeySpec",
     "QueryIngredient",
+    "never_equal",
+    "set_lru",
 ]
 
 D = TypeVar("D")
@@ -63,6 +65,11 @@ R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 
 EqFn = typing.Callable[[Any, Any], bool]
+
+
+def never_equal(a: object, b: object) -> bool:
+    """The equality of `eq=False`: every new value counts as a change."""
+    return False
 
 
 class KeySpec:
@@ -133,13 +140,14 @@ class _Ingredient(_Named):
 
     kind = "ingredient"
 
-    def __init__(self, fn: Callable[..., Any], eq: EqFn | None) -> None:
+    def __init__(self, fn: Callable[..., Any], eq: EqFn | Literal[False] | None) -> None:
         self.fn = fn
         self.eq_option = eq
-        self.eq: EqFn = default_eq if eq is None else eq
+        self.eq: EqFn = default_eq if eq is None else never_equal if eq is False else eq
         super().__init__(getattr(fn, "__name__", "<ingredient>"))
         self.spec: KeySpec | None = None
-        self._factory: Factory | None = None
+        # The compiled handle factories, by kind ("query", "lru" with LRU touches, "input").
+        self._factories: dict[str, Factory] = {}
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
 
@@ -156,14 +164,16 @@ class _Ingredient(_Named):
         """The resolved type of the value."""
         return self.type_hints()["return"]
 
-    def _instantiate(self, view: View, lru: Lru | None) -> MethodType:
+    def make_handle(self, view: View, lru: Lru | None) -> MethodType:
         """Make this ingredient's handle for *view* from its compiled factory."""
         spec = self.key_spec()
-        if self._factory is None:
-            kind = self.kind if lru is None else "lru"
-            self._factory = compile_factory(kind, self.name, spec.signature, spec.unhashable)
+        kind = self.kind if lru is None else "lru"
+        factory = self._factories.get(kind)
+        if factory is None:
+            factory = compile_factory(kind, self.name, spec.signature, spec.unhashable)
+            self._factories[kind] = factory
         return instantiate(
-            self._factory, view, self, lru=lru, defaults=spec.defaults, qualname=self.qualname
+            factory, view, self, lru=lru, defaults=spec.defaults, qualname=self.qualname
         )
 
     def _registered_on(self, instance: object) -> bool:
@@ -199,7 +209,7 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
         fn: Callable[..., Any],
         *,
         durability: Durability = Durability.LOW,
-        eq: EqFn | None = None,
+        eq: EqFn | Literal[False] | None = None,
         persist: bool = True,
     ) -> None:
         super().__init__(fn, eq)
@@ -216,7 +226,7 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
         if instance is None:
             return self
         view = view_of(instance)
-        handle = self._instantiate(view, None)
+        handle = self.make_handle(view, None)
         ops = _InputOps(self, view)
         function: Any = handle.__func__
         function.get, function.set, function.remove = ops.get, ops.set, ops.remove
@@ -240,14 +250,16 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         fn: Callable[..., Any],
         *,
         lru: int | None = None,
-        eq: EqFn | None = None,
+        eq: EqFn | Literal[False] | None = None,
         persist: bool = True,
         version: str | int | None = None,
+        volatile: bool = False,
     ) -> None:
         super().__init__(fn, eq)
         self.lru = lru
         self.persist = persist
         self.version = version
+        self.volatile = volatile
 
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
@@ -264,8 +276,7 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
             # itself, run inline: its reads belong to the query that calls it.
             return cast("BoundQuery[P, R]", MethodType(self.fn, instance))
         view = view_of(instance)
-        lru = None if self.lru is None else view.lru(self.name, self.lru)
-        handle = self._instantiate(view, lru)
+        handle = self.make_handle(view, view.lrus.get(self.name))
         vars(instance)[self.name] = handle
         return cast("BoundQuery[P, R]", handle)
 
@@ -485,3 +496,54 @@ class BoundInterned(BoundHandle, Generic[T]):
 
     def __repr__(self) -> str:
         return f"<interned {self.ingredient.qualname}: {len(self)} values>"
+
+
+def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
+    """
+    Cap the memoized values of *query* (`db.words`) at *capacity* from now on.
+
+    Takes effect at once: the least recently used values beyond *capacity* are evicted
+    (their bookkeeping stays, as with `lru=`: an evicted memo re-executes when read, and
+    the memos that read it stay valid). `None` lifts the cap. The capacity belongs to the
+    database instance (a snapshot taken later starts with it); other instances keep the
+    declared `lru=`. Handles fetched before a first cap (`h = db.words`) still work, but
+    their hits do not count as uses: fetch `db.words` again.
+
+    Raises:
+        UsageError: *query* is not a query of a database instance, or *capacity* is not
+            a positive int or `None`.
+    """
+    ingredient = getattr(query, "ingredient", None)
+    view = getattr(query, "__self__", None)
+    if not isinstance(ingredient, QueryIngredient) or not isinstance(view, View):
+        msg = f"set_lru() takes a query of a database instance (db.words), got {query!r}"
+        raise UsageError(msg)
+    if capacity is not None and (type(capacity) is not int or capacity < 1):
+        msg = (
+            f"set_lru({ingredient.qualname}): capacity must be a positive int or None, "
+            f"got {capacity!r}"
+        )
+        raise UsageError(msg)
+    name = ingredient.name
+    with view.lock:
+        lru = view.lrus.get(name)
+        if lru is None:
+            if capacity is None:
+                return
+            lru = Lru(capacity)
+            # The values memoized so far, in table order (no use has been counted yet).
+            for cell in view.table(name).values():
+                if (
+                    type(cell) is QueryCell
+                    and cell.verified_at >= 0
+                    and cell.failure is None
+                    and cell.value is not EVICTED
+                ):
+                    lru.order[cell] = None
+            view.lrus[name] = lru
+            if name in vars(view.db):
+                # The instance's handle, with the LRU touch on hits from now on.
+                vars(view.db)[name] = ingredient.make_handle(view, lru)
+        lru.capacity = capacity
+        for victim in lru.over():
+            victim.value = EVICTED

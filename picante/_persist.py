@@ -62,7 +62,6 @@ from ._format import (
     Aborted,
     Corrupt,
     FileContents,
-    InputRecord,
     InternedRun,
     MemoRecord,
     Section,
@@ -85,6 +84,7 @@ from ._store import (
     ABSENT,
     EVICTED,
     NEVER,
+    UNTRACKED,
     Durability,
     InputCell,
     InternTable,
@@ -109,7 +109,8 @@ __all__ = ["FORMAT_VERSION", "load", "load_plan", "read_summary", "save"]
 
 _COMPACT_RATIO: Final = 0.5
 """A save compacts base and log into a new base once the log passes this share of it."""
-_DURABILITIES: Final = tuple(Durability)
+_DURABILITIES: Final[dict[int, int]] = {UNTRACKED: UNTRACKED} | {int(d): d for d in Durability}
+"""A memo record's durability field: `int(Durability)`, or -1 (`UNTRACKED`)."""
 
 OnCorrupt = Literal["error", "ignore", "delete"]
 
@@ -478,7 +479,7 @@ async def _save_full(
         capture.add(cell for table in view.tables.values() for cell in table.values())
         interned = _interned_since(view, codecs, {})
         revision = view.revision
-        last_changed = list(view.last_changed)
+        last_changed = view.last_changed[: len(Durability)]
         # Changes from here on go to the next save's log entry.
         view.dirty = set()
     _cap(capture, max_record_bytes, target)
@@ -568,7 +569,7 @@ async def _save_entry(
         capture.add(dirty)
         interned = _interned_since(view, codecs, state.interned)
         revision = view.revision
-        last_changed = list(view.last_changed)
+        last_changed = view.last_changed[: len(Durability)]
     entry: bytes | None = None  # Nothing changed: only check that the file is ours.
     header = b""
     if (
@@ -701,12 +702,18 @@ def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _
         interned.clear()
         exact = False
     _check_acyclic(graph)
-    exact = _link(memos, cells) and exact
+    linked, outside = _link(memos, cells)
+    exact = linked and exact
     if not exact:
         # Stale memos re-execute; no memo may skip the walk to its dependencies by
         # durability alone, so every watermark moves to a revision of its own.
         revision += 1
         last_changed = [revision] * len(Durability)
+    elif outside:
+        # Memos that read the outside world re-execute, and the memos that read them
+        # (durability LOW) re-check them: a refresh, as for any new process.
+        revision += 1
+        last_changed[Durability.LOW] = revision
     _mark_clean(memos)
     ids = {cell: number for number, cell in cells.items()}
     return _Loaded(
@@ -759,16 +766,13 @@ def _decode_records(
     integers (-1: not saved), one record per key. Memos add their dependencies to *graph*.
     """
     if codec.kind == "input":
-        inputs = cast("dict[int, InputRecord]", section.records)
-        table, cells = _decode_inputs(codec, inputs, revision)
+        table, cells = _decode_inputs(codec, section.records, revision)
         return table, cells, []
-    return _decode_memos(
-        codec, cast("dict[int, MemoRecord]", section.records), revision, graph, stale=stale
-    )
+    return _decode_memos(codec, section.records, revision, graph, stale=stale)
 
 
 def _decode_inputs(
-    codec: Codec, records: dict[int, InputRecord], revision: Revision
+    codec: Codec, records: dict[int, list[Any]], revision: Revision
 ) -> tuple[_Table, dict[int, InputCell | QueryCell]]:
     table: _Table = {}
     cells: dict[int, InputCell | QueryCell] = {}
@@ -776,10 +780,9 @@ def _decode_inputs(
     load_key = codec.load_key
     load_value = codec.load_value
     where = f"{codec.name}: a record"
-    # Unpacked, not read by name: faster, and P9 loads 100,000 of each kind.
-    # Read as untyped tuples: the fields come from the file, and are checked here.
-    raws = cast("Iterable[tuple[Any, ...]]", records.values())
-    for number, raw_key, raw_value, present, changed_at in raws:
+    # Wire lists unpacked in `InputRecord` order: the fields come from the file, and are
+    # checked here.
+    for number, raw_key, raw_value, present, changed_at in records.values():
         # The checks inlined (no call per field): P9 loads 100,000 records of each kind.
         if not (type(present) is bool and type(changed_at) is int and 0 <= changed_at <= revision):
             expect(False, where)
@@ -794,7 +797,7 @@ def _decode_inputs(
 
 def _decode_memos(
     codec: Codec,
-    records: dict[int, MemoRecord],
+    records: dict[int, list[Any]],
     revision: Revision,
     graph: dict[int, list[int]],
     *,
@@ -807,8 +810,9 @@ def _decode_memos(
     load_key = codec.load_key
     load_value = codec.load_value
     where = f"{codec.name}: a record"
-    # Read as untyped tuples: the fields come from the file, and are checked here.
-    for record in cast("Iterable[tuple[Any, ...]]", records.values()):
+    # Wire lists unpacked in `MemoRecord` order: the fields come from the file, and are
+    # checked here.
+    for record in records.values():
         number, raw_key, raw_value, has_value, verified_at, changed_at, durability, deps = record
         if not (
             type(has_value) is bool
@@ -816,7 +820,7 @@ def _decode_memos(
             and type(changed_at) is int
             and 0 <= verified_at <= revision
             and NEVER <= changed_at <= revision
-            and durability in (0, 1, 2)
+            and durability in _DURABILITIES
             and type(deps) is list
         ):
             expect(False, where)
@@ -882,23 +886,33 @@ def _check_acyclic(graph: dict[int, list[int]]) -> None:
                 done.add(node)
 
 
-def _link(memos: list[tuple[QueryCell, list[Any], bool]], cells: dict[int, Any]) -> bool:
-    """Resolve dependencies and build reverse edges; make stale what cannot be resolved."""
+def _link(
+    memos: list[tuple[QueryCell, list[Any], bool]], cells: dict[int, Any]
+) -> tuple[bool, bool]:
+    """
+    Resolve dependencies and build reverse edges; make stale what cannot be resolved, and
+    the memos that read the outside world. Returns (every memo resolved, any such memo).
+    """
     exact = True
+    outside = False
     for cell, deps, stale in memos:
         resolved = [cells.get(number) for number in deps]
         if stale or None in resolved:
             exact = False
-            # Stale: re-executes on first use; its old value and changed_at stay to backdate.
-            cell.verified_at = NEVER
-            if cell.value is EVICTED:
-                cell.value = None
-                cell.changed_at = NEVER
+        elif cell.durability == UNTRACKED:
+            # Never loaded as valid; but the file describes it exactly.
+            outside = True
+        else:
+            cell.deps = tuple(cast("list[InputCell | QueryCell]", resolved))
+            for dep in cell.deps:
+                add_dependent(dep, cell)
             continue
-        cell.deps = tuple(cast("list[InputCell | QueryCell]", resolved))
-        for dep in cell.deps:
-            add_dependent(dep, cell)
-    return exact
+        # Stale: re-executes on first use; its old value and changed_at stay to backdate.
+        cell.verified_at = NEVER
+        if cell.value is EVICTED:
+            cell.value = None
+            cell.changed_at = NEVER
+    return exact, outside
 
 
 def _mark_clean(memos: list[tuple[QueryCell, list[Any], bool]]) -> None:
@@ -1168,7 +1182,8 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
         table.clear()
     view.histories.clear()
     view.pasts.clear()
-    view.lrus.clear()
+    for lru in view.lrus.values():
+        lru.order.clear()
     for name, cells in loaded.tables.items():
         view.table(name).update(cells)
     family = view.family
@@ -1180,15 +1195,12 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
                 mine.values.append(value)
         family.interned_bytes += interned_bytes
     view.input_bytes = input_bytes
-    view.last_changed[:] = loaded.last_changed
-    for table in loaded.tables.values():
-        for cell in table.values():
-            if (
-                isinstance(cell, QueryCell)
-                and cell.ingredient.lru is not None
-                and cell.verified_at != NEVER
-            ):
-                view.track_lru(cell)
+    view.last_changed[: len(Durability)] = loaded.last_changed
+    if view.lrus:
+        for table in loaded.tables.values():
+            for cell in table.values():
+                if isinstance(cell, QueryCell) and cell.verified_at != NEVER:
+                    view.track_lru(cell)
     # Every stamp in the file is at most its revision, so the file's state holds at any
     # later revision too: on a database with state, it is installed past the database's
     # revision, and what is set again on top commits at one more.

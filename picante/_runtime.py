@@ -62,6 +62,7 @@ from ._store import (
     dependents_of,
     discard_dependent,
     sizeof,
+    watermarks,
 )
 from ._sync import Readers, SyncTable
 
@@ -79,6 +80,7 @@ __all__ = [
     "Subscription",
     "View",
     "batch",
+    "refresh",
     "revision",
     "snapshot",
     "take",
@@ -168,10 +170,12 @@ class Family:
 class _Batch:
     """The deferred changes of one `picante.batch` block, for one view."""
 
-    __slots__ = ("open", "ops", "outer")
+    __slots__ = ("open", "ops", "outer", "refresh")
 
     def __init__(self, outer: _Batch | None) -> None:
         self.ops: list[_Op] = []
+        # A `refresh` inside the block: the batch opens a revision even if nothing changed.
+        self.refresh = False
         # The enclosing batch of the same view: this one's changes join it on success.
         self.outer = outer
         self.open = True
@@ -216,15 +220,28 @@ class View:
         "persistence",
         "readers",
         "revision",
+        "swept",
         "sync",
         "tables",
     )
 
-    def __init__(self, db: object, parent: View | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        db: object,
+        parent: View | None = None,
+        limit: int | None = None,
+        lrus: dict[str, int] | None = None,
+    ) -> None:
         self.db = db
         self.parent = parent
         self.tables: dict[str, Table] = {}
-        self.lrus: dict[str, Lru] = {}
+        # The LRU order of each query that has a capacity in this view (declared `lru=`,
+        # or `set_lru`): empty, `_install` skips LRU bookkeeping with one check.
+        self.lrus: dict[str, Lru] = (
+            {name: Lru(lru.capacity) for name, lru in parent.lrus.items()}
+            if parent is not None
+            else {name: Lru(capacity) for name, capacity in (lrus or {}).items()}
+        )
         # Who may still read this view at an old revision (`_sync`), and what is kept for
         # them: the input cells holding old versions, and old memo states for snapshots.
         self.readers = Readers()
@@ -235,6 +252,9 @@ class View:
         # Cells changed since the last save (`None` until a first save or load): what an
         # incremental save appends to the log.
         self.dirty: set[InputCell | QueryCell] | None = None
+        # Cells `sweep` dropped since the last save (`None` until a first save or load):
+        # what an incremental save records as deleted.
+        self.swept: list[InputCell | QueryCell] | None = None
         # What `_persist` knows of the cache file this view was saved to or loaded from.
         self.persistence: Any = None
         # The trace hook: subscriptions given every trace record (`Trace*` in `_store`) of
@@ -244,8 +264,9 @@ class View:
             self.family = Family()
             self.revision: Revision = 0
             self.base: Revision = NEVER
-            # last_changed[d]: the last revision at which an input of durability ≥ d changed.
-            self.last_changed: list[Revision] = [0] * len(Durability)
+            # last_changed[d]: the last revision at which an input of durability ≥ d changed
+            # (for LOW, any new revision); then `NOW`, for memos that read the outside world.
+            self.last_changed: list[Revision] = watermarks()
             self.limit = limit
             self.input_bytes = 0
         else:
@@ -270,13 +291,6 @@ class View:
         if table is None:
             table = self.tables.setdefault(name, {})
         return table
-
-    def lru(self, name: str, capacity: int) -> Lru:
-        """Return the LRU order of query *name*, creating it on first use."""
-        lru = self.lrus.get(name)
-        if lru is None:
-            lru = self.lrus.setdefault(name, Lru(capacity))
-        return lru
 
     # -- what a snapshot inherits -------------------------------------------------------
 
@@ -330,11 +344,11 @@ class View:
         return False
 
     def track_lru(self, cell: QueryCell) -> None:
-        """Count *cell*'s value in its query's LRU order, evicting the least recent one."""
-        if cell.failure is not None or cell.value is EVICTED:
+        """Count *cell*'s value in its query's LRU order (if any), evicting the least recent."""
+        lru = self.lrus.get(cell.ingredient.name)
+        if lru is None or cell.failure is not None or cell.value is EVICTED:
             return
-        victim = self.lru(cell.ingredient.name, cell.ingredient.lru).add(cell)
-        if victim is not None:
+        for victim in lru.add(cell):
             # Only the value goes: revalidation still has the bookkeeping.
             victim.value = EVICTED
 
@@ -355,8 +369,30 @@ class View:
                     return self.revision
         return self.commit([(table, ingredient, key, value)])
 
-    def commit(self, ops: list[_Op]) -> Revision:
-        """Apply *ops* in order at one new revision (or none, if nothing changes)."""
+    def refresh(self) -> Revision:
+        """Open a new revision with no input changed; defer it inside a batch of this view."""
+        frame = ACTIVE.get()
+        if frame is not None:
+            msg = (
+                f"refresh() was called inside the running query {fmt_key(*frame.record())}; "
+                "queries must not open revisions"
+            )
+            raise UsageError(msg)
+        batches = _BATCHES.get()
+        if batches is not None:
+            batch = batches.get(self)
+            if batch is not None:
+                receiver = batch.receiver()
+                if receiver is not None:
+                    receiver.refresh = True
+                    return self.revision
+        return self.commit([], refresh=True)
+
+    def commit(self, ops: list[_Op], *, refresh: bool = False) -> Revision:
+        """
+        Apply *ops* in order at one new revision (or none, if nothing changes and not
+        *refresh*: then a new revision opens all the same, with no input changed).
+        """
         with self.lock:
             sync = self.family.sync
             sync.sweep(self)
@@ -377,11 +413,14 @@ class View:
                         changes.append((cell, value))
                 elif current is ABSENT or not ingredient.eq(current, value):
                     changes.append((cell, value))
-            if not changes:
+            if not changes and not refresh:
                 return self.revision
             sizes = self._check_limit(changes) if self.limit is not None else None
             revision = self.revision + 1
             last_changed = self.last_changed
+            # Every new revision moves LOW's watermark, so that a memo which read a memo of
+            # the outside world never skips re-checking it (see `_store`).
+            last_changed[Durability.LOW] = revision
             readers = bool(self.readers.revisions)
             for index, (cell, value) in enumerate(changes):
                 # The replaced version was valid from its `changed_at` up to now: keep it
@@ -526,7 +565,6 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
     verified_at = cell.verified_at
     if verified_at == at or (
         NEVER < verified_at <= at <= view.revision
-        and cell.failure is None
         # Clean, or nothing as durable as what it read changed since it was verified.
         and (cell.clean or view.last_changed[cell.durability] <= verified_at)
     ):
@@ -620,7 +658,7 @@ def _install_state(view: View, mine: QueryCell, state: MemoState, at: Revision) 
         mine.deps = deps
         mine.verified_at = at
         mine.clean = False
-        if mine.ingredient.lru is not None:
+        if view.lrus:
             view.track_lru(mine)
         if view.dirty is not None:
             view.dirty.add(mine)
@@ -665,7 +703,9 @@ def view_of(db: object) -> View:
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
             raise UsageError(msg)
         # setdefault: two threads touching a new database first keep one view.
-        view = state.setdefault("__picante__", View(db, limit=spec.max_state_bytes))
+        view = state.setdefault(
+            "__picante__", View(db, limit=spec.max_state_bytes, lrus=spec.lru_capacities)
+        )
     return cast("View", view)
 
 
@@ -681,6 +721,23 @@ def revision(db: object) -> Revision:
         UsageError: *db* is not an instance of a `@picante.database` class.
     """
     return view_of(db).revision
+
+
+def refresh(db: object) -> Revision:
+    """
+    Open a new revision of *db* without changing any input; return it.
+
+    Salsa's "synthetic write": memos that read the outside world (a volatile query, or one
+    that called `report_untracked_read`) re-execute on their next read, and the memos that
+    read them re-check them (an equal value recomputes nothing more); every other memo
+    stays valid without a walk. Emits only `RevisionBumped`. Safe to call from any
+    thread; inside `picante.batch(db)` it joins the batch, which then opens one revision
+    at exit even if nothing else changed.
+
+    Raises:
+        UsageError: *db* is not a database, or a query is running in this context.
+    """
+    return view_of(db).refresh()
 
 
 def snapshot(db: D) -> D:
@@ -763,5 +820,6 @@ def batch(db: object) -> Generator[None]:
     receiver = None if pending.outer is None else pending.outer.receiver()
     if receiver is not None:
         receiver.ops.extend(pending.ops)
-    elif pending.ops:
-        view.commit(pending.ops)
+        receiver.refresh = receiver.refresh or pending.refresh
+    elif pending.ops or pending.refresh:
+        view.commit(pending.ops, refresh=pending.refresh)

@@ -30,8 +30,17 @@ history exist only while needed.
 `clean` is what makes revalidation after an unrelated change O(1). Invariant: a clean
 memo is valid at its view's current revision, and every query it depends on is clean.
 A mutation marks every memo that transitively depends on the changed input as not clean
-(push), and a read of a clean memo needs no walk at all (pull). A memo that failed is
-never clean: errors are memoized for one revision only.
+(push), and a read of a clean memo needs no walk at all (pull). A memoized error is a
+memo like any other: clean, revalidated and backdated the same way.
+
+The outside world. A memo whose evaluation read something picante cannot track
+(`report_untracked_read`, a volatile query, a query of another database) has durability
+`UNTRACKED`, below `LOW`, and is never clean. `View.last_changed[UNTRACKED]` is the
+watermark list's last slot, which holds `NOW`: such a memo is valid at the revision it
+was verified at, and never by durability after it, so it re-executes at the next
+revision. A memo that read such a memo gets durability `LOW` (not `UNTRACKED`: it walks
+to the untracked memo and re-executes only if that one's value changed), and every new
+revision, a `refresh` too, moves `last_changed[LOW]`, so it never skips that walk.
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ __all__ = [
     "EVICTED",
     "HIGHEST",
     "NEVER",
+    "NOW",
+    "UNTRACKED",
     "Durability",
     "Failure",
     "InputCell",
@@ -72,6 +83,7 @@ __all__ = [
     "discard_dependent",
     "errors_equal",
     "sizeof",
+    "watermarks",
 ]
 
 InternId = NewType("InternId", int)
@@ -99,6 +111,17 @@ class Durability(enum.IntEnum):
 
 HIGHEST: Final = Durability.HIGH
 """`Durability.HIGH`, read once: an enum attribute lookup costs tens of nanoseconds."""
+
+UNTRACKED: Final = -1
+"""The durability of a memo that read the outside world (see the module docstring)."""
+
+NOW: Final = sys.maxsize
+"""`last_changed[UNTRACKED]`: later than any revision, so never `<= verified_at`."""
+
+
+def watermarks() -> list[Revision]:
+    """A new view's `last_changed`: one per durability, then `NOW` (its `UNTRACKED` slot)."""
+    return [0] * len(Durability) + [NOW]
 
 
 class _Absent:
@@ -168,7 +191,7 @@ class MemoState(NamedTuple):
     value: Any
     failure: Failure | None
     changed_at: Revision
-    durability: Durability
+    durability: int
     deps: tuple[InputCell | QueryCell, ...]
 
 
@@ -273,7 +296,8 @@ class QueryCell:
         self.failure: Failure | None = None
         self.verified_at: Revision = NEVER
         self.changed_at: Revision = NEVER
-        self.durability = HIGHEST
+        # A `Durability`, or `UNTRACKED`.
+        self.durability: int = HIGHEST
         self.deps: tuple[InputCell | QueryCell, ...] = ()
         self.dependents: Dependents = None
         self.clean = False
@@ -307,7 +331,8 @@ class QueryCell:
 
 class Lru:
     """
-    The least-recently-used order of one query's memoized values, capped at *capacity*.
+    The least-recently-used order of one query's memoized values, capped at *capacity*
+    (`None`: no cap, but the order is kept, so that a cap set later starts from it).
 
     An `OrderedDict` used as an ordered set: a hit moves a cell to the end in O(1) without
     allocating, and the least recently used cell is at the front.
@@ -315,7 +340,7 @@ class Lru:
 
     __slots__ = ("capacity", "order")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int | None) -> None:
         self.capacity = capacity
         self.order: OrderedDict[QueryCell, None] = OrderedDict()
 
@@ -323,15 +348,24 @@ class Lru:
         """Make *cell* (a memo with a value, so in the order) the most recently used."""
         self.order.move_to_end(cell)
 
-    def add(self, cell: QueryCell) -> QueryCell | None:
-        """Make *cell* the most recently used (adding it); return a cell to evict, if over."""
+    def add(self, cell: QueryCell) -> list[QueryCell]:
+        """Make *cell* the most recently used (adding it); return the cells to evict."""
         order = self.order
         order[cell] = None
         order.move_to_end(cell)
-        if len(order) <= self.capacity:
-            return None
-        victim, _ = order.popitem(last=False)
-        return victim
+        if self.capacity is None or len(order) <= self.capacity:
+            return []
+        return self.over()
+
+    def over(self) -> list[QueryCell]:
+        """Remove the least recently used cells beyond the capacity, and return them."""
+        order = self.order
+        excess = 0 if self.capacity is None else len(order) - self.capacity
+        return [order.popitem(last=False)[0] for _ in range(excess)]
+
+    def discard(self, cell: QueryCell) -> None:
+        """Forget *cell* (its memo is gone)."""
+        self.order.pop(cell, None)
 
 
 class InternTable:

@@ -102,7 +102,7 @@ class TestValidation:
         [
             ({"lru": 0}, r"^Site\.words: lru must be a positive int or None, got 0$"),
             ({"lru": True}, r"^Site\.words: lru must be a positive int or None, got True$"),
-            ({"eq": 3}, r"^Site\.words: eq must be callable, got 3$"),
+            ({"eq": 3}, r"^Site\.words: eq must be callable, False or None, got 3$"),
             ({"persist": "yes"}, r"^Site\.words: persist must be a bool, got 'yes'$"),
             ({"version": 1.5}, r"^Site\.words: version must be a str, an int or None, got 1\.5$"),
         ],

@@ -192,8 +192,8 @@ class TestErrors:
             depths.append(depth)
         assert depths[1] == depths[2]
 
-    async def test_any_input_change_allows_recompute(self, log: list[str]) -> None:
-        """Errors are memoized per revision: after an unrelated change the query reruns."""
+    async def test_error_revalidates_like_a_value(self, log: list[str]) -> None:
+        """A memoized error is reused while nothing it read changed, re-run when it did."""
 
         @picante.database
         class Db:
@@ -210,10 +210,16 @@ class TestErrors:
 
         db = Db()
         db.n.set(1)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError) as first:
             await db.flaky()
-        db.other.set(5)
-        with pytest.raises(RuntimeError):
+        for value in range(100):
+            db.other.set(value)
+            with pytest.raises(RuntimeError) as again:
+                await db.flaky()
+            assert again.value is first.value
+        assert log == ["flaky()"]
+        db.n.set(2)
+        with pytest.raises(RuntimeError, match="2"):
             await db.flaky()
         assert log == ["flaky()", "flaky()"]
 
