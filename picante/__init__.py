@@ -37,6 +37,7 @@ from ._events import (
     revisions as revisions,
     watch as watch,
 )
+from ._frames import report_untracked_read as report_untracked_read
 from ._ingredients import (
     BoundInput as BoundInput,
     BoundInterned as BoundInterned,
@@ -44,10 +45,17 @@ from ._ingredients import (
     InputIngredient as InputIngredient,
     InternedIngredient as InternedIngredient,
     QueryIngredient as QueryIngredient,
+    set_lru as set_lru,
 )
 from ._persist import load as load, save as save
-from ._runtime import batch as batch, revision as revision, snapshot as snapshot
+from ._runtime import (
+    batch as batch,
+    refresh as refresh,
+    revision as revision,
+    snapshot as snapshot,
+)
 from ._store import Durability as Durability, InternId as InternId, Revision as Revision
+from ._sweep import sweep as sweep
 
 
 __all__ = [
@@ -84,10 +92,14 @@ __all__ = [
     "interned",
     "load",
     "query",
+    "refresh",
+    "report_untracked_read",
     "revision",
     "revisions",
     "save",
+    "set_lru",
     "snapshot",
+    "sweep",
     "watch",
 ]
 

@@ -446,7 +446,7 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
                 frame.revision,
                 cell.verified_at,
                 cell.deps,
-                cell.failure is not None,
+                cell.durability == UNTRACKED,
                 cell.value is EVICTED,
             )
         listeners = view.listeners

@@ -10,7 +10,8 @@ its durability watermarks and one *section* per ingredient (its name, kind, sche
 fingerprint, code fingerprint for queries, and records). Records refer to each other by
 integer ids: a memo's dependencies are ids. An entry of the log (`<path>.log`) holds the
 records that changed since the previous save, under the same ids (new records get new
-ids), and the revision then. The log is bound to one base by the base's digest, so a log
+ids), the ids of records deleted since (a section's `deleted`: `picante.sweep`), and the
+revision then. The log is bound to one base by the base's digest, so a log
 left over from an older base is ignored.
 
 On the wire a record is a JSON array, told apart by its section's kind. Its positions are
@@ -220,8 +221,12 @@ def wire_section(
     *,
     records: list[list[object]] | None,
     run: InternedRun | None,
+    deleted: list[int] | None = None,
 ) -> dict[str, object]:
-    """The JSON-ready section of an ingredient: its records (wire form), or its run."""
+    """
+    The JSON-ready section of an ingredient: its records (wire form), or its run; in a
+    log entry, also the ids of records deleted since (dropped by `picante.sweep`).
+    """
     section: dict[str, object] = {"name": name, "kind": kind, "schema": schema}
     if kind == "interned":
         start, values = run or InternedRun(0, [])
@@ -231,6 +236,8 @@ def wire_section(
         if code is not None:
             section["code"] = code
         section["records"] = [] if records is None else records
+        if deleted:
+            section["deleted"] = deleted
     return section
 
 
@@ -750,6 +757,13 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
                 records = raw.get("records")
                 expect(type(records) is list, f"{where}: {name}")
                 found.add_records(name, records, replace=True)
+                deleted = raw.get("deleted", [])
+                expect(type(deleted) is list, f"{where}: {name}: deleted")
+                for record_id in deleted:
+                    expect(
+                        type(record_id) is int and found.records.pop(record_id, None) is not None,
+                        f"{where}: {name}: deleted a record it does not have",
+                    )
     expect(type(last_changed) is list and len(last_changed) == len(Durability), "last_changed")
     watermarks = cast("list[object]", last_changed)
     expect(all(type(r) is int and 0 <= r <= revision for r in watermarks), "last_changed")

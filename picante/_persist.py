@@ -282,7 +282,9 @@ def _encode(payload: dict[str, object], capture: _Capture) -> bytes:
         raise CacheError(msg) from error
 
 
-def _sections(capture: _Capture, interned: dict[str, InternedRun]) -> list[dict[str, object]]:
+def _sections(
+    capture: _Capture, interned: dict[str, InternedRun], deleted: dict[str, list[int]] | None = None
+) -> list[dict[str, object]]:
     """The wire form of every ingredient's section, in the order of the class."""
     return [
         wire_section(
@@ -292,6 +294,7 @@ def _sections(capture: _Capture, interned: dict[str, InternedRun]) -> list[dict[
             codec.code,
             records=capture.records.get(name),
             run=interned.get(name),
+            deleted=None if deleted is None else deleted.get(name),
         )
         for name, codec in capture.codecs.items()
     ]
@@ -482,6 +485,7 @@ async def _save_full(
         last_changed = view.last_changed[: len(Durability)]
         # Changes from here on go to the next save's log entry.
         view.dirty = set()
+        view.swept = []
     _cap(capture, max_record_bytes, target)
     payload_obj: dict[str, object] = {
         "database": database_name(type(view.db)),
@@ -567,6 +571,13 @@ async def _save_entry(
         view.dirty = set()
         capture = _Capture(codecs, state)
         capture.add(dirty)
+        # Records `sweep` dropped: the log says so, and their ids are not reused.
+        deleted: dict[str, list[int]] = {}
+        for cell in view.swept or ():
+            number = state.ids.pop(cell, None)
+            if number is not None:
+                deleted.setdefault(cell.ingredient.name, []).append(number)
+        view.swept = []
         interned = _interned_since(view, codecs, state.interned)
         revision = view.revision
         last_changed = view.last_changed[: len(Durability)]
@@ -574,6 +585,7 @@ async def _save_entry(
     header = b""
     if (
         capture.records
+        or deleted
         or revision != state.revision
         or any(values for _, values in interned.values())
     ):
@@ -581,7 +593,9 @@ async def _save_entry(
             "revision": revision,
             "last_changed": last_changed,
             "sections": [
-                s for s in _sections(capture, interned) if s.get("records") or s.get("values")
+                s
+                for s in _sections(capture, interned, deleted)
+                if s.get("records") or s.get("values") or s.get("deleted")
             ],
         }
         payload = _encode(payload_obj, capture)
@@ -1039,6 +1053,7 @@ async def load(
             held = _swap(view, loaded)
             view.persistence = fresh
             view.dirty = set()
+            view.swept = []
             if held:
                 # The program's inputs on top, as one batch; they go to the next save's log.
                 view.commit(held)

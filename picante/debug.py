@@ -15,6 +15,7 @@ anything until it is called.
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 from types import MethodType
 from typing import TYPE_CHECKING, Any, final
@@ -29,6 +30,7 @@ from ._store import (
     ABSENT,
     EVICTED,
     NEVER,
+    UNTRACKED,
     Failure,
     InputCell,
     QueryCell,
@@ -51,10 +53,12 @@ __all__ = [
     "Explanation",
     "Mismatch",
     "Node",
+    "NotComparable",
     "QueryStats",
     "QueryTrace",
     "Stats",
     "Trace",
+    "Verification",
     "dependency_graph",
     "explain",
     "stats",
@@ -398,11 +402,13 @@ def stats(db: object) -> Stats:
 class Explanation:
     """
     Why a memo holds what it holds: `reason` is one of `"never computed"`, `"first"`,
-    `"changed"`, `"evicted"`, `"error"` or `"code"`; `revision` is the revision of the
-    last execution (for `"first"`, of the first one) and `verified_at` the revision the
-    memo had last been verified at before it; when the reason is `"changed"`,
-    `changed` lists the dependencies that changed after the memo was last verified, as
-    (record label, revision of their latest change). `str()` says it in a sentence.
+    `"changed"`, `"evicted"`, `"untracked"` (it had read the outside world: a volatile
+    query, `report_untracked_read`, a query of another database, a cycle) or `"code"`;
+    `revision` is the revision of the last execution (for `"first"`, of the first one)
+    and `verified_at` the revision the memo had last been verified at before it; when
+    the reason is `"changed"`, `changed` lists the dependencies that changed after the
+    memo was last verified, as (record label, revision of their latest change).
+    `str()` says it in a sentence.
     """
 
     record: str
@@ -432,10 +438,10 @@ class Explanation:
                 f"{self.record} recomputed at revision {self.revision} because its value "
                 "had been evicted (lru=)"
             )
-        if self.reason == "error":
+        if self.reason == "untracked":
             return (
-                f"{self.record} recomputed at revision {self.revision} because it raised at "
-                f"revision {self.verified_at}, and errors are memoized for one revision"
+                f"{self.record} recomputed at revision {self.revision} because it had read "
+                f"something picante cannot track at revision {self.verified_at}"
             )
         return (
             f"{self.record} recomputed at revision {self.revision} because its code (or "
@@ -470,11 +476,11 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
         return Explanation(label, "never computed", None, None)
     if why is None:
         return Explanation(label, "first", cell.changed_at, cell.verified_at)
-    revision, verified_at, deps, failed, evicted = why
+    revision, verified_at, deps, untracked, evicted = why
     if verified_at == NEVER:
         return Explanation(label, "code", revision, None)
-    if failed:
-        return Explanation(label, "error", revision, verified_at)
+    if untracked:
+        return Explanation(label, "untracked", revision, verified_at)
     changed = tuple(
         (fmt_key(dep.ingredient.name, dep.key), dep.changed_at)
         for dep in deps
@@ -501,18 +507,46 @@ class Mismatch:
         return f"{self.record}: memoized {self.memoized!r}, recomputed {self.fresh!r}"
 
 
-async def verify(db: object) -> list[Mismatch]:
+@final
+@attrs.frozen
+class NotComparable:
+    """A memo whose fresh recomputation cannot be compared with it, and why."""
+
+    record: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.record}: not comparable ({self.why})"
+
+
+@final
+class Verification(list[Mismatch]):
+    """
+    What `verify` found: the mismatches (this list itself, so `== []` says "pure"), and
+    in `not_comparable` the memos it could not judge.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.not_comparable: list[NotComparable] = []
+
+
+async def verify(db: object) -> Verification:
     """
     Re-run every memo of *db* valid at its current revision; report those that differ.
 
     Each query body runs again with the same dependencies (read from their memos) and its
     fresh outcome is compared with the memo by the query's `eq` (errors by type and args).
     No memo changes. Memos that are not known valid without recomputing something (stale
-    ones, evicted values) are skipped. Use it in tests to catch queries that read
-    something picante does not track (a global, the clock, a file).
+    ones, evicted values) are skipped, and so are memos that read the outside world (they
+    may differ by design). Use it in tests to catch queries that read something picante
+    does not track (a global, the clock, a file).
+
+    A value that cannot be compared is not a mismatch: it goes to `not_comparable`, with
+    the reason (`eq=False`; an `==` or `eq` that raises, or does not return a `bool`).
     """
     view = view_of(db)
-    mismatches: list[Mismatch] = []
+    report = Verification()
     revision = view.revision
     cells = [
         cell
@@ -520,6 +554,7 @@ async def verify(db: object) -> list[Mismatch]:
         for cell in list(table.values())
         if isinstance(cell, QueryCell)
         and cell.value is not EVICTED
+        and cell.durability != UNTRACKED
         and (cell.verified_at == revision or (cell.verified_at != NEVER and cell.clean))
     ]
     for cell in cells:
@@ -532,20 +567,40 @@ async def verify(db: object) -> list[Mismatch]:
         finally:
             ACTIVE.reset(token)
         memo = cell.failure or cell.value
+        record = fmt_key(ingredient.name, cell.key)
         if isinstance(memo, Failure) or isinstance(fresh, Failure):
-            same = (
+            same: bool | str = (
                 isinstance(memo, Failure)
                 and isinstance(fresh, Failure)
                 and errors_equal(memo.error, fresh.error)
             )
         else:
-            same = ingredient.eq(memo, fresh)
-        if not same:
-            mismatches.append(
+            same = _compare(ingredient, memo, fresh)
+        if isinstance(same, str):
+            report.not_comparable.append(NotComparable(record, same))
+        elif not same:
+            report.append(
                 Mismatch(
-                    fmt_key(ingredient.name, cell.key),
+                    record,
                     memo.error if isinstance(memo, Failure) else memo,
                     fresh.error if isinstance(fresh, Failure) else fresh,
                 )
             )
-    return mismatches
+    return report
+
+
+def _compare(ingredient: Any, memo: object, fresh: object) -> bool | str:
+    """Compare by the query's equality: `True`, `False`, or why they cannot be compared."""
+    if ingredient.eq_option is False:
+        return "eq=False"
+    if memo is fresh:
+        return True
+    eq = operator.eq if ingredient.eq_option is None else ingredient.eq_option
+    what = "==" if ingredient.eq_option is None else "eq"
+    try:
+        result = eq(memo, fresh)
+    except Exception as error:  # noqa: BLE001 - the user's equality failed: reported
+        return f"{what} raised {type(error).__name__}: {error}"
+    if type(result) is not bool:
+        return f"{what} returned a {type(result).__qualname__}, not a bool"
+    return result

@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "_format": {"_errors", "_store", "_runtime"},
     "_persist": {"_errors", "_store", "_runtime", "_codecs", "_format"},
     "_events": {"_errors", "_store", "_runtime"},
+    "_sweep": {"_errors", "_store", "_runtime"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
 }
 
