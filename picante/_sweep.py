@@ -56,24 +56,24 @@ def sweep(db: object, *, unused_for: int = 1) -> int:
         raise UsageError(msg)
     view = view_of(db)
     with view.lock:
+        view.sync.sweep(view, force=True)
         _check_idle(view)
         return _sweep(view, view.revision - unused_for + 1)
 
 
 def _check_idle(view: View) -> None:
-    sync = view.sync
-    sync.sweep(view, force=True)
-    running = bool(sync.extra) or any(
-        type(cell) is QueryCell and cell.flight is not None
-        for table in view.tables.values()
-        for cell in table.values()
-    )
-    if view.parent is not None:
-        # A snapshot's evaluations at its base state fly on its ancestors' cells; each
-        # started from outside a query is a reader of the snapshot.
-        running = running or any(
-            not snap and ref() is not None for _, ref, snap in view.readers.entries
+    """Raise `UsageError` if an evaluation flies on a cell of *view* or of its ancestors."""
+    # A snapshot's evaluations at its base state fly on its ancestors' cells: any of them
+    # may hold this view's cells in its frame, so any flight in the lineage refuses.
+    running = bool(view.sync.extra)
+    lineage: View | None = view
+    while lineage is not None and not running:
+        running = any(
+            type(cell) is QueryCell and cell.flight is not None
+            for table in lineage.tables.values()
+            for cell in table.values()
         )
+        lineage = lineage.parent
     if running:
         msg = f"sweep() cannot run while a query of this {type(view.db).__name__} runs"
         raise UsageError(msg)

@@ -4,7 +4,9 @@ Model-based tests of memo consistency (DESIGN.md §4) and of the work picante do
 The heart is `MemoConsistency`, a hypothesis state machine over the `Graph` database. Its
 rules set and remove inputs (no-ops included, alone, several in a row, and in batches that
 apply or are discarded), await queries (alone, concurrently with `asyncio.gather`, and all
-of them in a random order), and take, mutate, query and drop snapshots. After every
+of them in a random order), take, mutate, query and drop snapshots, refresh views (alone,
+in batches, from threads), change the outside world a volatile query reads (the oracle
+models it as one more input) and sweep views. After every
 operation each answer is compared with `Oracle`, a plain-Python from-scratch evaluation of
 the same functions over a dict of the current inputs, errors included (same type, same
 args). The machine also tracks every view's expected revision (+1 per effective mutation
@@ -17,9 +19,10 @@ loads the database into a fresh instance, and reads the recompute log to pin the
   from-scratch evaluation;
 * on the database, the model predicts exactly which records run, as Salsa defines it: the
   new ones, and those one of whose direct reads changed since they were last verified
-  (an input was set or removed, or a query's outcome became different: early cutoff);
-  memoized errors may also run again at a later revision. In particular a record none of
-  whose transitive inputs changed never runs;
+  (an input was set or removed, or a query's outcome became different: early cutoff),
+  memoized errors held to the same rule as values, and the volatile `world`, which runs
+  at every revision it is read at. In particular a record none of whose transitive
+  inputs changed, and that reads no volatile record, never runs;
 * a snapshot runs none of the records whose memos were valid in the database when it was
   taken, until its own first change.
 
@@ -159,6 +162,9 @@ class Graph:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.late: list[Late] = []
+        # The outside world `world` reads, untracked. The machine replaces the dict (never
+        # mutates it) and refreshes, so a snapshot keeps the world it was taken in.
+        self.outside: dict[int, int] = {}
 
     @picante.input
     async def src(self, k: int) -> int: ...  # type: ignore[empty-body]
@@ -260,9 +266,22 @@ class Graph:
     async def scale(self) -> int:
         self.log.append("scale()")
         try:
-            return await self.mode()
+            base = await self.mode()
         except MissingInputError:
-            return 1
+            base = 1
+        return base + await self.world(0) % 2
+
+    @picante.query(volatile=True)
+    async def world(self, k: int) -> int:
+        self.log.append(f"world({k})")
+        await asyncio.sleep(0)
+        return self.outside.get(k, 0)
+
+    @picante.query
+    async def sees(self, k: int) -> int:
+        # A HIGH-durability input and a volatile query: durability must not skip `world`.
+        self.log.append(f"sees({k})")
+        return await self.world(k) * 10 + await self.high(k)
 
     @picante.query
     async def echo(self, k: int) -> int:
@@ -332,10 +351,16 @@ QUERIES = {
     "high": 1,
     "mixed": 1,
     "scale": 0,
+    "world": 1,
+    "sees": 1,
     "echo": 1,
     "fan": 1,
     "total": 0,
 }
+VOLATILE = frozenset({"world"})
+"""Queries that read the outside world: they run at every revision they are read at."""
+OUTSIDE = "outside"
+"""The model's name for the outside world's cells: `(OUTSIDE, (k,))`, only in the model."""
 CELLS: list[Cell] = records(INPUTS)
 RECORDS: list[Record] = records(QUERIES)
 TIMEOUT = float(os.environ.get("PICANTE_MACHINE_TIMEOUT", "10"))
@@ -503,9 +528,17 @@ class Oracle:
 
     def _scale(self) -> int:
         try:
-            return self.input("mode")
+            base = self.input("mode")
         except MissingInputError:
-            return 1
+            base = 1
+        return base + self.query("world", 0) % 2
+
+    def _world(self, k: int) -> int:
+        # The outside world, modeled as a cell no input ingredient has (see `OUTSIDE`).
+        return self.get(OUTSIDE, k, default=0)
+
+    def _sees(self, k: int) -> int:
+        return self.query("world", k) * 10 + self.query("high", k)
 
     def _echo(self, k: int) -> int:
         try:
@@ -689,8 +722,8 @@ class MemoConsistency(RuleBasedStateMachine):
     The model predicts the work on the database exactly, as Salsa defines it: a record
     runs if it is new, or if one of its direct reads changed since it was last verified
     (an input was set or removed; a query's outcome became different, so early cutoff
-    stops equal ones). A memoized error may also run again at a later revision, never at
-    the same one. Snapshots are held to the same values, to "never twice at one revision,
+    stops equal ones); memoized errors the same; the volatile `world` at every revision it
+    is read at. Snapshots are held to the same values, to "never twice at one revision,
     never what is not needed", and reuse what was valid in the database when taken.
 
     Everything runs on a `ScheduledLoop` (`tests/schedule.py`): the order of ready
@@ -868,6 +901,21 @@ class MemoConsistency(RuleBasedStateMachine):
             self.expect_commit(subject.revision, [(c, last[c]) for c in order if c in changed])
         return True
 
+    def record_refresh(self, subject: Subject, outside: Mapping[int, int] | None = None) -> None:
+        """A revision with no input changed (`refresh`), the outside world now *outside*."""
+        changed: set[Cell] = set()
+        for k, value in (outside or {}).items():
+            cell = (OUTSIDE, (k,))
+            if subject.inputs.get(cell, 0) != value:
+                changed.add(cell)
+            subject.inputs[cell] = value
+        subject.revision += 1
+        subject.changes.append(frozenset(changed))
+        subject.states.append(dict(subject.inputs))
+        subject.reusable = frozenset()
+        if subject is self.main:
+            self.expect_commit(subject.revision, [])
+
     def mutate(self, subject: Subject, cell: Cell, value: int | None, *, idle: bool = True) -> None:
         """Set (or, for `None`, remove) *cell* and check the revision it reports."""
         revision = apply(subject.db, (cell, value))
@@ -908,11 +956,12 @@ class MemoConsistency(RuleBasedStateMachine):
         for cell, value in changes:
             self.mutate(self.main, cell, value)
 
-    @precondition(lambda self: self.main.inputs)
+    @precondition(lambda self: any(name != OUTSIDE for name, _ in self.main.inputs))
     @rule(data=st.data())
     def set_current_value(self, data: st.DataObject) -> None:
         """Set an input to the value it has: a no-op."""
-        cell = data.draw(st.sampled_from(sorted(self.main.inputs)), label="cell")
+        cells = sorted(cell for cell in self.main.inputs if cell[0] != OUTSIDE)
+        cell = data.draw(st.sampled_from(cells), label="cell")
         self.mutate(self.main, cell, self.main.inputs[cell])
 
     @rule(cell=st.sampled_from(CELLS))
@@ -972,6 +1021,72 @@ class MemoConsistency(RuleBasedStateMachine):
             assert subject.log == [], "a commit from a thread ran a query"
 
     # Snapshots.
+
+    @rule(
+        which=st.integers(0, MAX_SNAPSHOTS),
+        how=st.sampled_from(["direct", "batch", "thread"]),
+    )
+    def refresh(self, which: int, how: str) -> None:
+        """Open a revision with no input changed: only what reads the outside world runs."""
+        subject = self.subject(which)
+        db = subject.db
+        if how == "thread":
+            revision = in_thread(lambda: picante.refresh(db))
+        elif how == "batch":
+            with picante.batch(db):
+                inside = picante.refresh(db)
+                assert inside == subject.revision, "refresh() inside a batch opened a revision"
+            revision = picante.revision(db)
+        else:
+            revision = picante.refresh(db)
+        self.record_refresh(subject)
+        assert revision == subject.revision
+        assert subject.log == [], "refresh ran a query"
+
+    @rule(k=keys(), value=st.integers(0, 3), from_thread=st.booleans())
+    def change_outside(self, k: int, value: int, *, from_thread: bool) -> None:
+        """Change the outside world `world` reads, then refresh the database."""
+        db = self.main.db
+        # Replaced, not mutated: snapshots keep the world they were taken in.
+        db.outside = {**db.outside, k: value}
+        revision = in_thread(lambda: picante.refresh(db)) if from_thread else picante.refresh(db)
+        self.record_refresh(self.main, {k: value})
+        assert revision == self.main.revision
+
+    @rule(changes=st.lists(mutations(CELLS), max_size=3), discard=st.booleans())
+    def refresh_in_batch(self, changes: list[Mutation], discard: bool) -> None:
+        """A batch with a refresh in it opens one revision, changes or not; discarded, none."""
+        db = self.main.db
+        with contextlib.suppress(DiscardError), picante.batch(db):
+            for change in changes:
+                apply(db, change)
+            picante.refresh(db)
+            if discard:
+                raise DiscardError
+        if not discard and not self.record_commit(self.main, changes):
+            self.record_refresh(self.main)
+        assert picante.revision(db) == self.main.revision
+        assert self.main.log == []
+
+    @rule(which=st.integers(0, MAX_SNAPSHOTS), unused_for=st.integers(1, 3))
+    def sweep(self, which: int, unused_for: int) -> None:
+        """Sweep a view: what it drops runs again when read; nothing else changes."""
+        subject = self.subject(which)
+        view = view_of(subject.db)
+        before = {record for record in RECORDS if record[1] in view.tables.get(record[0], {})}
+        picante.sweep(subject.db, unused_for=unused_for)
+        gone = {record for record in before if record[1] not in view.tables.get(record[0], {})}
+        event("swept memos", str(min(len(gone), 5)))
+        names = {show(record) for record in gone}
+        for name in names:
+            subject.ran_at.pop(name, None)
+        subject.reusable -= names
+        if subject is self.main:
+            before_loose = set(self.loose)
+            self.forget(gone)
+            for record in self.loose - before_loose:
+                subject.ran_at.pop(show(record), None)
+        assert subject.log == [], "sweep ran a query"
 
     def add_snapshot(self, source: Subject, db: Graph) -> None:
         """Track *db*, a snapshot just taken of *source*."""
@@ -1116,9 +1231,11 @@ class MemoConsistency(RuleBasedStateMachine):
                 assert entry in ran, f"{entry} is new but did not run: {ran}"
             elif seen.revision < rev:
                 changed = self.changed_reads(seen, rev)
-                if changed:
+                if record[0] in VOLATILE:
+                    assert entry in ran, f"{entry} reads the outside world, yet did not run: {ran}"
+                elif changed:
                     assert entry in ran, f"{entry} did not run although {changed} changed: {ran}"
-                elif entry in ran and not seen.failed:
+                elif entry in ran:
                     inputs = sorted(seen.inputs & self.main.changed_between(seen.revision, rev))
                     assert inputs, (
                         f"{entry} ran although none of its inputs changed since revision "
@@ -1482,8 +1599,18 @@ class MemoConsistency(RuleBasedStateMachine):
         main = self.main
         self.run(picante.save(main.db, self.cache))
         db = self.new_db(main.log)
+        db.outside = main.db.outside
         assert self.run(picante.load(db, self.cache))
         assert main.log == [], "saving or loading ran a query"
+        # Memos that read the outside world load stale, and the load opens a revision
+        # for them (with no input changed): a refresh.
+        loaded = picante.revision(db)
+        assert loaded in (main.revision, main.revision + 1)
+        if loaded == main.revision + 1:
+            main.revision += 1
+            main.changes.append(frozenset())
+            main.states.append(dict(main.inputs))
+            event("load refreshed", "yes")
         main.db = db
         self.listen(db)
         event("cache log entries", str(self.cache.with_name("graph.cache.log").exists()))
