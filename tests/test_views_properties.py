@@ -16,11 +16,14 @@ nothing; nested ones whose inner batch raises and is caught); take snapshots (al
 thread, also while queries run) and drop them, also while a commit runs with a garbage
 collection falling inside it; intern values; await queries on any view alone,
 concurrently, with callers cancelled after a seed-chosen number of steps and with the
-evaluation tasks picante created cancelled; and run a query that leaves behind a task that
-reads an input after the query returned. The graph has an LRU-limited query (`square`,
+evaluation tasks picante created cancelled; run a query that leaves behind a task that
+reads an input after the query returned; refresh any view (directly, in a batch, from a
+thread), change the outside world a volatile query reads (modeled as one more input of
+that view), sweep any view, and change `square`'s LRU capacity at run time. The graph has an LRU-limited query (`square`,
 `lru=2`) under a chain, so eviction happens all the time, an interned table shared by all
 views, a failing query, fan-out through `asyncio.gather` and `asyncio.TaskGroup`, absent
-inputs and a HIGH-durability input.
+inputs and a HIGH-durability input, a volatile query (`world`) read past that input
+(`seen`), and an `eq=False` query (`boxed`).
 
 Every answer is compared with a from-scratch evaluation over the model of the view at
 the revision the call started at, errors included: the machine reads
@@ -88,6 +91,9 @@ class Views:
         # Tasks left behind by `spawn`, with the gate that lets each read: shared with
         # snapshots (attributes are copied shallowly).
         self.spawned: list[tuple[asyncio.Event, asyncio.Task[int]]] = []
+        # The outside world `world` reads, untracked: replaced (never mutated) and then
+        # refreshed by the machine, so a snapshot keeps the world it was taken in.
+        self.outside: dict[int, int] = {}
 
     tags = picante.interned(str)
 
@@ -140,6 +146,23 @@ class Views:
         good = sum(o for o in outcomes if isinstance(o, int))
         return sum(chains) + good + 1000 * sum(isinstance(o, Exception) for o in outcomes)
 
+    @picante.query(volatile=True)
+    async def world(self, k: int) -> int:
+        await asyncio.sleep(0)
+        return self.outside.get(k, 0)
+
+    @picante.query
+    async def seen(self, k: int) -> int:
+        return await self.world(k) * 10 + await self.value(k) + self.cfg.get(default=0)
+
+    @picante.query(eq=False)
+    async def boxed(self, k: int) -> list[int]:
+        return [await self.value(k), await self.world(k)]
+
+    @picante.query
+    async def unboxed(self, k: int) -> int:
+        return sum(await self.boxed(k))
+
     @picante.query
     async def spawn(self, k: int) -> int:
         """Return `value(k)`, leaving behind a task that reads `src(k)` once its gate opens."""
@@ -187,6 +210,12 @@ def oracle(inputs: Inputs, name: str, key: tuple[int, ...], *, overridden: bool 
     def label(k: int) -> str:
         return f"parity-{chain(k) % 2}"
 
+    def world(k: int) -> int:
+        return inputs.get((OUTSIDE, (k,)), 0)
+
+    def seen(k: int) -> int:
+        return world(k) * 10 + value(k) + inputs.get(("cfg", ()), 0)
+
     def fails(k: int) -> int:
         v = value(k)
         if v % 3 == 2:
@@ -211,6 +240,9 @@ def oracle(inputs: Inputs, name: str, key: tuple[int, ...], *, overridden: bool 
         "pair": lambda k: square(k) + len(label(k)),
         "total": total,
         "spawn": value,
+        "world": world,
+        "seen": seen,
+        "unboxed": lambda k: value(k) + world(k),
     }
     try:
         return functions[name](*key), None
@@ -221,12 +253,24 @@ def oracle(inputs: Inputs, name: str, key: tuple[int, ...], *, overridden: bool 
 RECORDS: list[Record] = [
     *(
         (name, (k,))
-        for name in ("value", "square", "chain", "label", "fails", "pair")
+        for name in (
+            "value",
+            "square",
+            "chain",
+            "label",
+            "fails",
+            "pair",
+            "world",
+            "seen",
+            "unboxed",
+        )
         for k in KEYS
     ),
     ("total", ()),
 ]
 CELLS: list[Cell] = [*(("src", (k,)) for k in KEYS), ("cfg", ())]
+OUTSIDE = "outside"
+"""The model's cells of the outside world (`(OUTSIDE, (k,))`): no input has them."""
 VALUES = st.none() | st.integers(0, 6)
 CHANGES = st.lists(st.tuples(st.sampled_from(CELLS), VALUES), min_size=1, max_size=4)
 WHICH = st.integers(0, 7)
@@ -260,6 +304,9 @@ class View:
         self.history: dict[int, Inputs] = {revision: dict(inputs)}
         self.overridden = isinstance(db, Overridden)
         self.name = self.family = type(db).__name__
+        # `square`'s LRU capacity in this view (`set_lru`; a snapshot starts with its
+        # parent's).
+        self.lru: int | None = 2
 
     def __repr__(self) -> str:
         return f"<{self.name} rev={self.revision}>"
@@ -374,6 +421,7 @@ class ViewConsistency(RuleBasedStateMachine):
         view = View(db, dict(parent.inputs), parent.revision)
         view.name = f"snapshot of {parent.name} at {parent.revision}"
         view.family = parent.family
+        view.lru = parent.lru
         assert picante.revision(db) == parent.revision
         self.all.append(view)
         return view
@@ -437,6 +485,49 @@ class ViewConsistency(RuleBasedStateMachine):
                 raise BoomError
             apply_changes(view.db, after)
         self.record(view, [*outer, *after], picante.revision(view.db))
+
+    def refreshed(self, view: View, revision: int) -> None:
+        """Record a revision with no input changed, *revision* as returned."""
+        view.revision += 1
+        view.history[view.revision] = dict(view.inputs)
+        assert revision == view.revision == picante.revision(view.db), view
+
+    @rule(which=WHICH, how=st.sampled_from(["direct", "batch", "thread"]))
+    def refresh(self, which: int, how: str) -> None:
+        """Open a revision with no input changed, directly, inside a batch or from a thread."""
+        view = self.view(which)
+        db = view.db
+        if how == "thread":
+            revision = in_thread(lambda: picante.refresh(db))
+        elif how == "batch":
+            with picante.batch(db):
+                picante.refresh(db)
+            revision = picante.revision(db)
+        else:
+            revision = picante.refresh(db)
+        self.refreshed(view, revision)
+
+    @rule(which=WHICH, k=st.sampled_from(KEYS), value=st.integers(0, 3))
+    def change_outside(self, which: int, k: int, value: int) -> None:
+        """Change the outside world one view's `world` reads, then refresh that view."""
+        view = self.view(which)
+        view.db.outside = {**view.db.outside, k: value}
+        view.inputs[OUTSIDE, (k,)] = value
+        self.refreshed(view, picante.refresh(view.db))
+
+    @rule(which=WHICH, unused_for=st.integers(1, 3))
+    def sweep(self, which: int, unused_for: int) -> None:
+        """Drop what a view's recent revisions did not need: answers stay the same."""
+        event(
+            "sweep dropped", str(min(picante.sweep(self.view(which).db, unused_for=unused_for), 5))
+        )
+
+    @rule(which=WHICH, capacity=st.none() | st.integers(1, 3))
+    def set_lru(self, which: int, capacity: int | None) -> None:
+        """Change `square`'s LRU capacity in one view, at run time."""
+        view = self.view(which)
+        picante.set_lru(view.db.square, capacity)
+        view.lru = capacity
 
     @rule(which=WHICH)
     def take_snapshot(self, which: int) -> None:
@@ -641,11 +732,13 @@ class ViewConsistency(RuleBasedStateMachine):
                 assert getattr(view.db, name).get(*key) == view.inputs.get((name, key))
 
     @invariant()
-    def lru_keeps_at_most_two_values(self) -> None:
+    def lru_keeps_at_most_its_capacity(self) -> None:
         for view in self.all:
+            if view.lru is None:
+                continue
             table = view.db.__picante__.tables.get("square", {})
             kept = [c for c in table.values() if c.verified_at >= 0 and c.value is not EVICTED]
-            assert len(kept) <= 2
+            assert len(kept) <= view.lru, (view, view.lru)
 
 
 EVICTED = picante._store.EVICTED
