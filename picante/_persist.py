@@ -144,6 +144,20 @@ class _Persisted:
     revision: Revision = NEVER
     # The file does not describe this view exactly (something was dropped on load).
     must_rewrite: bool = True
+    # The ids of the records `sweep` dropped since the last save, per section.
+    deleted: dict[str, list[int]] = attrs.field(factory=dict[str, list[int]])
+    # While a full save writes: the cells dropped meanwhile (they are in the file it
+    # writes, under ids of its own: forgotten in its state once it is done).
+    dropped: list[InputCell | QueryCell] | None = None
+
+    def forget(self, cells: list[InputCell | QueryCell]) -> None:
+        """Forget the records of *cells* (dropped by `sweep`): the next save deletes them."""
+        if self.dropped is not None:
+            self.dropped += cells
+        for cell in cells:
+            number = self.ids.pop(cell, None)
+            if number is not None:
+                self.deleted.setdefault(cell.ingredient.name, []).append(number)
 
 
 def _persisted(view: View) -> _Persisted:
@@ -485,34 +499,40 @@ async def _save_full(
         last_changed = view.last_changed[: len(Durability)]
         # Changes from here on go to the next save's log entry.
         view.dirty = set()
-        view.swept = []
-    _cap(capture, max_record_bytes, target)
-    payload_obj: dict[str, object] = {
-        "database": database_name(type(view.db)),
-        "revision": revision,
-        "last_changed": last_changed,
-        "sections": _sections(capture, interned),
-    }
-    payload = _encode(payload_obj, capture)
-    if max_bytes is not None and HEADER.size + len(payload) > max_bytes:
-        payload = _fit(payload_obj, capture, interned, max_bytes, target)
-    header, digest = base_bytes(payload)
+        state.dropped = []
+    try:
+        _cap(capture, max_record_bytes, target)
+        payload_obj: dict[str, object] = {
+            "database": database_name(type(view.db)),
+            "revision": revision,
+            "last_changed": last_changed,
+            "sections": _sections(capture, interned),
+        }
+        payload = _encode(payload_obj, capture)
+        if max_bytes is not None and HEADER.size + len(payload) > max_bytes:
+            payload = _fit(payload_obj, capture, interned, max_bytes, target)
+        header, digest = base_bytes(payload)
 
-    def done(base_stat: tuple[int, int, int]) -> None:
-        fresh.path = target
-        fresh.digest = digest
-        fresh.base_stat = base_stat
-        fresh.log_stat = None
-        fresh.base_size = len(header) + len(payload)
-        fresh.ids = capture.ids
-        fresh.next_id = capture.next_id
-        fresh.interned = {name: start + len(values) for name, (start, values) in interned.items()}
-        fresh.revision = revision
-        fresh.must_rewrite = False
-        view.persistence = fresh
+        def done(base_stat: tuple[int, int, int]) -> None:
+            fresh.path = target
+            fresh.digest = digest
+            fresh.base_stat = base_stat
+            fresh.log_stat = None
+            fresh.base_size = len(header) + len(payload)
+            fresh.ids = capture.ids
+            fresh.next_id = capture.next_id
+            fresh.interned = {
+                name: start + len(values) for name, (start, values) in interned.items()
+            }
+            fresh.revision = revision
+            fresh.must_rewrite = False
+            fresh.forget(state.dropped or [])
+            view.persistence = fresh
 
-    # Failed, `state` stays as it was, `must_rewrite`: the next save writes everything.
-    await _in_worker(lambda: write_base(target, header + payload), done)
+        # Failed, `state` stays as it was, `must_rewrite`: the next save writes everything.
+        await _in_worker(lambda: write_base(target, header + payload), done)
+    finally:
+        state.dropped = None
 
 
 def _fit(
@@ -571,13 +591,9 @@ async def _save_entry(
         view.dirty = set()
         capture = _Capture(codecs, state)
         capture.add(dirty)
-        # Records `sweep` dropped: the log says so, and their ids are not reused.
-        deleted: dict[str, list[int]] = {}
-        for cell in view.swept or ():
-            number = state.ids.pop(cell, None)
-            if number is not None:
-                deleted.setdefault(cell.ingredient.name, []).append(number)
-        view.swept = []
+        # Records `sweep` dropped since the last save: the entry says so.
+        deleted = state.deleted
+        state.deleted = {}
         interned = _interned_since(view, codecs, state.interned)
         revision = view.revision
         last_changed = view.last_changed[: len(Durability)]
@@ -1053,7 +1069,6 @@ async def load(
             held = _swap(view, loaded)
             view.persistence = fresh
             view.dirty = set()
-            view.swept = []
             if held:
                 # The program's inputs on top, as one batch; they go to the next save's log.
                 view.commit(held)

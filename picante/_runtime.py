@@ -220,7 +220,6 @@ class View:
         "persistence",
         "readers",
         "revision",
-        "swept",
         "sync",
         "tables",
     )
@@ -252,10 +251,8 @@ class View:
         # Cells changed since the last save (`None` until a first save or load): what an
         # incremental save appends to the log.
         self.dirty: set[InputCell | QueryCell] | None = None
-        # Cells `sweep` dropped since the last save (`None` until a first save or load):
-        # what an incremental save records as deleted.
-        self.swept: list[InputCell | QueryCell] | None = None
-        # What `_persist` knows of the cache file this view was saved to or loaded from.
+        # What `_persist` knows of the cache file this view was saved to or loaded from;
+        # `sweep` tells it what it dropped (`persistence.forget(cells)`).
         self.persistence: Any = None
         # The trace hook: subscriptions given every trace record (`Trace*` in `_store`) of
         # this view. Empty, nothing is built: the runtime checks the list before any record.

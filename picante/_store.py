@@ -348,13 +348,13 @@ class Lru:
         """Make *cell* (a memo with a value, so in the order) the most recently used."""
         self.order.move_to_end(cell)
 
-    def add(self, cell: QueryCell) -> list[QueryCell]:
+    def add(self, cell: QueryCell) -> list[QueryCell] | tuple[()]:
         """Make *cell* the most recently used (adding it); return the cells to evict."""
         order = self.order
         order[cell] = None
         order.move_to_end(cell)
         if self.capacity is None or len(order) <= self.capacity:
-            return []
+            return ()
         return self.over()
 
     def over(self) -> list[QueryCell]:

@@ -146,8 +146,9 @@ def _sweep(view: View, horizon: int) -> int:
         dropped.append(cell)
     if view.dirty is not None:
         view.dirty.difference_update(dropped)
-    if view.swept is not None:
-        view.swept.extend(dropped)
+    if view.persistence is not None:
+        # The next save records their deletion (the cells themselves are not kept).
+        view.persistence.forget(dropped)
     return len(dropped)
 
 
