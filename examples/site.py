@@ -474,7 +474,13 @@ async def watch_and_rebuild(db: Site, content: Path, out: Path, cache: Path, las
             if picante.revision(db) == revision:
                 continue  # no page or template changed
             last = await build(db, out, last.outputs)
-            print(f"rebuilt {describe(last)} in {ms(last.seconds)}")
+            # Drop what this rebuild did not need (a deleted page's memos, say) before the
+            # save, so that neither the process nor the cache keeps every file ever seen.
+            swept = picante.sweep(db)
+            print(
+                f"rebuilt {describe(last)} in {ms(last.seconds)}, "
+                f"swept {swept} record{'' if swept == 1 else 's'}"
+            )
             print_errors(last)
             await picante.save(db, cache)
     finally:

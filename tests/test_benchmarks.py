@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from benchmarks import SCENARIOS, SWEEPS
+from benchmarks import SCENARIOS, SWEEPS, watch_memory
 from benchmarks.__main__ import main
 from benchmarks._harness import Row, Sweep, render_table
 
@@ -255,3 +255,21 @@ def test_plot_rejects_a_scenario_without_a_sweep(
         main(["p1", "--plot", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no plot for p1" in capsys.readouterr().err
+
+
+def test_watch_memory_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    `python -m benchmarks.watch_memory --quick` (a stand-alone study, not a scenario) runs
+    both watch loops to the end, and the one that sweeps ends with fewer memos.
+    """
+    assert watch_memory.main(["--quick"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rule = next(index for index, line in enumerate(out) if line.startswith("----"))
+    rows = [line.split() for line in out[rule + 1 : out.index("", rule)]]
+    assert [row[0] for row in rows] == [str(edit) for edit in range(0, 101, 10)]
+    first, last = rows[0], rows[-1]
+    # edit, files, then memos, input cells, traced MB and ms per edit: without, with sweep.
+    assert first[2] == first[3]  # nothing to sweep yet
+    assert int(last[3]) < int(last[2])
+    assert int(last[5]) < int(last[4])
+    assert out[-1].startswith("summaries equal after every edit")

@@ -238,8 +238,19 @@ async def test_site_watch(site: Site) -> None:
                 continue
             break
         assert line.startswith(f"rebuilt 1 of {PAGES} pages (about.md) in ")
-        assert line.endswith(" ms")
+        # Every memo is still needed: the sweep after the rebuild drops nothing.
+        assert line.endswith(" ms, swept 0 records")
         assert "playground game (" in (site.out / "about.html").read_text()
+
+        # A deleted page: the rebuild no longer needs its memos, and the sweep drops them.
+        # (Edits above that the watcher saw late may show up first: skip their lines.)
+        (site.content / "pages" / "guides" / "caching.md").unlink()
+        async with asyncio.timeout(30):
+            while f" of {PAGES - 1} pages" not in (line := await next_line()):
+                assert line.startswith(f"rebuilt 1 of {PAGES} pages (about.md) in "), line
+        # Its parse, summary, html and rendered memos, and its file input, now absent.
+        assert line.endswith(" ms, swept 5 records"), line
+        assert not (site.out / "guides" / "caching.html").exists()
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)  # Ctrl-C
