@@ -639,6 +639,8 @@ def backdate(cell: QueryCell, outcome: Any, failure: Failure | None, durability:
         and (
             cell.failure is None and failure is None and cell.ingredient.eq(cell.value, outcome)
             if cell.failure is None or failure is None
-            else errors_equal(cell.failure.error, failure.error)
+            # `eq=False`: every outcome is a change, errors too.
+            else cell.ingredient.eq_option is not False
+            and errors_equal(cell.failure.error, failure.error)
         )
     )

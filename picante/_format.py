@@ -182,7 +182,8 @@ class MemoRecord(NamedTuple):
     durability: int
     """
     `int(Durability)`: 0, 1 or 2; or -1: it read the outside world (a volatile query,
-    `report_untracked_read`), so it is loaded as stale, to re-execute on first read.
+    `report_untracked_read`), so a load opens a revision past the file's, where it is not
+    valid: it re-executes on first read.
     """
     deps: list[int]
     """The ids of its dependencies, in the order they were read (-1: one not saved)."""

@@ -74,6 +74,9 @@ def factory(cells, ingredient, lru, {defaults}):
                 # are not this one's revisions. The read is untracked.
                 _picante_frame.untracked = True
         if type(_picante_value) is Failure:
+            # The memoized exception's traceback will hold this frame: not the caller's
+            # evaluation (a reader, for which its view would keep old versions).
+            _picante_frame = None
             return _picante_value.reraise()
         return _picante_value
     return {name}

@@ -920,23 +920,23 @@ def _link(
     memos: list[tuple[QueryCell, list[Any], bool]], cells: dict[int, Any]
 ) -> tuple[bool, bool]:
     """
-    Resolve dependencies and build reverse edges; make stale what cannot be resolved, and
-    the memos that read the outside world. Returns (every memo resolved, any such memo).
+    Resolve dependencies and build reverse edges; make stale what cannot be resolved.
+    Returns (every memo resolved, any memo that read the outside world).
+
+    A memo that read the outside world is linked like any other: the load opens a revision
+    past the file's for it (see `_decode`), where it is not valid any more.
     """
     exact = True
     outside = False
     for cell, deps, stale in memos:
         resolved = [cells.get(number) for number in deps]
-        if stale or None in resolved:
-            exact = False
-        elif cell.durability == UNTRACKED:
-            # Never loaded as valid; but the file describes it exactly.
-            outside = True
-        else:
+        if not stale and None not in resolved:
+            outside = outside or cell.durability == UNTRACKED
             cell.deps = tuple(cast("list[InputCell | QueryCell]", resolved))
             for dep in cell.deps:
                 add_dependent(dep, cell)
             continue
+        exact = False
         # Stale: re-executes on first use; its old value and changed_at stay to backdate.
         cell.verified_at = NEVER
         if cell.value is EVICTED:
@@ -953,8 +953,9 @@ def _mark_clean(memos: list[tuple[QueryCell, list[Any], bool]]) -> None:
             continue
         verified_at = cell.verified_at
         # Not clean without a value: a memoized error saved without its exception may come
-        # back as an error, and a memo's dependents are clean only while it is.
-        clean = cell.value is not EVICTED
+        # back as an error, and a memo's dependents are clean only while it is. Never clean
+        # if it read the outside world.
+        clean = cell.value is not EVICTED and cell.durability != UNTRACKED
         for dep in cell.deps:
             if dep.changed_at > verified_at or (
                 isinstance(dep, QueryCell) and dep.verified_at == NEVER
@@ -1212,6 +1213,7 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
         table.clear()
     view.histories.clear()
     view.pasts.clear()
+    view.marks.clear()
     for lru in view.lrus.values():
         lru.order.clear()
     for name, cells in loaded.tables.items():

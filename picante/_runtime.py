@@ -215,6 +215,7 @@ class View:
         "listeners",
         "lock",
         "lrus",
+        "marks",
         "parent",
         "pasts",
         "persistence",
@@ -246,6 +247,9 @@ class View:
         self.readers = Readers()
         self.histories: list[InputCell] = []
         self.pasts: dict[QueryCell, list[MemoState]] = {}
+        # Memos `sweep` marked for re-checking (clean ones only hit, whose use it cannot
+        # see), with the revision of the mark.
+        self.marks: dict[QueryCell, Revision] = {}
         self.counters = Counters()
         self.lock = threading.RLock()
         # Cells changed since the last save (`None` until a first save or load): what an
@@ -726,10 +730,11 @@ def refresh(db: object) -> Revision:
 
     Salsa's "synthetic write": memos that read the outside world (a volatile query, or one
     that called `report_untracked_read`) re-execute on their next read, and the memos that
-    read them re-check them (an equal value recomputes nothing more); every other memo
-    stays valid without a walk. Emits only `RevisionBumped`. Safe to call from any
-    thread; inside `picante.batch(db)` it joins the batch, which then opens one revision
-    at exit even if nothing else changed.
+    read them re-check them (an equal value recomputes nothing more); every clean memo
+    (the usual state of one whose reads did not change, which is never one that reads
+    the outside world) stays valid without a walk. Emits only `RevisionBumped`. Safe to
+    call from any thread. Inside `picante.batch(db)` it joins the batch, which then opens
+    one revision at exit even if nothing else changed, and returns the current revision.
 
     Raises:
         UsageError: *db* is not a database, or a query is running in this context.

@@ -5,10 +5,12 @@ A memo is *used* if it was verified (checked or computed) during the last `unuse
 revisions. What a used memo read, directly or not, stays too: it revalidates through it.
 So does everything a clean memo read: a clean memo is valid without being checked, so a
 read of one (a hit) leaves no trace. Keeping hits free is worth more than knowing of
-them; instead, a sweep marks each clean memo that nothing used reaches as not clean.
-Read again, it is checked (in O(1) by durability, or by a walk) and so becomes used; not
-read by the next sweep, it goes then. So a memo nobody reads is dropped by the first
-sweep at least `unused_for` revisions after its last use, or by the sweep after that.
+them; instead, a sweep *marks* each clean memo that nothing used reaches (it is no longer
+clean, and `View.marks` holds the revision of the mark). Read again, it is checked (in
+O(1) by durability, or by a walk) and so becomes used; not read, it is dropped by the
+first sweep at least `unused_for` revisions after the mark. So a memo nobody reads goes
+`unused_for` revisions after its last use, as seen by the sweeps: at most one sweep
+later than if hits left a trace. Sweeping twice in a row drops nothing more.
 
 Kept all the same: a memo being evaluated (a flight on its cell), and what live snapshots
 can still read (states valid at a snapshot's revision). An absent input cell goes when no
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import UsageError
 from ._runtime import knows, view_of
-from ._store import ABSENT, InputCell, QueryCell, discard_dependent
+from ._store import ABSENT, NEVER, InputCell, QueryCell, discard_dependent
 
 
 if TYPE_CHECKING:
@@ -40,7 +42,9 @@ def sweep(db: object, *, unused_for: int = 1) -> int:
     A memo is used when it is computed or revalidated; everything a used memo read (it
     may be revalidated through it) is kept with it. A hit on a memo that stayed valid
     leaves no trace, so such a memo, if nothing used reaches it, is only marked for
-    re-checking by this sweep, and dropped by the next one unless it was read meanwhile.
+    re-checking by this sweep, and dropped by the first sweep `unused_for` revisions
+    later unless it was read meanwhile (a read of a marked memo checks it: a walk, or
+    O(1) by durability).
     Absent input cells go when no kept memo read them. Results never change: a dropped
     memo that is read again is recomputed. The next save leaves the dropped records out
     (an incremental save records their deletion). Live snapshots keep what they can
@@ -83,8 +87,12 @@ def _sweep(view: View, horizon: int) -> int:
     """Drop what recent revisions did not need (under the view's lock); return the count."""
     pinned = view.readers.pinned
     pasts = view.pasts
+    marks = view.marks
+    revision = view.revision
     used: list[InputCell | QueryCell] = []
-    clean: list[InputCell | QueryCell] = []
+    # Clean memos, and memos marked less than `unused_for` revisions ago: not known to be
+    # used, not known to be unused either.
+    unknown: list[InputCell | QueryCell] = []
     for table in view.tables.values():
         for cell in table.values():
             if type(cell) is not QueryCell:
@@ -93,18 +101,18 @@ def _sweep(view: View, horizon: int) -> int:
                 cell.verified_at >= horizon
                 # Kept for a reader: a state saved for it, or valid at a snapshot's revision.
                 or cell in pasts
-                or (pinned and any(knows(view, cell, revision) for revision in pinned))
+                or (pinned and any(knows(view, cell, at) for at in pinned))
             ):
                 used.append(cell)
-            elif cell.clean:
-                clean.append(cell)
+            elif cell.clean or marks.get(cell, NEVER) >= horizon:
+                unknown.append(cell)
     reached: set[InputCell | QueryCell] = set()
     # What the states kept for readers read: a snapshot may still take them.
     _close(
         used + [dep for states in pasts.values() for state in states for dep in state.deps], reached
     )
     kept = set(reached)
-    _close(clean, kept)
+    _close(unknown, kept)
     dropped: list[InputCell | QueryCell] = []
     inputs: list[tuple[dict[tuple[object, ...], InputCell], tuple[object, ...], InputCell]] = []
     for table in view.tables.values():
@@ -113,14 +121,18 @@ def _sweep(view: View, horizon: int) -> int:
                 inputs.append((table, key, cell))
                 continue
             if cell in reached:
+                marks.pop(cell, None)
                 continue
             if cell in kept:
-                # Clean, and only clean memos nothing used reaches read it: checked on its
-                # next read (and so used), or dropped by the next sweep.
-                if pinned:
-                    view.keep_past(cell, view.revision, snapshots=True)
-                cell.clean = False
+                if cell.clean:
+                    # Only memos nothing used reaches read it: marked, it is checked on its
+                    # next read (and so used), or dropped `unused_for` revisions from now.
+                    if pinned:
+                        view.keep_past(cell, revision, snapshots=True)
+                    cell.clean = False
+                    marks.setdefault(cell, revision)
                 continue
+            marks.pop(cell, None)
             for dep in cell.deps:
                 discard_dependent(dep, cell)
             lru = view.lrus.get(cell.ingredient.name)
