@@ -94,7 +94,13 @@ __all__ = [
     "write_base",
 ]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""
+The format `save` writes. Format 2 adds to format 1 a memo durability of -1 (it read the
+outside world) and log sections' `deleted` ids (`picante.sweep`).
+"""
+READABLE: Final = (1, 2)
+"""The formats `load` reads. A file of an older one is rewritten whole by the next save."""
 _MAGIC: Final = b"PICANTE\n"
 _LOG_MAGIC: Final = b"PICALOG\n"
 HEADER: Final = struct.Struct(">8sHQ16s")
@@ -527,6 +533,8 @@ class FileContents:
     log_size: int
     log_torn: bool
     log_ignored: str | None
+    version: int = FORMAT_VERSION
+    """The base file's format (`READABLE`)."""
 
 
 def _parse_json(data: bytes, what: str) -> dict[str, Any]:
@@ -541,7 +549,7 @@ def _parse_json(data: bytes, what: str) -> dict[str, Any]:
     return cast("dict[str, Any]", parsed)
 
 
-def _read_base(data: bytes) -> tuple[dict[str, Any], bytes]:
+def _read_base(data: bytes) -> tuple[dict[str, Any], bytes, int]:
     if not data:
         msg = "the file is empty"
         raise Corrupt(msg)
@@ -555,8 +563,8 @@ def _read_base(data: bytes) -> tuple[dict[str, Any], bytes]:
     if magic != _MAGIC:
         msg = "not a picante cache file (wrong magic bytes)"
         raise Corrupt(msg)
-    if version != FORMAT_VERSION:
-        msg = f"format version {version}; this picante reads version {FORMAT_VERSION}"
+    if version not in READABLE:
+        msg = f"format version {version}; this picante reads versions 1 to {FORMAT_VERSION}"
         raise Corrupt(msg)
     payload = data[HEADER.size :]
     if len(payload) != length:
@@ -568,7 +576,7 @@ def _read_base(data: bytes) -> tuple[dict[str, Any], bytes]:
     if _digest(payload) != digest:
         msg = "checksum mismatch: the payload is corrupt"
         raise Corrupt(msg)
-    return _parse_json(payload, "payload"), digest
+    return _parse_json(payload, "payload"), digest, version
 
 
 def _read_log(data: bytes, digest: bytes) -> tuple[list[dict[str, Any]], int, bool, str | None]:
@@ -576,7 +584,7 @@ def _read_log(data: bytes, digest: bytes) -> tuple[list[dict[str, Any]], int, bo
     if len(data) < _LOG_HEADER.size:
         return [], 0, bool(data), None if not data else "torn header"
     magic, version, base = _LOG_HEADER.unpack_from(data)
-    if magic != _LOG_MAGIC or version != FORMAT_VERSION:
+    if magic != _LOG_MAGIC or version not in READABLE:
         msg = "not a picante cache log (wrong magic bytes or version)"
         raise Corrupt(msg)
     if base != digest:
@@ -662,9 +670,9 @@ def read_files(target: Path, max_bytes: int | None) -> FileContents | None:
             )
     if max_bytes is not None and len(data) + len(log_data) > max_bytes:
         raise _over(target, len(data) + len(log_data), max_bytes)
-    payload, digest = _read_base(data)
+    payload, digest, version = _read_base(data)
     entries, used, torn, ignored = _read_log(log_data, digest)
-    return FileContents(payload, digest, len(data), entries, used, torn, ignored)
+    return FileContents(payload, digest, len(data), entries, used, torn, ignored, version)
 
 
 @attrs.define(slots=True, eq=False)
@@ -812,7 +820,7 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, object]:
     return {
         "path": str(target),
         "database": contents.payload.get("database"),
-        "format": FORMAT_VERSION,
+        "format": contents.version,
         "revision": revision,
         "bytes": contents.base_size,
         "sections": sections,

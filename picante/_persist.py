@@ -1064,7 +1064,11 @@ async def load(
         fresh.revision = loaded.revision
         # A torn or ignored log tail, or dropped records: the next save rewrites the file.
         fresh.must_rewrite = (
-            not loaded.exact or contents.log_torn or contents.log_ignored is not None
+            not loaded.exact
+            or contents.log_torn
+            or contents.log_ignored is not None
+            # An older format: the next save writes the whole file in the current one.
+            or contents.version != FORMAT_VERSION
         )
         with view.lock:
             held = _swap(view, loaded)

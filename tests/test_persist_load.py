@@ -421,3 +421,35 @@ async def test_over_the_state_limit_with_held_inputs_loads_nothing(tmp_path: Pat
     db.text.set("c", "short")
     assert await picante.load(db, path) is True
     assert (db.text.get("a"), db.text.get("c")) == ("x" * 1_000, "short")
+
+
+async def test_format_1_file_loads_and_is_rewritten_in_format_2(
+    tmp_path: Path, log: list[str]
+) -> None:
+    """A format-1 file (no durability -1, no deletions) loads; the next save rewrites it."""
+    path = await saved(log, tmp_path / "notes.cache")
+    resign(path, lambda payload: None)  # the same payload, under a format-1 header
+    assert HEADER.unpack_from(path.read_bytes())[1] == 1
+    db = Notes(log)
+    assert await picante.load(db, path)
+    assert await db.total("a", "b") == 8
+    assert log == []
+    db.text.set("a", "seven")
+    await picante.save(db, path)
+    # Not appended to a format-1 file's log: the whole file, in the current format.
+    assert HEADER.unpack_from(path.read_bytes())[1] == 2
+    assert not log_of(path).exists()
+    fresh = Notes(log)
+    assert await picante.load(fresh, path)
+    assert await fresh.total("a", "b") == 10
+    assert log == ["length(a)", "total(a,b)"]
+
+
+async def test_a_newer_format_is_refused_with_its_number(tmp_path: Path, log: list[str]) -> None:
+    """A file of a format this picante does not know is corrupt, and says which format."""
+    path = await saved(log, tmp_path / "notes.cache")
+    data = bytearray(path.read_bytes())
+    struct.pack_into(">H", data, 8, 3)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="format version 3; this picante reads versions 1 to 2"):
+        await picante.load(Notes(log), path)

@@ -19,11 +19,12 @@ concurrently, with callers cancelled after a seed-chosen number of steps and wit
 evaluation tasks picante created cancelled; run a query that leaves behind a task that
 reads an input after the query returned; refresh any view (directly, in a batch, from a
 thread), change the outside world a volatile query reads (modeled as one more input of
-that view), sweep any view, and change `square`'s LRU capacity at run time. The graph has an LRU-limited query (`square`,
-`lru=2`) under a chain, so eviction happens all the time, an interned table shared by all
-views, a failing query, fan-out through `asyncio.gather` and `asyncio.TaskGroup`, absent
-inputs and a HIGH-durability input, a volatile query (`world`) read past that input
-(`seen`), and an `eq=False` query (`boxed`).
+that view), sweep any view, and change `square`'s LRU capacity at run time. The graph
+has an LRU-limited query (`square`, `lru=2`) under a chain, so eviction happens all the
+time, an interned table shared by all views, a failing query, fan-out through
+`asyncio.gather` and `asyncio.TaskGroup`, absent inputs and a HIGH-durability input, a
+volatile query (`world`) read past that input (`seen`), and an `eq=False` query
+(`boxed`).
 
 Every answer is compared with a from-scratch evaluation over the model of the view at
 the revision the call started at, errors included: the machine reads
