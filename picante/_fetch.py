@@ -604,7 +604,7 @@ def _keep_answer(
     Keep an outcome that cannot be memoized as an answer at *frame*'s (older) revision.
 
     Other evaluations bound to that revision take it from `View.pasts` instead of running
-    the query again; it goes when no reader of that revision is left (`SyncTable.sweep`).
+    the query again; it goes when no reader of that revision is left (`SyncTable.prune`).
     Its `changed_at` is its revision (nothing is known of what came before), and its
     durability the lowest, so that nothing takes it for valid beyond that revision.
     """

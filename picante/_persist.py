@@ -1130,7 +1130,7 @@ def _check_idle(view: View) -> None:
         raise UsageError(msg)
     with view.lock:
         # Snapshots dropped and evaluations finished since the last commit are let go of now.
-        view.sync.sweep(view, force=True)
+        view.sync.prune(view, force=True)
         busy = bool(view.readers.entries) or view.sync.views > 1
     if busy:
         msg = (

@@ -396,7 +396,7 @@ class View:
         """
         with self.lock:
             sync = self.family.sync
-            sync.sweep(self)
+            sync.prune(self)
             if len(ops) > 1:
                 # Later changes to a key win.
                 final: dict[tuple[int, tuple[object, ...]], _Op] = {}

@@ -60,7 +60,7 @@ def sweep(db: object, *, unused_for: int = 1) -> int:
         raise UsageError(msg)
     view = view_of(db)
     with view.lock:
-        view.sync.sweep(view, force=True)
+        view.sync.prune(view, force=True)
         _check_idle(view)
         return _sweep(view, view.revision - unused_for + 1)
 

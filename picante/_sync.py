@@ -13,13 +13,13 @@ concurrent evaluation and retention; no other code answers these questions itsel
   view at that state finds it there: `cell.flight` holds one flight, and the rare second
   flight of the same cell (at another revision) goes to `extra`. A cell whose `flight`
   is `None` has no flight at all, which is the one check the cold path makes.
-* **Readers** (`add_reader`, `sweep`, `keeps_version`, `keeps_state`). Whatever may
+* **Readers** (`add_reader`, `prune`, `keeps_version`, `keeps_state`). Whatever may
   still read a view at an old revision is a reader: a running evaluation (its frame,
   also after it returned, while a task it started holds it) and a live snapshot (its
   view, at the revision it was taken at). A reader is held by a weak reference, so
   nothing runs when it goes away: no garbage-collector callback touches runtime state.
-  `sweep` notices the dead ones at the next commit (or load), under the view's lock, and
-  drops the old versions nobody can read any more. Past `_SMALL` readers, sweeps are
+  `prune` notices the dead ones at the next commit (or load), under the view's lock, and
+  drops the old versions nobody can read any more. Past `_SMALL` readers, prunes are
   amortized: one each time the number of readers has doubled.
 
 Retention rule: an input version valid over revisions `[low, high]` (and a memo state
@@ -47,23 +47,23 @@ NOBODY: Final = sys.maxsize
 """`Readers.oldest` when there is no reader: no revision is newer."""
 
 _SMALL = 64
-"""Up to this many readers, every commit sweeps them; beyond, sweeps are amortized."""
+"""Up to this many readers, every commit prunes them; beyond, prunes are amortized."""
 
 
 class Readers:
     """The readers of one view: `(revision, weak reference, is a snapshot)` triples."""
 
-    __slots__ = ("entries", "oldest", "pinned", "revisions", "size_at_sweep")
+    __slots__ = ("entries", "oldest", "pinned", "revisions", "size_at_prune")
 
     def __init__(self) -> None:
         self.entries: list[tuple[Revision, weakref.ref[Any], bool]] = []
-        # Derived at each sweep: the revisions of live readers, and of live snapshots alone,
+        # Derived at each prune: the revisions of live readers, and of live snapshots alone,
         # and the oldest of them (`NOBODY` if none): one comparison tells the fetch path
         # that no reader is older than the revision it installs at.
         self.revisions: tuple[Revision, ...] = ()
         self.pinned: tuple[Revision, ...] = ()
         self.oldest: Revision = NOBODY
-        self.size_at_sweep = 0
+        self.size_at_prune = 0
 
 
 class SyncTable:
@@ -74,7 +74,7 @@ class SyncTable:
     def __init__(self) -> None:
         # Flights of a cell beyond the one in `cell.flight`: {(cell, revision): frame}.
         self.extra: dict[tuple[QueryCell, Revision], Frame] = {}
-        # The family's snapshots, and how many views are alive as of the last `sweep`
+        # The family's snapshots, and how many views are alive as of the last `prune`
         # (1: no other view can share a flight). Views of one family have locks of their
         # own: these have this one.
         self.snapshots: list[weakref.ref[Any]] = []
@@ -158,23 +158,23 @@ class SyncTable:
             readers.oldest = min(readers.oldest, revision)
         if snapshot and revision not in readers.pinned:
             readers.pinned = (*readers.pinned, revision)
-        if len(readers.entries) > 2 * readers.size_at_sweep + _SMALL:
+        if len(readers.entries) > 2 * readers.size_at_prune + _SMALL:
             # Many evaluations or snapshots and no commit: forget the dead ones now and then.
-            self.sweep(view)
+            self.prune(view)
         return reference
 
-    def sweep(self, view: Any, *, force: bool = False) -> None:
+    def prune(self, view: Any, *, force: bool = False) -> None:
         """
         Forget dead readers of *view*; drop what no reader can read any more (under the lock).
 
-        With many readers, a sweep runs only once their number has doubled since the last
+        With many readers, a prune runs only once their number has doubled since the last
         one (unless *force*): amortized O(1) per reader, at the price of keeping what dead
         readers could read a little longer.
         """
         readers: Readers = view.readers
         entries = readers.entries
         if not entries or (
-            not force and len(entries) > _SMALL and len(entries) <= 2 * readers.size_at_sweep
+            not force and len(entries) > _SMALL and len(entries) <= 2 * readers.size_at_prune
         ):
             return
         live: list[tuple[Revision, weakref.ref[Any], bool]] = []
@@ -184,7 +184,7 @@ class SyncTable:
                 snapshot_gone = snapshot_gone or entry[2]
             else:
                 live.append(entry)
-        readers.size_at_sweep = len(live)
+        readers.size_at_prune = len(live)
         if len(live) == len(entries):
             return
         readers.entries = live

@@ -41,7 +41,7 @@ from ._store import (
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable, Generator, Iterable
 
     from ._runtime import View
     from ._store import Revision
@@ -526,9 +526,14 @@ class Verification(list[Mismatch]):
     in `not_comparable` the memos it could not judge.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.not_comparable: list[NotComparable] = []
+    def __init__(
+        self, mismatches: Iterable[Mismatch] = (), not_comparable: Iterable[NotComparable] = ()
+    ) -> None:
+        super().__init__(mismatches)
+        self.not_comparable: list[NotComparable] = list(not_comparable)
+
+    def __repr__(self) -> str:
+        return f"Verification({list(self)!r}, not_comparable={self.not_comparable!r})"
 
 
 async def verify(db: object) -> Verification:
