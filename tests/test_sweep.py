@@ -551,6 +551,39 @@ async def test_snapshot_taken_before_a_sweep_keeps_what_it_reads(log: list[str])
     assert log.count("label('b')") == log.count("label('c')") == 1
 
 
+async def test_a_snapshots_absent_cell_is_not_swept(log: list[str]) -> None:
+    """
+    An input a snapshot removed, that its parent still has, stays removed in the
+    snapshot after a sweep of the snapshot (its absent cell hides the inherited value).
+    """
+    db = await computed(log)
+    snap = picante.snapshot(db)
+    snap.source.remove("a")
+    snap.lang.set("fr")
+    assert picante.sweep(snap) == 0
+    assert picante.sweep(snap) == 0
+    assert snap.source.get("a") is None
+    assert db.source.get("a") == "one two"
+    with pytest.raises(picante.MissingInputError):
+        await snap.words("a")
+    assert await db.words("a") == 2
+
+
+async def test_an_input_the_database_removed_stays_readable_by_an_older_snapshot(
+    log: list[str],
+) -> None:
+    """A sweep of the database keeps the old version of an input a live snapshot reads."""
+    db = site(log)
+    db.source.set("x", "v w")
+    snap = picante.snapshot(db)
+    db.source.remove("x")
+    assert picante.sweep(db) == 0  # the absent cell holds the version the snapshot reads
+    assert picante.sweep(db) == 0
+    assert db.source.get("x") is None
+    assert snap.source.get("x") == "v w"
+    assert await snap.words("x") == 2
+
+
 # -- cache files ---------------------------------------------------------------------------------
 
 
@@ -673,3 +706,29 @@ async def test_sweep_after_a_load_then_save_and_load_again(log: list[str], tmp_p
     log.clear()
     assert [await fresh.label(p) for p in "ab"] == ["fr:even", "fr:odd"]
     assert log == ["label('b')", "parity('b')", "words('b')"]
+
+
+async def test_a_removed_input_swept_before_an_incremental_save_stays_removed(
+    log: list[str], tmp_path: Path
+) -> None:
+    """
+    An input saved with a value, then removed and its absent cell swept, is absent after
+    a load of the file and its log: the deletion is recorded, the old value not revived.
+    """
+    path = tmp_path / "site.cache"
+    db = await computed(log)
+    for n in range(30):
+        db.source.set(f"page{n}", f"text {n}")
+    db.source.set("tmp", "x")
+    await picante.save(db, path)
+    assert section_records(path)["source"] == 34
+    db.source.remove("tmp")
+    assert picante.sweep(db) == 1
+    assert "source('tmp')" not in records(db)
+    await picante.save(db, path)
+    assert path.with_name(path.name + ".log").exists()
+    assert section_records(path)["source"] == 33
+    fresh = Site(log)
+    assert await picante.load(fresh, path) is True
+    assert fresh.source.get("tmp") is None
+    assert fresh.source.get("page0") == "text 0"
