@@ -236,6 +236,66 @@ async def test_volatile_reruns_once_per_revision_and_never_twice_in_one(log: lis
     assert log == ["clock()"] * 3
 
 
+async def test_readers_meeting_at_a_volatile_memo_run_it_once(log: list[str]) -> None:
+    """
+    Concurrent reads of several memos over one volatile memo, at a new revision, run it
+    once between them (and re-run only the readers whose input from it changed).
+    """
+    db = clocked(log)
+    reads = [db.stamped("a.md"), db.stamped("b.md"), db.banner(), db.top(), db.shout("a.md")]
+    assert len(await asyncio.wait_for(asyncio.gather(*reads), TIMEOUT)) == 5
+    for now in (0, 0, 1):
+        log.clear()
+        db.now = now
+        picante.refresh(db)
+        reads = [db.stamped("a.md"), db.stamped("b.md"), db.banner(), db.top(), db.shout("a.md")]
+        assert list(await asyncio.wait_for(asyncio.gather(*reads), TIMEOUT)) == [
+            f"one two@{now}",
+            f"three@{now}",
+            f"cfg {now}",
+            f"[cfg {now}]",
+            f"ONE TWO@{now}",
+        ]
+        assert log.count("clock()") == 1
+    assert sorted(log) == sorted(
+        ["clock()", "stamped('a.md')", "stamped('b.md')", "banner()", "top()", "shout('a.md')"]
+    )
+
+
+async def test_refresh_during_a_volatile_evaluation(log: list[str]) -> None:
+    """
+    An evaluation in flight when a refresh (from another thread) opens a revision answers
+    for its own revision; reads at the new revision share one new evaluation.
+    """
+    gate = asyncio.Event()
+
+    @picante.database
+    class Db:
+        def __init__(self) -> None:
+            self.now = 0
+
+        @picante.query(volatile=True)
+        async def clock(self) -> int:
+            log.append(f"clock() at {picante.revision(self)}")
+            now = self.now
+            await gate.wait()
+            return now
+
+    db = Db()
+    first = asyncio.ensure_future(db.clock())
+    await until(lambda: len(log) == 1)
+    db.now = 1
+    assert await asyncio.wait_for(asyncio.to_thread(picante.refresh, db), TIMEOUT) == 1
+    second = asyncio.ensure_future(db.clock())
+    third = asyncio.ensure_future(db.clock())
+    await until(lambda: len(log) == 2)
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(first, second, third), TIMEOUT)
+    assert list(results) == [0, 1, 1]
+    assert await db.clock() == 1
+    assert log == ["clock() at 0", "clock() at 1"]
+
+
 async def test_volatile_runs_only_when_read(log: list[str]) -> None:
     """Revisions nobody reads at run nothing; the next read runs the volatile query once."""
     db = clocked(log)
