@@ -877,6 +877,26 @@ async def test_verify_reports_an_impure_query_beside_not_comparable() -> None:
     assert await db.impure() == 0  # verify changed no memo
 
 
+async def test_verify_does_not_call_an_uncomparable_error_a_mismatch() -> None:
+    """
+    A pure query that raises an error whose args cannot be compared (their `==` raises)
+    is not reported as a mismatch: like such a value, it is not comparable.
+    """
+
+    @picante.database
+    class Db:
+        @picante.query
+        async def failing(self) -> int:
+            raise ValueError(Touchy(1))
+
+    db = Db()
+    with pytest.raises(ValueError):
+        await db.failing()
+    report = await debug.verify(db)
+    assert list(report) == []
+    assert [n.record for n in report.not_comparable] == ["failing()"]
+
+
 async def test_verify_skips_memos_that_read_the_outside_world(log: list[str]) -> None:
     """
     Memos that read the outside world (volatile, `report_untracked_read`, another
@@ -990,6 +1010,7 @@ async def test_reading_another_database_is_untracked(log: list[str], read: str) 
     picante.refresh(outer)
     assert await query() == expected[1]
     assert log == [f"{read}()", f"{read}()"]
+    assert debug.explain(outer, read).reason == "untracked"
     outer.own.set(1)  # any new revision of outer: it runs again (once)
     assert await query() == expected[1]
     assert await query() == expected[1]
