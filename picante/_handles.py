@@ -17,6 +17,7 @@ so the handle's repr names the database: `<bound method words of <Site rev=3 mem
 from __future__ import annotations
 
 import linecache
+import types
 from collections.abc import Callable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -39,19 +40,19 @@ RESERVED_PREFIX = "_picante_"
 """Parameters may not start with this: the generated code uses such names."""
 
 _QUERY = """\
-def factory(cells, ingredient, lru, {defaults}):
-    cells_get = cells.get
-    async def {name}(_picante_view, {params}):
+def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
+    _picante_cells_get = _picante_cells.get
+    async def _picante_handle(_picante_view, {params}):
         _picante_key = {key}
         try:
-            _picante_cell = cells_get(_picante_key)
+            _picante_cell = _picante_cells_get(_picante_key)
         except TypeError:
-            raise unhashable(_picante_key) from None
-        _picante_frame = active_get()
+            raise _picante_unhashable(_picante_key) from None
+        _picante_frame = _picante_active_get()
         if _picante_cell is not None:
             if _picante_cell.clean or _picante_cell.verified_at == _picante_view.revision:
                 _picante_value = _picante_cell.value
-                if _picante_cell.failure is None and _picante_value is not EVICTED:
+                if _picante_cell.failure is None and _picante_value is not _picante_EVICTED:
                     if _picante_frame is None:
                         {touch}
                         return _picante_value
@@ -64,8 +65,10 @@ def factory(cells, ingredient, lru, {defaults}):
                         return _picante_value
         else:
             # Query cells are only ever made on the loop's thread: no race to guard against.
-            _picante_cell = cells[_picante_key] = QueryCell(ingredient, _picante_key)
-        _picante_value = await fetch(_picante_view, _picante_cell, _picante_frame)
+            _picante_cell = _picante_cells[_picante_key] = _picante_QueryCell(
+                _picante_ingredient, _picante_key
+            )
+        _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
         if _picante_frame is not None:
             if _picante_frame.view is _picante_view:
                 _picante_frame.deps[_picante_cell] = None
@@ -73,25 +76,25 @@ def factory(cells, ingredient, lru, {defaults}):
                 # A query of another database (or view) is not a dependency: its changes
                 # are not this one's revisions. The read is untracked.
                 _picante_frame.untracked = True
-        if type(_picante_value) is Failure:
+        if type(_picante_value) is _picante_Failure:
             # The memoized exception's traceback will hold this frame: not the caller's
             # evaluation (a reader, for which its view would keep old versions).
             _picante_frame = None
             return _picante_value.reraise()
         return _picante_value
-    return {name}
+    return _picante_handle
 """
 
 _INPUT = """\
-def factory(cells, ingredient, lru, {defaults}):
-    cells_get = cells.get
-    async def {name}(_picante_view, {params}):
+def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
+    _picante_cells_get = _picante_cells.get
+    async def _picante_handle(_picante_view, {params}):
         _picante_key = {key}
         try:
-            _picante_cell = cells_get(_picante_key)
+            _picante_cell = _picante_cells_get(_picante_key)
         except TypeError:
-            raise unhashable(_picante_key) from None
-        _picante_frame = active_get()
+            raise _picante_unhashable(_picante_key) from None
+        _picante_frame = _picante_active_get()
         if _picante_frame is None or _picante_frame.view is not _picante_view:
             if _picante_frame is not None:
                 # An input of another database (or view): an untracked read.
@@ -99,22 +102,24 @@ def factory(cells, ingredient, lru, {defaults}):
             if _picante_cell is not None:
                 _picante_value = _picante_cell.value
             elif _picante_view.parent is None:
-                raise MissingInputError(ingredient.name, _picante_key)
+                raise _picante_MissingInputError(_picante_ingredient.name, _picante_key)
             else:
-                _picante_value = _picante_view.inherited(ingredient.name, _picante_key)[1]
+                _picante_value = _picante_view.inherited(_picante_ingredient.name, _picante_key)[1]
         else:
             if _picante_cell is None:
                 # Absence is a dependency too: the cell is where a later set finds readers.
-                _picante_cell = _picante_view.materialize_input(cells, ingredient, _picante_key)
+                _picante_cell = _picante_view.materialize_input(
+                    _picante_cells, _picante_ingredient, _picante_key
+                )
             _picante_frame.deps[_picante_cell] = None
             # The value before the stamp: see InputCell.__init__.
             _picante_value = _picante_cell.value
             if _picante_cell.changed_at > _picante_frame.revision:
                 _picante_value = _picante_cell.version_at(_picante_frame.revision)[1]
-        if _picante_value is ABSENT:
-            raise MissingInputError(ingredient.name, _picante_key)
+        if _picante_value is _picante_ABSENT:
+            raise _picante_MissingInputError(_picante_ingredient.name, _picante_key)
         return _picante_value
-    return {name}
+    return _picante_handle
 """
 
 Factory: TypeAlias = Callable[..., Callable[..., Any]]
@@ -142,7 +147,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
     if positional_only:
         params.append("/")
     key = f"({names[0]},)" if len(names) == 1 else f"({', '.join(names)})"
-    touch = "lru.touch(_picante_cell)" if kind == "lru" else "pass"
+    touch = "_picante_lru.touch(_picante_cell)" if kind == "lru" else "pass"
     template = _INPUT if kind == "input" else _QUERY
     source = template.format(
         name=name,
@@ -154,18 +159,28 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
     filename = f"<picante {kind} handle {name}>"
     # Registered so that tracebacks through the generated code show its lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    # Every name the generated code uses starts with `_picante_`, which no parameter may:
+    # a query named `fetch` or a parameter named `lru` cannot shadow one.
     namespace: dict[str, Any] = {
-        "ABSENT": ABSENT,
-        "EVICTED": EVICTED,
-        "Failure": Failure,
-        "MissingInputError": MissingInputError,
-        "QueryCell": QueryCell,
-        "active_get": ACTIVE.get,
-        "fetch": fetch,
-        "unhashable": unhashable,
+        "_picante_ABSENT": ABSENT,
+        "_picante_EVICTED": EVICTED,
+        "_picante_Failure": Failure,
+        "_picante_MissingInputError": MissingInputError,
+        "_picante_QueryCell": QueryCell,
+        "_picante_active_get": ACTIVE.get,
+        "_picante_fetch": fetch,
+        "_picante_unhashable": unhashable,
     }
     exec(compile(source, filename, "exec"), namespace)
-    factory: Factory = namespace["factory"]
+    code: types.CodeType = namespace["factory"].__code__
+    # The handle's code named as the query, for reprs and tracebacks.
+    consts = tuple(
+        const.replace(co_name=name, co_qualname=name)
+        if isinstance(const, types.CodeType) and const.co_name == "_picante_handle"
+        else const
+        for const in code.co_consts
+    )
+    factory: Factory = types.FunctionType(code.replace(co_consts=consts), namespace)
     return factory
 
 

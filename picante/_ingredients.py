@@ -377,6 +377,9 @@ class _InputOps:
         cell = self._cells.get(cell_key)
         frame: Frame | None = ACTIVE.get()
         if frame is None or frame.view is not view:
+            if frame is not None:
+                # An input of another database (or view): an untracked read.
+                frame.untracked = True
             if cell is not None:
                 value = cell.value
             elif view.parent is None:

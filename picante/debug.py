@@ -35,7 +35,6 @@ from ._store import (
     InputCell,
     QueryCell,
     TraceExecuted,
-    errors_equal,
     sizeof,
 )
 
@@ -573,12 +572,13 @@ async def verify(db: object) -> Verification:
             ACTIVE.reset(token)
         memo = cell.failure or cell.value
         record = fmt_key(ingredient.name, cell.key)
-        if isinstance(memo, Failure) or isinstance(fresh, Failure):
-            same: bool | str = (
-                isinstance(memo, Failure)
-                and isinstance(fresh, Failure)
-                and errors_equal(memo.error, fresh.error)
+        if isinstance(memo, Failure) and isinstance(fresh, Failure):
+            # Errors: the same type, and args compared like values (by `==`).
+            same: bool | str = type(memo.error) is type(fresh.error) and _compare(
+                ingredient, memo.error.args, fresh.error.args, by_eq=False
             )
+        elif isinstance(memo, Failure) or isinstance(fresh, Failure):
+            same = False
         else:
             same = _compare(ingredient, memo, fresh)
         if isinstance(same, str):
@@ -594,14 +594,18 @@ async def verify(db: object) -> Verification:
     return report
 
 
-def _compare(ingredient: Any, memo: object, fresh: object) -> bool | str:
-    """Compare by the query's equality: `True`, `False`, or why they cannot be compared."""
+def _compare(ingredient: Any, memo: object, fresh: object, *, by_eq: bool = True) -> bool | str:
+    """
+    Compare by the query's equality (or, not *by_eq*, by `==`): `True`, `False`, or why
+    they cannot be compared.
+    """
     if ingredient.eq_option is False:
         return "eq=False"
     if memo is fresh:
         return True
-    eq = operator.eq if ingredient.eq_option is None else ingredient.eq_option
-    what = "==" if ingredient.eq_option is None else "eq"
+    option: Callable[[object, object], object] | None = ingredient.eq_option
+    eq = option if by_eq and option is not None else operator.eq
+    what = "==" if eq is operator.eq else "eq"
     try:
         result = eq(memo, fresh)
     except Exception as error:  # noqa: BLE001 - the user's equality failed: reported

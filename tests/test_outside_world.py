@@ -10,7 +10,7 @@ still protects what read it. Every test pins what ran with a call log.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -1136,12 +1136,20 @@ async def test_volatile_memo_is_not_loaded_as_valid(log: list[str], tmp_path: Pa
 
 @pytest.mark.parametrize(
     ("name", "lru"),
-    [("fetch", None), ("cells", None), ("lru", 2), ("words", 2)],
+    [
+        ("fetch", None),
+        ("cells", None),
+        ("lru", 2),
+        ("ingredient", None),
+        ("active_get", None),
+        ("Failure", None),
+        ("words", 2),
+    ],
 )
 async def test_a_query_may_have_any_method_name(name: str, lru: int | None) -> None:
     """
     A query's method name is the user's choice: `fetch` (the natural name of a volatile
-    network read), `cells` or `lru` work like any other name.
+    network read), `cells`, `lru` or `ingredient` work like any other name.
     """
     runs: list[str] = []
 
@@ -1156,3 +1164,29 @@ async def test_a_query_may_have_any_method_name(name: str, lru: int | None) -> N
         assert await getattr(db, name)() == 1
         assert await getattr(db, name)() == 1
     assert runs == [name]
+
+
+@pytest.mark.parametrize("param", ["fetch", "lru", "cells", "ingredient", "ABSENT", "Failure"])
+async def test_a_key_parameter_may_have_any_name(param: str) -> None:
+    """A key parameter named like something the generated handle uses shadows nothing."""
+    namespace: dict[str, object] = {"picante": picante}
+    exec(  # the parameter name is the point of the test
+        f"""
+@picante.database
+class Db:
+    @picante.input
+    async def text(self, {param}: str) -> str: ...
+
+    @picante.query(lru=2)
+    async def size(self, {param}: str) -> int:
+        return len(await self.text({param}))
+""",
+        namespace,
+    )
+    db: Any = cast("type[Any]", namespace["Db"])()
+    db.text.set("a", "abc")
+    async with asyncio.timeout(TIMEOUT):
+        assert await db.size("a") == 3
+        assert await db.size(**{param: "a"}) == 3  # by keyword, too
+    with pytest.raises(picante.MissingInputError):
+        await db.text("b")
