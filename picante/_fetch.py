@@ -43,6 +43,7 @@ from ._runtime import memo_at, relink, take
 from ._store import (
     EVICTED,
     HIGHEST,
+    LOWEST,
     NEVER,
     UNTRACKED,
     Durability,
@@ -451,11 +452,12 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             )
         listeners = view.listeners
         started_at = time.perf_counter() if listeners else 0.0
+        ingredient = cell.ingredient
         # Only the body's reads count (not a cycle met while revalidating first).
-        frame.untracked = cell.ingredient.volatile
+        frame.untracked = ingredient.volatile
         token = ACTIVE.set(frame)
         try:
-            result: Any = await cell.ingredient.fn(view.db, *cell.key)
+            result: Any = await ingredient.fn(view.db, *cell.key)
         except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
             result = _failure(error)
         except asyncio.CancelledError as error:
@@ -551,7 +553,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         if durability == UNTRACKED:
             # It read a memo that read the outside world: it re-checks that one at each new
             # revision (LOW's watermark moves at each), but is not re-executed for it.
-            durability = Durability.LOW
+            durability = LOWEST
         if frame.untracked:
             durability = UNTRACKED
             clean = False

@@ -75,7 +75,8 @@ class Frame:
         self.followers: list[asyncio.Future[Any]] | None = None
         # The query read something picante cannot track (`report_untracked_read`, a
         # query of another database, a cycle): its memo is valid at this revision only.
-        self.untracked = False
+        # Set by `execute` before the query runs (only it reads it, after).
+        self.untracked: bool
         # `task` (set only when started from outside any query) holds the task driving the
         # frame, because the event loop keeps only weak references to tasks.
         self.task: asyncio.Task[None]

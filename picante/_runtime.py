@@ -48,8 +48,8 @@ from ._frames import ACTIVE
 from ._store import (
     ABSENT,
     EVICTED,
+    LOWEST,
     NEVER,
-    Durability,
     InputCell,
     InternTable,
     Lru,
@@ -419,9 +419,11 @@ class View:
             sizes = self._check_limit(changes) if self.limit is not None else None
             revision = self.revision + 1
             last_changed = self.last_changed
-            # Every new revision moves LOW's watermark, so that a memo which read a memo of
-            # the outside world never skips re-checking it (see `_store`).
-            last_changed[Durability.LOW] = revision
+            if not changes:
+                # A refresh. Every new revision moves LOW's watermark (a change does, below),
+                # so that a memo which read a memo of the outside world never skips
+                # re-checking it (see `_store`).
+                last_changed[LOWEST] = revision
             readers = bool(self.readers.revisions)
             for index, (cell, value) in enumerate(changes):
                 # The replaced version was valid from its `changed_at` up to now: keep it

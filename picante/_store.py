@@ -61,6 +61,7 @@ __all__ = [
     "ABSENT",
     "EVICTED",
     "HIGHEST",
+    "LOWEST",
     "NEVER",
     "NOW",
     "UNTRACKED",
@@ -111,6 +112,9 @@ class Durability(enum.IntEnum):
 
 HIGHEST: Final = Durability.HIGH
 """`Durability.HIGH`, read once: an enum attribute lookup costs tens of nanoseconds."""
+
+LOWEST: Final = Durability.LOW
+"""`Durability.LOW`, read once (see `HIGHEST`)."""
 
 UNTRACKED: Final = -1
 """The durability of a memo that read the outside world (see the module docstring)."""
