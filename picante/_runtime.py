@@ -237,11 +237,11 @@ class View:
         self.tables: dict[str, Table] = {}
         # The LRU order of each query that has a capacity in this view (declared `lru=`,
         # or `set_lru`): empty, `_install` skips LRU bookkeeping with one check.
-        self.lrus: dict[str, Lru] = (
-            {name: Lru(lru.capacity) for name, lru in parent.lrus.items()}
-            if parent is not None
-            else {name: Lru(capacity) for name, capacity in (lrus or {}).items()}
-        )
+        self.lrus: dict[str, Lru] = {}
+        if parent is not None and parent.lrus:
+            self.lrus = {name: Lru(lru.capacity) for name, lru in parent.lrus.items()}
+        elif lrus:
+            self.lrus = {name: Lru(capacity) for name, capacity in lrus.items()}
         # Who may still read this view at an old revision (`_sync`), and what is kept for
         # them: the input cells holding old versions, and old memo states for snapshots.
         self.readers = Readers()
