@@ -360,14 +360,10 @@ class View:
     ) -> Revision:
         """Set (or, with `ABSENT`, remove) an input; defer it inside a batch of this view."""
         _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
-        batches = _BATCHES.get()
-        if batches is not None:
-            batch = batches.get(self)
-            if batch is not None:
-                receiver = batch.receiver()
-                if receiver is not None:
-                    receiver.ops.append((table, ingredient, key, value))
-                    return self.revision
+        receiver = self._open_batch()
+        if receiver is not None:
+            receiver.ops.append((table, ingredient, key, value))
+            return self.revision
         return self.commit([(table, ingredient, key, value)])
 
     def refresh(self) -> Revision:
@@ -379,15 +375,19 @@ class View:
                 "queries must not open revisions"
             )
             raise UsageError(msg)
-        batches = _BATCHES.get()
-        if batches is not None:
-            batch = batches.get(self)
-            if batch is not None:
-                receiver = batch.receiver()
-                if receiver is not None:
-                    receiver.refresh = True
-                    return self.revision
+        receiver = self._open_batch()
+        if receiver is not None:
+            receiver.refresh = True
+            return self.revision
         return self.commit([], refresh=True)
+
+    def _open_batch(self) -> _Batch | None:
+        """The batch of this view a change made now joins (`None`: it commits at once)."""
+        batches = _BATCHES.get()
+        if batches is None:
+            return None
+        batch = batches.get(self)
+        return None if batch is None else batch.receiver()
 
     def commit(self, ops: list[_Op], *, refresh: bool = False) -> Revision:
         """
