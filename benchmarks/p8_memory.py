@@ -33,6 +33,7 @@ import tracemalloc
 from typing import TYPE_CHECKING, Any
 
 import picante
+from picante._store import deps_of
 
 from ._harness import Check, Row, load_peer, verify
 
@@ -96,7 +97,7 @@ async def _picante(keys: list[int]) -> int:
     total = await _measure(evaluate)
     table = vars(db)["__picante__"].tables["q"]
     verify(len(table) == len(keys), "one memo per key")
-    verify(all(len(cell.deps) == 1 for cell in table.values()), "one dependency edge each")
+    verify(all(len(deps_of(cell)) == 1 for cell in table.values()), "one dependency edge each")
 
     slots: list[object] = [None] * len(rest)
 

@@ -52,6 +52,7 @@ from ._store import (
     MemoState,
     QueryCell,
     TraceExecuted,
+    deps_of,
     discard_dependent,
     errors_equal,
 )
@@ -330,7 +331,11 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
             # No validity check of `memo` itself here: it was pushed because it was not
             # valid, and the root was checked by the caller.
             verified_at = memo.verified_at
-            deps = memo.deps
+            stored: Any = memo.deps
+            # One record is stored without its tuple (see `QueryCell.deps`).
+            deps: tuple[InputCell | QueryCell, ...] = (  # pyright: ignore[reportUnknownVariableType]
+                stored if type(stored) is tuple else (stored,)
+            )
             descended = False
             while index < len(deps):
                 dep = deps[index]
@@ -415,7 +420,7 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
             view.keep_past(cell, cell.verified_at, snapshots=False)
         cell.verified_at = max(cell.verified_at, revision)
         cell.clean = revision == view.revision and all(
-            dep.clean for dep in cell.deps if type(dep) is QueryCell
+            dep.clean for dep in deps_of(cell) if type(dep) is QueryCell
         )
         if view.dirty is not None:
             view.dirty.add(cell)
@@ -442,7 +447,7 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         view.counters.executions += 1
         if cell.changed_at != NEVER:
             # A recomputation (or a stale memo from a cache file): keep what explains it,
-            # cheaply; `debug.explain` works out the reason when asked.
+            # cheaply (`deps` as stored); `debug.explain` works out the reason when asked.
             cell.why = (
                 frame.revision,
                 cell.verified_at,
@@ -566,14 +571,16 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
                     discard_dependent(dep, cell)
             _keep_answer(view, frame, outcome, failure, deps)
             return
+        # Stored as `deps_of` reads it back: one record without its tuple.
+        packed = deps[0] if len(deps) == 1 else deps
         if not first:
             if view.readers.oldest < revision:
                 # The state being replaced, for readers at the revisions it was valid at
                 # (before this one).
                 valid_through = view.revision if cell.clean else previous
                 view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
-            if deps != cell.deps:
-                relink(cell, cell.deps, deps)
+            if packed != cell.deps:
+                relink(cell, deps_of(cell), deps)
         if not backdate(cell, outcome, failure, durability):
             cell.changed_at = revision
         # The fresh outcome is kept even when it counts as equal: the memo answers what a
@@ -582,7 +589,7 @@ def _install(view: View, frame: Frame, outcome: Any) -> None:
         cell.failure = failure
         cell.verified_at = revision
         cell.durability = durability
-        cell.deps = deps
+        cell.deps = packed
         if not clean and not first and cell.clean:
             # A clean memo re-executed (its value was evicted, or it came from a cache file
             # without one) to a different kind of outcome: its dependents are not clean.

@@ -91,6 +91,7 @@ from ._store import (
     QueryCell,
     add_dependent,
     dependents_of,
+    deps_of,
     sizeof,
 )
 
@@ -257,7 +258,7 @@ class _Capture:
                     cell.verified_at,
                     cell.changed_at,
                     int(cell.durability),
-                    [self.id_of(dep) for dep in cell.deps],
+                    [self.id_of(dep) for dep in deps_of(cell)],
                 ]
         except Exception as error:
             raise _unserializable(codec.where, cell.key, cell.value, error) from error
@@ -932,8 +933,9 @@ def _link(
         resolved = [cells.get(number) for number in deps]
         if not stale and None not in resolved:
             outside = outside or cell.durability == UNTRACKED
-            cell.deps = tuple(cast("list[InputCell | QueryCell]", resolved))
-            for dep in cell.deps:
+            linked = cast("list[InputCell | QueryCell]", resolved)
+            cell.deps = linked[0] if len(linked) == 1 else tuple(linked)
+            for dep in linked:
                 add_dependent(dep, cell)
             continue
         exact = False
@@ -956,7 +958,7 @@ def _mark_clean(memos: list[tuple[QueryCell, list[Any], bool]]) -> None:
         # back as an error, and a memo's dependents are clean only while it is. Never clean
         # if it read the outside world.
         clean = cell.value is not EVICTED and cell.durability != UNTRACKED
-        for dep in cell.deps:
+        for dep in deps_of(cell):
             if dep.changed_at > verified_at or (
                 isinstance(dep, QueryCell) and dep.verified_at == NEVER
             ):

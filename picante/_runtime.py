@@ -60,7 +60,9 @@ from ._store import (
     TraceRevision,
     add_dependent,
     dependents_of,
+    deps_of,
     discard_dependent,
+    pack_deps,
     sizeof,
     watermarks,
 )
@@ -653,12 +655,12 @@ def _install_state(view: View, mine: QueryCell, state: MemoState, at: Revision) 
         if mine.verified_at >= at:
             return
         deps = tuple(view.cell_like(dep) for dep in state.deps)
-        relink(mine, mine.deps, deps)
+        relink(mine, deps_of(mine), deps)
         mine.value = state.value
         mine.failure = state.failure
         mine.changed_at = state.changed_at
         mine.durability = state.durability
-        mine.deps = deps
+        mine.deps = pack_deps(deps)
         mine.verified_at = at
         mine.clean = False
         if view.lrus:

@@ -12,17 +12,20 @@ How a record is laid out (one object per record, plain `__slots__` for a small, 
   last became different), the minimum durability of what it read, the dependencies in
   the order they were first read, the memos that read it, and `clean`.
 
-What a memo costs (CPython 3.11, 64-bit; P8 in the benchmark suite measures ~200 bytes
-for a memo with one dependency edge, key and value excluded):
+What a memo costs (CPython 3.11, 64-bit; P8 in the benchmark suite measures it for a
+memo with one dependency edge, key and value excluded):
 
 | piece | bytes |
 |---|---:|
-| `QueryCell`: 11 slots + object header (GC-tracked) | 120 + 16 |
-| its `deps` tuple with one edge | 48 |
+| `QueryCell`: 12 slots + object header (GC-tracked) | 128 + 16 |
+| its `deps`, when it read one record: that record itself | 0 |
+| its `deps` tuple, when it read several (GC-tracked) | 40 + 8 per edge |
 | its entry in the query's table (a dict) | ~30 |
 | its reverse edge in the dependency's `dependents`, while it is the only reader | 0 |
 
-(From a record's second reader on, `dependents` is a set: 216 bytes, shared by all.)
+(From a record's second reader on, `dependents` is a set: 216 bytes, shared by all.) So
+a memo that read one record is one object for the garbage collector to track, not two:
+most memos read one, and the collector's passes over a large graph cost in proportion.
 
 Nothing else is kept per memo: a running evaluation's `Frame`, LRU order and snapshot
 history exist only while needed.
@@ -65,6 +68,7 @@ __all__ = [
     "NEVER",
     "NOW",
     "UNTRACKED",
+    "Deps",
     "Durability",
     "Failure",
     "InputCell",
@@ -81,9 +85,12 @@ __all__ = [
     "add_dependent",
     "default_eq",
     "dependents_of",
+    "deps_of",
     "discard_dependent",
     "errors_equal",
+    "pack_deps",
     "sizeof",
+    "unpack_deps",
     "watermarks",
 ]
 
@@ -199,6 +206,25 @@ class MemoState(NamedTuple):
     deps: tuple[InputCell | QueryCell, ...]
 
 
+Deps: TypeAlias = "tuple[InputCell | QueryCell, ...] | InputCell | QueryCell"
+"""A memo's dependencies: a tuple, or the one record it read (`deps_of`, `pack_deps`)."""
+
+
+def deps_of(cell: QueryCell) -> tuple[InputCell | QueryCell, ...]:
+    """The records *cell* read, in first-read order."""
+    return unpack_deps(cell.deps)
+
+
+def unpack_deps(deps: Deps) -> tuple[InputCell | QueryCell, ...]:
+    """Stored *deps* as a tuple (see `pack_deps`)."""
+    return deps if type(deps) is tuple else (deps,)  # type: ignore[return-value]
+
+
+def pack_deps(deps: tuple[InputCell | QueryCell, ...]) -> Deps:
+    """*deps* as a memo stores them: a single record without its tuple."""
+    return deps[0] if len(deps) == 1 else deps
+
+
 Dependents: TypeAlias = "QueryCell | set[QueryCell] | None"
 """The memos that read a record: none, one (the common case, no set needed), or a set."""
 
@@ -302,7 +328,9 @@ class QueryCell:
         self.changed_at: Revision = NEVER
         # A `Durability`, or `UNTRACKED`.
         self.durability: int = HIGHEST
-        self.deps: tuple[InputCell | QueryCell, ...] = ()
+        # What it read, in first-read order: one record stored as itself (no container for
+        # the collector to walk: most memos read one), else a tuple. See `deps_of`.
+        self.deps: Deps = ()
         self.dependents: Dependents = None
         self.clean = False
         # The evaluation in progress for the current revision, if any (a `Frame`).
@@ -321,7 +349,7 @@ class QueryCell:
             self.failure,
             self.changed_at,
             self.durability,
-            self.deps,
+            deps_of(self),
         )
 
     def __repr__(self) -> str:

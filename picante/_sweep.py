@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ._errors import UsageError
 from ._runtime import knows, view_of
-from ._store import ABSENT, NEVER, InputCell, QueryCell, discard_dependent
+from ._store import ABSENT, NEVER, InputCell, QueryCell, deps_of, discard_dependent
 
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def _sweep(view: View, horizon: int) -> int:
                     marks.setdefault(cell, revision)
                 continue
             marks.pop(cell, None)
-            for dep in cell.deps:
+            for dep in deps_of(cell):
                 discard_dependent(dep, cell)
             lru = view.lrus.get(cell.ingredient.name)
             if lru is not None:
@@ -173,4 +173,4 @@ def _close(cells: list[InputCell | QueryCell], into: set[InputCell | QueryCell])
             continue
         into.add(cell)
         if type(cell) is QueryCell:
-            stack.extend(cell.deps)
+            stack.extend(deps_of(cell))

@@ -35,7 +35,9 @@ from ._store import (
     InputCell,
     QueryCell,
     TraceExecuted,
+    deps_of,
     sizeof,
+    unpack_deps,
 )
 
 
@@ -140,7 +142,7 @@ def dependency_graph(db: object) -> DependencyGraph:
                     continue
                 source = _node(cell)
                 nodes.setdefault(source)
-                for dep in cell.deps:
+                for dep in deps_of(cell):
                     target = _node(dep)
                     nodes.setdefault(target)
                     edges.append((source, target))
@@ -373,7 +375,7 @@ def stats(db: object) -> Stats:
                     row[1] += 1
                     size += sizeof(cell.value)
                 size += sizeof(cell.key)
-                edges += len(cell.deps)
+                edges += len(deps_of(cell))
     interned = sum(len(table.values) for table in view.family.interned.values())
     size += view.family.interned_bytes or sum(
         sizeof(value) for table in view.family.interned.values() for value in table.values
@@ -482,7 +484,7 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
         return Explanation(label, "untracked", revision, verified_at)
     changed = tuple(
         (fmt_key(dep.ingredient.name, dep.key), dep.changed_at)
-        for dep in deps
+        for dep in unpack_deps(deps)
         if dep.changed_at > verified_at
     )
     if not changed and evicted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import picante
+from picante._store import deps_of
 
 
 @picante.database
@@ -69,7 +70,7 @@ async def test_reading_interned_is_not_a_dependency() -> None:
     assert await db.label_id() == 0
     db.labels.intern("more")
     cell = db.__picante__.tables["label_id"][()]
-    assert [dep.ingredient.name for dep in cell.deps] == ["text"]
+    assert [dep.ingredient.name for dep in deps_of(cell)] == ["text"]
 
 
 async def test_bad_lookups_and_values() -> None:
