@@ -32,9 +32,9 @@ size, so that peak RSS and the collector's work belong to one build. The child
    build: their sum is the time in collections, the longest is the longest pause;
 4. reads the peak RSS (`VmHWM` in `/proc/self/status`): its growth over the baseline,
    per memo, is the memory all in (records, tables, keys, values, inputs, allocator
-   overhead). Not `ru_maxrss`: on Linux it keeps the parent's peak across `exec`, so a
-   child of a big process (the suite, after P7's million memos) would report no growth
-   at all. Without `/proc`, `ru_maxrss` it is;
+   overhead). Not `ru_maxrss`: on Linux it keeps the parent's peak across `exec`, so the
+   children of a process larger than their build (the suite's) reported no growth at
+   all. Without `/proc`, `ru_maxrss` it is;
 5. (with the default GC) collects, then counts the GC-tracked objects beyond the
    baseline, minus those among the keys and values. CPython untracks a tuple whose items
    are all untracked (ints) when a collection examines it, so after `gc.collect()` the
