@@ -24,6 +24,7 @@ from . import (
     p8_memory,
     p9_persist,
     p10_cold_tree,
+    p11_scale,
 )
 
 
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p8": p8_memory.run,
     "p9": p9_persist.run,
     "p10": p10_cold_tree.run,
+    "p11": p11_scale.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""
 
@@ -53,5 +55,6 @@ SWEEPS: dict[str, Callable[..., Sweep]] = {
     "p3": p3_chain_recompute.sweep,
     "p4": p4_unrelated_change.sweep,
     "p7": p7_snapshot.sweep,
+    "p11": p11_scale.sweep,
 }
 """Scenario id → `sweep(*, quick=False)` returning its cost at several graph sizes."""

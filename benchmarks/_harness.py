@@ -180,7 +180,8 @@ class Row:
     # Peer display name -> its figure, or None when the peer is not installed.
     peers: dict[str, float | None]
     checks: Sequence[Check] = ()
-    # What the figures count: "ns" (per operation) or "bytes" (per object, for memory).
+    # What the figures count: "ns" (per operation), "bytes" (per object, for memory),
+    # "objects" (a count per object) or "%" (a share).
     unit: str = "ns"
 
 
@@ -194,15 +195,18 @@ class Sweep:
     xlabel: str
     ylabel: str
     sizes: tuple[int, ...]
-    # Contender -> ns per op at each of `sizes`, in order; peers not installed are absent.
+    # Contender -> its figure (in `unit`) at each of `sizes`, in order; peers not installed
+    # are absent.
     series: dict[str, tuple[float, ...]]
     # Peers that apply but are not installed.
     missing: tuple[str, ...] = ()
-    # The goal as a line to draw, if it is one value: (ns, label).
+    # The goal as a line to draw, if it is one value: (figure in `unit`, label).
     goal: tuple[float, str] | None = None
     # Plot the time on a log scale too, if the figures span a decade (contenders that grow
     # apart by orders of magnitude).
     log_y: bool = False
+    # What the figures are: "ns" per operation (drawn in µs), or "%" (a share, drawn as is).
+    unit: str = "ns"
 
 
 def ratio_check(
@@ -220,20 +224,29 @@ def ratio_check(
 
 
 def format_ns(ns: float) -> str:
-    """Format a duration for the table: ns below 1 µs, µs below 1 ms, ms above."""
+    """Format a duration for the table: ns below 1 µs, µs below 1 ms, ms below 1 s, s above."""
     if ns < 1_000:
         return f"{ns:.0f} ns"
     if ns < 10_000:
         return f"{ns / 1_000:.2f} µs"
     if ns < 1_000_000:
         return f"{ns / 1_000:.1f} µs"
-    return f"{ns / 1_000_000:.2f} ms"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
 
 
 def format_value(value: float, unit: str) -> str:
-    """Format a figure of a row in its unit: a duration (`format_ns`) or a byte count."""
+    """
+    Format a figure of a row in its unit: a duration (`format_ns`), a byte count, a count
+    of objects (two decimals: it is per memo), or a percentage.
+    """
     if unit == "bytes":
         return f"{value:,.0f} B"
+    if unit == "objects":
+        return f"{value:,.2f}"
+    if unit == "%":
+        return f"{value:.1f} %"
     return format_ns(value)
 
 

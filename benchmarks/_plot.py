@@ -3,8 +3,9 @@ Plots of cost against graph size (`python -m benchmarks --plot DIR`).
 
 Each plotted scenario's `sweep()` measures the figures (with the same code as its table
 row); this module only draws them: one PNG per scenario, log-scale sizes on x, time per
-operation in µs on y (from zero, or log-scale when the sweep asks for it and its figures
-span a decade or more), the goal as a dashed line when it is one value. matplotlib, from
+operation in µs on y (or, for a sweep of shares, a percentage), from zero, or log-scale
+when the sweep asks for it and its figures span a decade or more; the goal as a dashed
+line when it is one value. matplotlib, from
 the `benchmarks` dependency group, is imported only here and only when plotting.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._harness import format_ns
+from ._harness import format_value
 
 
 if TYPE_CHECKING:
@@ -56,14 +57,16 @@ def load_pyplot() -> Any:
 def write_plot(sweep: Sweep, directory: Path, pyplot: Any) -> Path:
     """Draw *sweep* with *pyplot* into `directory/<scenario>.png`; return the file's path."""
     figure, axes = pyplot.subplots(figsize=(8, 5), dpi=110)
+    # Durations are drawn in µs; any other unit as it is.
+    scale, unit = (1_000, "µs") if sweep.unit == "ns" else (1, sweep.unit)
     figures: list[float] = []
     for name, values in sweep.series.items():
         colour, marker = _STYLE.get(name, ("#34495e", "o"))
-        micros = [value / 1_000 for value in values]
-        figures += micros
+        scaled = [value / scale for value in values]
+        figures += scaled
         axes.plot(
             sweep.sizes,
-            micros,
+            scaled,
             label=name,
             color=colour,
             marker=marker,
@@ -71,9 +74,9 @@ def write_plot(sweep: Sweep, directory: Path, pyplot: Any) -> Path:
         )
     if sweep.goal is not None:
         value, label = sweep.goal
-        figures.append(value / 1_000)
+        figures.append(value / scale)
         axes.axhline(
-            value / 1_000, color=_STYLE["picante"][0], linestyle="--", linewidth=1, label=label
+            value / scale, color=_STYLE["picante"][0], linestyle="--", linewidth=1, label=label
         )
     axes.set_xscale("log")
     axes.set_xticks(sweep.sizes, [f"{size:,}" for size in sweep.sizes])
@@ -92,7 +95,7 @@ def write_plot(sweep: Sweep, directory: Path, pyplot: Any) -> Path:
         title += f"\n(not installed in this run: {', '.join(sweep.missing)})"
     axes.set_title(title, fontsize=11)
     axes.set_xlabel(sweep.xlabel)
-    axes.set_ylabel(f"{sweep.ylabel} (µs)")
+    axes.set_ylabel(f"{sweep.ylabel} ({unit})")
     axes.grid(visible=True, which="major", alpha=0.3)
     axes.legend(loc="best")
     figure.tight_layout()
@@ -116,7 +119,7 @@ def render_sweep(sweep: Sweep) -> str:
     names = list(sweep.series)
     header = ["size", *names]
     lines = [
-        [f"{size:,}", *(format_ns(sweep.series[name][index]) for name in names)]
+        [f"{size:,}", *(format_value(sweep.series[name][index], sweep.unit) for name in names)]
         for index, size in enumerate(sweep.sizes)
     ]
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]

@@ -34,11 +34,14 @@ EXPECTED_PEERS = {
     "p8": {"observ", "reaktiv", "shiny"},
     "p9": {"plain"},
     "p10": {"async-lru", "plain"},
+    "p11": {"observ", "reaktiv"},
 }
-# Scenarios whose figures are bytes per object rather than nanoseconds per operation.
-MEMORY = {"p8"}
-# The scenarios plotted against graph size by `--plot`.
-PLOTTED = {"p3", "p4", "p7"}
+# The units of each scenario's rows, when not nanoseconds per operation: P8 counts bytes
+# per object; P11 mixes times, bytes and GC-tracked objects per memo, and a GC share.
+UNITS = {"p8": {"bytes"}, "p11": {"ns", "bytes", "objects", "%"}}
+# The scenarios plotted against graph size by `--plot`, and the unit of each plot's y axis.
+PLOTTED = {"p3", "p4", "p7", "p11"}
+Y_UNIT = {"p11": "%"}
 # Rows whose figures are differences of two timings (P6: a waiter minus the bare task): on
 # a busy machine they can come out at or below zero, so they need only be finite.
 DIFFERENCE = "above the task"
@@ -98,7 +101,7 @@ def test_scenario_quick_run(scenario: str) -> None:
     for row in rows:
         assert isinstance(row, Row)
         assert row.scenario.upper().startswith(scenario.upper() + " ")
-        assert row.unit == ("bytes" if scenario in MEMORY else "ns")
+        assert row.unit in UNITS.get(scenario, {"ns"})
         valid = _finite if DIFFERENCE in row.scenario else _positive
         assert valid(row.picante)
         assert set(row.peers) <= EXPECTED_PEERS[scenario]
@@ -115,7 +118,7 @@ def test_scenario_quick_run(scenario: str) -> None:
     assert any(row.checks for row in rows)
     table = render_table(rows)
     assert "picante" in table
-    assert (" B" in table) == (scenario in MEMORY)
+    assert (" B" in table) == any(row.unit == "bytes" for row in rows)
 
 
 def test_single_flight_runs_each_key_once() -> None:
@@ -156,6 +159,7 @@ def test_sweep_quick_run(scenario: str) -> None:
     assert sweep.goal is None or _positive(sweep.goal[0])
     # Only P4's contenders grow apart by orders of magnitude (reaktiv grows with depth).
     assert sweep.log_y == (scenario == "p4")
+    assert sweep.unit == Y_UNIT.get(scenario, "ns")
 
 
 class _Recorder:
@@ -208,25 +212,29 @@ def test_plot_writes_one_png_per_sweep(
         monkeypatch.setitem(SWEEPS, scenario, measured(scenario))
     directory = tmp_path / "img"
     assert main(["--quick", "--plot", str(directory)]) == 0
-    assert asked == [("p3", True), ("p4", True), ("p7", True)]
-    assert sorted(path.name for path in directory.iterdir()) == ["p3.png", "p4.png", "p7.png"]
+    order = ["p3", "p4", "p7", "p11"]
+    assert asked == [(scenario, True) for scenario in order]
+    pngs = [f"{scenario}.png" for scenario in order]
+    assert sorted(path.name for path in directory.iterdir()) == sorted(pngs)
     assert ("matplotlib.use", ("Agg",), {}) in calls
 
     def called(name: str) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         return [(args, kwargs) for call, args, kwargs in calls if call == name]
 
-    assert [args for args, _ in called("axes.set_xscale")] == [("log",)] * 3
+    assert [args for args, _ in called("axes.set_xscale")] == [("log",)] * 4
     for method in ("axes.set_title", "axes.set_xlabel", "axes.set_ylabel"):
         texts = [args[0] for args, _ in called(method)]
-        assert len(texts) == 3
+        assert len(texts) == 4
         assert all(isinstance(text, str) and text for text in texts)
-    assert all("µs" in args[0] for args, _ in called("axes.set_ylabel"))
+    ylabels = [args[0] for args, _ in called("axes.set_ylabel")]
+    for scenario, ylabel in zip(order, ylabels, strict=True):
+        assert f"({Y_UNIT.get(scenario, 'µs')})" in ylabel
     labels = [kwargs["label"] for _, kwargs in called("axes.plot")]
-    assert labels.count("picante") == 3
-    assert len(called("axes.legend")) == 3
+    assert labels.count("picante") == 4
+    assert len(called("axes.legend")) == 4
     saved = [Path(args[0]) for args, _ in called("figure.savefig")]
-    assert saved == [directory / "p3.png", directory / "p4.png", directory / "p7.png"]
-    assert len(called("pyplot.close")) == 3
+    assert saved == [directory / png for png in pngs]
+    assert len(called("pyplot.close")) == 4
     out = capsys.readouterr().out
     for path in saved:
         assert str(path) in out
