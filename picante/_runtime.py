@@ -362,8 +362,9 @@ class View:
     ) -> Revision:
         """Set (or, with `ABSENT`, remove) an input; defer it inside a batch of this view."""
         _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
-        receiver = self._open_batch()
-        if receiver is not None:
+        batches = _BATCHES.get()
+        # (No call at all outside any batch: a set costs P4 ~1.8 µs, a call ~60 ns.)
+        if batches is not None and (receiver := self._open_batch(batches)) is not None:
             receiver.ops.append((table, ingredient, key, value))
             return self.revision
         return self.commit([(table, ingredient, key, value)])
@@ -377,17 +378,14 @@ class View:
                 "queries must not open revisions"
             )
             raise UsageError(msg)
-        receiver = self._open_batch()
-        if receiver is not None:
+        batches = _BATCHES.get()
+        if batches is not None and (receiver := self._open_batch(batches)) is not None:
             receiver.refresh = True
             return self.revision
         return self.commit([], refresh=True)
 
-    def _open_batch(self) -> _Batch | None:
+    def _open_batch(self, batches: dict[View, _Batch]) -> _Batch | None:
         """The batch of this view a change made now joins (`None`: it commits at once)."""
-        batches = _BATCHES.get()
-        if batches is None:
-            return None
         batch = batches.get(self)
         return None if batch is None else batch.receiver()
 
