@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from benchmarks import SCENARIOS, SWEEPS, watch_memory
+from benchmarks import SCENARIOS, SWEEPS, gc_freeze, watch_memory
 from benchmarks.__main__ import main
 from benchmarks._harness import Row, Sweep, render_table
 
@@ -281,3 +281,21 @@ def test_watch_memory_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert int(last[3]) < int(last[2])
     assert int(last[5]) < int(last[4])
     assert out[-1].startswith("summaries equal after every edit")
+
+
+def test_gc_freeze_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    `python -m benchmarks.gc_freeze --quick` (a stand-alone study) runs every run to the end;
+    a frozen database, dropped, is freed only once unfrozen.
+    """
+    assert gc_freeze.main(["--quick"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rule = next(index for index, line in enumerate(out) if line.startswith("----"))
+    rows = {
+        line.split()[0]: line.split() for line in out[rule + 1 : rule + 1 + len(gc_freeze.RUNS)]
+    }
+    assert list(rows) == list(gc_freeze.RUNS)
+    # The last four columns: found and freed with the database dropped, frozen then not.
+    assert rows["default"][-4] != "0"
+    assert rows["freeze"][-4] == "0"
+    assert rows["freeze"][-2] != "0"
