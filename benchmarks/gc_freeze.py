@@ -70,9 +70,9 @@ import picante
 from ._chain import executions
 from ._harness import verify
 from .p11_scale import (
-    FAN,
     ITEMS,
     WARM_FILES,
+    Project,
     _check,
     _file_total,
     _items,
@@ -136,11 +136,8 @@ def _tree(text: int) -> Node:
 
 
 @picante.database
-class Keyed:
-    """P11's graph with `parse`, `items` and `check` keyed by the file's text."""
-
-    @picante.input
-    async def src(self, i: int) -> int: ...  # type: ignore[empty-body]  # mypy: inputs have no body
+class Keyed(Project):
+    """P11's graph (its input and tree) with `parse`, `items` and `check` keyed by text."""
 
     @picante.query
     async def parse(self, text: int) -> int:
@@ -160,19 +157,6 @@ class Keyed:
         total = 0
         for j in range(ITEMS):
             total += await self.check(text, j)
-        return total
-
-    # The same tree as P11's `Project.tree`.
-    @picante.query
-    async def tree(self, files: int, level: int, i: int) -> int:
-        below = files if level == 1 else -(-files // FAN ** (level - 1))
-        first = i * FAN
-        total = 0
-        for child in range(first, min(first + FAN, below)):
-            if level == 1:
-                total += await self.checks(child)
-            else:
-                total += await self.tree(files, level - 1, child)
         return total
 
 
