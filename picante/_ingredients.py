@@ -533,17 +533,12 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
         if lru is None:
             if capacity is None:
                 return
-            lru = Lru(capacity)
-            # The values memoized so far, in table order (no use has been counted yet).
+            # Uncapped while the values memoized so far join it, in table order (no use
+            # has been counted yet); the cap below then evicts the oldest.
+            lru = view.lrus[name] = Lru(None)
             for cell in view.table(name).values():
-                if (
-                    type(cell) is QueryCell
-                    and cell.verified_at >= 0
-                    and cell.failure is None
-                    and cell.value is not EVICTED
-                ):
-                    lru.order[cell] = None
-            view.lrus[name] = lru
+                if type(cell) is QueryCell and cell.verified_at >= 0:
+                    view.track_lru(cell)
             if name in vars(view.db):
                 # The instance's handle, with the LRU touch on hits from now on.
                 vars(view.db)[name] = ingredient.make_handle(view, lru)

@@ -934,6 +934,7 @@ def _link(
         if not stale and None not in resolved:
             outside = outside or cell.durability == UNTRACKED
             linked = cast("list[InputCell | QueryCell]", resolved)
+            # `pack_deps`, without the tuple it would take (P9 loads 100,000 memos).
             cell.deps = linked[0] if len(linked) == 1 else tuple(linked)
             for dep in linked:
                 add_dependent(dep, cell)
