@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -312,118 +313,172 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     Walks the dependencies deepest first with an explicit stack. A memo none of whose
     dependencies changed after it was verified is marked verified; one that must be
     recomputed is, unless it is *root*, which the caller executes (then `False`).
+
+    In the common case (no snapshot, nobody else evaluating it, no trace listener) a
+    memo is recomputed right here, as `execute` would: its body is awaited from the walk,
+    with no coroutine of its own, and the context's frame is set once per body and
+    restored once, when the walk ends.
     """
     revision = frame.revision
-    counters = view.counters
     last_changed = view.last_changed
     sync = view.sync
+    checks = 0
+    token: contextvars.Token[Frame | None] | None = None
     # Entries are [memo, index of the next dependency to check]; index -1 means one of
     # its dependencies could not be brought to this revision, so it must be executed.
     stack: list[list[Any]] = [[root, 0]]
-    while stack:
-        entry = stack[-1]
-        memo: QueryCell = entry[0]
-        index: int = entry[1]
-        needs_execution = (
-            index < 0 or memo.durability == UNTRACKED or not (NEVER < memo.verified_at <= revision)
-        )
-        if not needs_execution:
-            # No validity check of `memo` itself here: it was pushed because it was not
-            # valid, and the root was checked by the caller.
-            verified_at = memo.verified_at
-            stored: Any = memo.deps
-            # One record is stored without its tuple (see `QueryCell.deps`).
-            deps: tuple[InputCell | QueryCell, ...] = (  # pyright: ignore[reportUnknownVariableType]
-                stored if type(stored) is tuple else (stored,)
+    try:
+        while stack:
+            entry = stack[-1]
+            memo: QueryCell = entry[0]
+            index: int = entry[1]
+            needs_execution = (
+                index < 0
+                or memo.durability == UNTRACKED
+                or not (NEVER < memo.verified_at <= revision)
             )
-            descended = False
-            while index < len(deps):
-                dep = deps[index]
-                if type(dep) is InputCell:
-                    changed_at = (
-                        dep.changed_at
-                        if dep.changed_at <= revision
-                        else dep.version_at(revision)[0]
-                    )
-                elif (
-                    # The common way down a walk, decided inline: a memo neither clean nor
-                    # valid by durability, in a database with no snapshot (nothing to adopt,
-                    # no other view) and no flight for it.
-                    not dep.clean
-                    and NEVER < dep.verified_at < revision
-                    and last_changed[dep.durability] > dep.verified_at
-                    and dep.flight is None
+            if not needs_execution:
+                # No validity check of `memo` itself here: it was pushed because it was not
+                # valid, and the root was checked by the caller.
+                verified_at = memo.verified_at
+                deps: Any = memo.deps
+                # One record is stored without its tuple (see `QueryCell.deps`).
+                single = type(deps) is not tuple
+                count = 1 if single else len(deps)
+                descended = False
+                while index < count:
+                    dep: InputCell | QueryCell = deps if single else deps[index]
+                    if type(dep) is InputCell:
+                        changed_at = (
+                            dep.changed_at
+                            if dep.changed_at <= revision
+                            else dep.version_at(revision)[0]
+                        )
+                    elif (
+                        # The common way down a walk, decided inline: a memo neither clean
+                        # nor valid by durability, in a database with no snapshot (nothing
+                        # to adopt, no other view) and no flight for it.
+                        not dep.clean
+                        and NEVER < dep.verified_at < revision
+                        and last_changed[dep.durability] > dep.verified_at
+                        and dep.flight is None
+                        and sync.views == 1
+                        and view.parent is None
+                    ):
+                        entry[1] = index
+                        stack.append([dep, 0])
+                        descended = True
+                        break
+                    elif _valid(view, dep, revision) or (
+                        # A snapshot's memo older than the snapshot: take its parent's.
+                        dep.verified_at < view.base
+                        and view.parent is not None
+                        and view.adopt(dep)
+                        and shallow_verify(view, dep, revision)
+                    ):
+                        changed_at = dep.changed_at
+                    elif (
+                        NEVER < dep.verified_at < revision
+                        and sync.owner(view, dep, revision) is None
+                    ):
+                        entry[1] = index
+                        stack.append([dep, 0])
+                        descended = True
+                        break
+                    else:
+                        try:
+                            await _run(view, dep, revision, frame)
+                        except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                            return False
+                        changed_at = dep.changed_at if dep.verified_at == revision else revision
+                    checks += 1
+                    if changed_at > verified_at:
+                        needs_execution = True
+                        break
+                    index += 1
+                if descended:
+                    continue
+                if not needs_execution:
+                    _mark_verified(view, memo, revision)
+                    stack.pop()
+                    continue
+            if memo is root:
+                return False
+            # While this walk awaited, another frame may have brought the memo to this
+            # revision: then there is nothing to execute.
+            if memo.verified_at != revision:
+                if (
+                    memo.flight is None
                     and sync.views == 1
-                    and view.parent is None
+                    and revision == view.revision
+                    and not view.listeners
                 ):
-                    entry[1] = index
-                    stack.append([dep, 0])
-                    descended = True
-                    break
-                elif _valid(view, dep, revision) or (
-                    # A snapshot's memo older than the snapshot: take its parent's.
-                    dep.verified_at < view.base
-                    and view.parent is not None
-                    and view.adopt(dep)
-                    and shallow_verify(view, dep, revision)
-                ):
-                    changed_at = dep.changed_at
-                elif NEVER < dep.verified_at < revision and sync.owner(view, dep, revision) is None:
-                    entry[1] = index
-                    stack.append([dep, 0])
-                    descended = True
-                    break
+                    # What `_run` then `execute` do, inline (see the docstring).
+                    child = Frame(view, memo, revision, frame)
+                    child.home = memo
+                    memo.flight = child
+                    _prepare(view, child)
+                    current = ACTIVE.set(child)
+                    if token is None:
+                        token = current
+                    outcome: Any = RETRY
+                    try:
+                        try:
+                            result: Any = await memo.ingredient.fn(view.db, *memo.key)
+                        except BaseException as error:  # noqa: BLE001 - sorted by `_caught`
+                            result = _caught(error)
+                        _install(view, child, result)
+                        outcome = result
+                    finally:
+                        sync.release(child)
+                        if child.followers:
+                            _settle(child, outcome)
                 else:
                     try:
-                        await _run(view, dep, revision, frame)
+                        await _run(view, memo, revision, frame)
                     except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
                         return False
-                    changed_at = dep.changed_at if dep.verified_at == revision else revision
-                counters.dependency_checks += 1
-                if changed_at > verified_at:
-                    needs_execution = True
-                    break
-                index += 1
-            if descended:
-                continue
-            if not needs_execution:
-                _mark_verified(view, memo, revision)
-                stack.pop()
-                continue
-        if memo is root:
-            return False
-        # While this walk awaited, another frame may have brought the memo to this
-        # revision: then there is nothing to execute.
-        if memo.verified_at != revision:
-            try:
-                await _run(view, memo, revision, frame)
-            except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
-                return False
-        stack.pop()
-        # Settle the parent's check of this dependency now, rather than on resuming it.
-        parent = stack[-1]
-        counters.dependency_checks += 1
-        if memo.verified_at != revision or memo.changed_at > parent[0].verified_at:
-            parent[1] = -1
-        else:
-            parent[1] += 1
-    return True
+            stack.pop()
+            # Settle the parent's check of this dependency now, rather than on resuming it.
+            parent = stack[-1]
+            checks += 1
+            if memo.verified_at != revision or memo.changed_at > parent[0].verified_at:
+                parent[1] = -1
+            else:
+                parent[1] += 1
+        return True
+    finally:
+        view.counters.dependency_checks += checks
+        if token is not None:
+            ACTIVE.reset(token)
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
-    with view.lock:
-        if view.readers.oldest < revision and cell.verified_at < revision:
-            # A reader (a snapshot, an evaluation bound to it) at the old `verified_at` may
-            # still need this state. Only there: the walk proved the memo valid at both
-            # revisions, not in between (a dependency may have been backdated across a
-            # value it never saw).
-            view.keep_past(cell, cell.verified_at, snapshots=False)
-        cell.verified_at = max(cell.verified_at, revision)
-        cell.clean = revision == view.revision and all(
-            dep.clean for dep in deps_of(cell) if type(dep) is QueryCell
-        )
-        if view.dirty is not None:
-            view.dirty.add(cell)
+    """Record that *cell*'s memo is valid at *revision* (without the lock, as `_install`)."""
+    commits = view.commits
+    if commits & 1 or (view.readers.oldest < revision and cell.verified_at < revision):
+        with view.lock:
+            if view.readers.oldest < revision and cell.verified_at < revision:
+                # A reader (a snapshot, an evaluation bound to it) at the old `verified_at`
+                # may still need this state. Only there: the walk proved the memo valid at
+                # both revisions, not in between (a dependency may have been backdated
+                # across a value it never saw).
+                view.keep_past(cell, cell.verified_at, snapshots=False)
+            _verified(view, cell, revision)
+        return
+    _verified(view, cell, revision)
+    if view.commits != commits:
+        with view.lock:
+            _repair(view, cell, revision)
+
+
+def _verified(view: View, cell: QueryCell, revision: Revision) -> None:
+    cell.verified_at = max(cell.verified_at, revision)
+    cell.clean = revision == view.revision and all(
+        dep.clean for dep in deps_of(cell) if type(dep) is QueryCell
+    )
+    if view.dirty is not None:
+        view.dirty.add(cell)
 
 
 # -- 4. execute --------------------------------------------------------------------------
@@ -444,34 +499,14 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         sync.claim(frame)
     outcome: Any = RETRY
     try:
-        view.counters.executions += 1
-        if cell.changed_at != NEVER:
-            # A recomputation (or a stale memo from a cache file): keep what explains it,
-            # cheaply (`deps` as stored); `debug.explain` works out the reason when asked.
-            cell.why = (
-                frame.revision,
-                cell.verified_at,
-                cell.deps,
-                cell.durability == UNTRACKED,
-                cell.value is EVICTED,
-            )
         listeners = view.listeners
         started_at = time.perf_counter() if listeners else 0.0
-        ingredient = cell.ingredient
-        # Only the body's reads count (not a cycle met while revalidating first).
-        frame.untracked = ingredient.volatile
+        _prepare(view, frame)
         token = ACTIVE.set(frame)
         try:
-            result: Any = await ingredient.fn(view.db, *cell.key)
-        except Exception as error:  # noqa: BLE001 - user errors are memoized, then re-raised
-            result = _failure(error)
-        except asyncio.CancelledError as error:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise
-            # The query raised CancelledError without being cancelled (it awaited
-            # something that was): that is its outcome, not a cancellation.
-            result = _failure(error)
+            result: Any = await cell.ingredient.fn(view.db, *cell.key)
+        except BaseException as error:  # noqa: BLE001 - sorted by `_caught`
+            result = _caught(error)
         finally:
             ACTIVE.reset(token)
         _install(view, frame, result)
@@ -492,6 +527,38 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         if frame.followers:
             _settle(frame, outcome)
     return outcome
+
+
+def _prepare(view: View, frame: Frame) -> None:
+    """Count *frame*'s execution and note what explains it, before its body runs."""
+    view.counters.executions += 1
+    cell = frame.cell
+    if cell.changed_at != NEVER:
+        # A recomputation (or a stale memo from a cache file): keep what explains it,
+        # cheaply (`deps` as stored); `debug.explain` works out the reason when asked.
+        cell.why = (
+            frame.revision,
+            cell.verified_at,
+            cell.deps,
+            cell.durability == UNTRACKED,
+            cell.value is EVICTED,
+        )
+    # Only the body's reads count (not a cycle met while revalidating first).
+    frame.untracked = cell.ingredient.volatile
+
+
+def _caught(error: BaseException) -> Failure:
+    """
+    The outcome of a body that raised *error* (called in the `except` block that caught
+    it): a `Failure` to memoize, or the error re-raised if it cancels the evaluation.
+    """
+    if not isinstance(error, Exception):
+        task = asyncio.current_task()
+        if not isinstance(error, asyncio.CancelledError) or task is None or task.cancelling():
+            raise error
+        # The query raised CancelledError without being cancelled (it awaited something
+        # that was): that is its outcome, not a cancellation.
+    return _failure(error)
 
 
 def _failure(error: BaseException) -> Failure:
@@ -515,102 +582,145 @@ def _failure(error: BaseException) -> Failure:
 
 
 def _install(view: View, frame: Frame, outcome: Any) -> None:
-    """Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed."""
+    """
+    Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed.
+
+    The common case takes no lock: the memo of the current revision, replacing one no
+    reader can need and that was not clean. Another thread's commit can then run between
+    the loads and the stores below; `View.commits` says whether one did, and `_repair`
+    makes the memo what it would be had the commit come after.
+    """
+    commits = view.commits
+    cell = frame.cell
+    revision = frame.revision
+    if (
+        commits & 1
+        or revision != view.revision
+        or cell.clean
+        or (view.readers.oldest < revision and cell.verified_at != NEVER)
+    ):
+        with view.lock:
+            if not _store(view, frame, outcome):
+                _keep_answer(view, frame, outcome)
+        return
+    if not _store(view, frame, outcome):
+        with view.lock:
+            _keep_answer(view, frame, outcome)
+    elif view.commits != commits:
+        with view.lock:
+            _repair(view, cell, revision)
+
+
+def _repair(view: View, cell: QueryCell, revision: Revision) -> None:
+    """
+    Make *cell*, stored without the lock at *revision* while a commit ran, not clean.
+
+    The commit may have passed the memo's dependencies before the memo was among their
+    dependents, or before it was marked clean. Not clean is always sound: the memo is
+    re-checked when next read.
+    """
+    if cell.clean and view.revision != revision:
+        if view.readers.pinned:
+            view.keep_past(cell, revision, snapshots=True)
+        cell.clean = False
+        view.invalidate(cell)
+
+
+def _store(view: View, frame: Frame, outcome: Any) -> bool:
+    """
+    Store *outcome* as *frame*'s cell's memo (see `_install`); `False` if it cannot be.
+
+    It cannot when the memo here is newer, or when a dependency's memo here is not the
+    version the frame read: then the caller keeps it as an answer at its revision.
+    """
     cell = frame.cell
     revision = frame.revision
     failure = outcome if type(outcome) is Failure else None
     deps = tuple(frame.deps)
-    with view.lock:
-        previous = cell.verified_at
-        if previous > revision:
-            # A newer memo exists: this outcome answers for its revision only.
-            _keep_answer(view, frame, outcome, failure, deps)
-            return
-        first = previous == NEVER
-        durability: int = HIGHEST
-        clean = revision == view.revision
-        last_changed = view.last_changed
-        consistent = True
-        for dep in deps:
-            if first:
-                # What `add_dependent` does, inline: this runs for every dependency.
-                current = dep.dependents
-                if current is None:
-                    dep.dependents = cell
-                elif type(current) is set:
-                    current.add(cell)
-                elif current is not cell:
-                    dep.dependents = {current, cell}  # type: ignore[arg-type]
-            if type(dep) is InputCell:
-                level: int = dep.ingredient.durability
-            else:
-                level = dep.durability
-                if dep.verified_at != revision and not (
-                    # Valid at this revision all the same: by being clean, or by durability.
-                    NEVER < dep.verified_at < revision
-                    and (dep.clean or last_changed[level] <= dep.verified_at)
-                ):
-                    consistent = False
-                if not dep.clean:
-                    clean = False
-            if level < durability:  # noqa: PLR1730 - cheaper than calling min()
-                durability = level
-        if durability == UNTRACKED:
-            # It read a memo that read the outside world: it re-checks that one at each new
-            # revision (LOW's watermark moves at each), but is not re-executed for it.
-            durability = LOWEST
-        if frame.untracked:
-            durability = UNTRACKED
-            clean = False
-        if not consistent:
-            # A dependency's memo here is not the version this frame read (it moved on,
-            # or was replaced): memoized, this outcome could later be revalidated against
-            # the wrong version. It answers for its revision only.
-            if first:
-                for dep in deps:
-                    discard_dependent(dep, cell)
-            _keep_answer(view, frame, outcome, failure, deps)
-            return
-        # Stored as `deps_of` reads it back: one record without its tuple.
-        packed = deps[0] if len(deps) == 1 else deps
-        if not first:
-            if view.readers.oldest < revision:
-                # The state being replaced, for readers at the revisions it was valid at
-                # (before this one).
-                valid_through = view.revision if cell.clean else previous
-                view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
-            if packed != cell.deps:
-                relink(cell, deps_of(cell), deps)
-        if not backdate(cell, outcome, failure, durability):
-            cell.changed_at = revision
-        # The fresh outcome is kept even when it counts as equal: the memo answers what a
-        # from-scratch evaluation would; dependents cut off keep what they computed.
-        cell.value = None if failure is not None else outcome
-        cell.failure = failure
-        cell.verified_at = revision
-        cell.durability = durability
-        cell.deps = packed
-        if not clean and not first and cell.clean:
-            # A clean memo re-executed (its value was evicted, or it came from a cache file
-            # without one) to a different kind of outcome: its dependents are not clean.
-            cell.clean = False
-            view.invalidate(cell)
-        cell.clean = clean
-        if view.lrus:
-            view.track_lru(cell)
-        if view.dirty is not None:
-            view.dirty.add(cell)
+    previous = cell.verified_at
+    if previous > revision:
+        # A newer memo exists: this outcome answers for its revision only.
+        return False
+    first = previous == NEVER
+    durability: int = HIGHEST
+    clean = revision == view.revision
+    last_changed = view.last_changed
+    consistent = True
+    for dep in deps:
+        if first:
+            # What `add_dependent` does, inline: this runs for every dependency.
+            current = dep.dependents
+            if current is None:
+                dep.dependents = cell
+            elif type(current) is set:
+                current.add(cell)
+            elif current is not cell:
+                dep.dependents = {current, cell}  # type: ignore[arg-type]
+        if type(dep) is InputCell:
+            level: int = dep.ingredient.durability
+        else:
+            level = dep.durability
+            if dep.verified_at != revision and not (
+                # Valid at this revision all the same: by being clean, or by durability.
+                NEVER < dep.verified_at < revision
+                and (dep.clean or last_changed[level] <= dep.verified_at)
+            ):
+                consistent = False
+            if not dep.clean:
+                clean = False
+        if level < durability:  # noqa: PLR1730 - cheaper than calling min()
+            durability = level
+    if durability == UNTRACKED:
+        # It read a memo that read the outside world: it re-checks that one at each new
+        # revision (LOW's watermark moves at each), but is not re-executed for it.
+        durability = LOWEST
+    if frame.untracked:
+        durability = UNTRACKED
+        clean = False
+    if not consistent:
+        # A dependency's memo here is not the version this frame read (it moved on, or
+        # was replaced): memoized, this outcome could later be revalidated against the
+        # wrong version. It answers for its revision only.
+        if first:
+            for dep in deps:
+                discard_dependent(dep, cell)
+        return False
+    # Stored as `deps_of` reads it back: one record without its tuple.
+    packed = deps[0] if len(deps) == 1 else deps
+    if not first:
+        if view.readers.oldest < revision:
+            # The state being replaced, for readers at the revisions it was valid at
+            # (before this one).
+            valid_through = view.revision if cell.clean else previous
+            view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
+        if packed != cell.deps:
+            relink(cell, deps_of(cell), deps)
+    if not backdate(cell, outcome, failure, durability):
+        cell.changed_at = revision
+    # The fresh outcome is kept even when it counts as equal: the memo answers what a
+    # from-scratch evaluation would; dependents cut off keep what they computed.
+    cell.value = None if failure is not None else outcome
+    cell.failure = failure
+    cell.verified_at = revision
+    cell.durability = durability
+    cell.deps = packed
+    if not clean and not first and cell.clean:
+        # A clean memo re-executed (its value was evicted, or it came from a cache file
+        # without one) to a different kind of outcome: its dependents are not clean.
+        cell.clean = False
+        view.invalidate(cell)
+    cell.clean = clean
+    if view.lrus:
+        view.track_lru(cell)
+    if view.dirty is not None:
+        view.dirty.add(cell)
+    return True
 
 
-def _keep_answer(
-    view: View,
-    frame: Frame,
-    outcome: Any,
-    failure: Failure | None,
-    deps: tuple[InputCell | QueryCell, ...],
-) -> None:
+def _keep_answer(view: View, frame: Frame, outcome: Any) -> None:
     """
-    Keep an outcome that cannot be memoized as an answer at *frame*'s (older) revision.
+    Keep an outcome that cannot be memoized as an answer at *frame*'s (older) revision
+    (under the lock).
 
     Other evaluations bound to that revision take it from `View.pasts` instead of running
     the query again; it goes when no reader of that revision is left (`SyncTable.prune`).
@@ -618,6 +728,7 @@ def _keep_answer(
     durability the lowest, so that nothing takes it for valid beyond that revision.
     """
     revision = frame.revision
+    failure = outcome if type(outcome) is Failure else None
     state = MemoState(
         revision,
         revision,
@@ -625,7 +736,7 @@ def _keep_answer(
         failure,
         revision,
         Durability.LOW,
-        deps,
+        tuple(frame.deps),
     )
     view.pasts.setdefault(frame.cell, []).append(state)
 

@@ -206,6 +206,7 @@ class View:
     __slots__ = (
         "__weakref__",
         "base",
+        "commits",
         "counters",
         "db",
         "dirty",
@@ -254,6 +255,10 @@ class View:
         self.marks: dict[QueryCell, Revision] = {}
         self.counters = Counters()
         self.lock = threading.RLock()
+        # Commits started plus commits finished (odd while one is in progress): the loop's
+        # thread stores a memo without the lock, and takes it only if this moved meanwhile
+        # (`_fetch._install`).
+        self.commits = 0
         # Cells changed since the last save (`None` until a first save or load): what an
         # incremental save appends to the log.
         self.dirty: set[InputCell | QueryCell] | None = None
@@ -417,6 +422,7 @@ class View:
             if not changes and not refresh:
                 return self.revision
             sizes = self._check_limit(changes) if self.limit is not None else None
+            self.commits += 1
             revision = self.revision + 1
             last_changed = self.last_changed
             if not changes:
@@ -447,6 +453,7 @@ class View:
             # Published last: another thread sees the new revision only after the new
             # values and the invalidation are in place.
             self.revision = revision
+            self.commits += 1
             if self.listeners:
                 # Forget the subscriptions abandoned since the last commit.
                 self.listeners[:] = [each for each in self.listeners if each.active]
@@ -521,8 +528,13 @@ class View:
                 self.keep_past(memo, self.revision, snapshots=True)
             memo.clean = False
             invalidated += 1
-            if memo.dependents is not None:
-                stack.extend(dependents_of(memo))
+            # `dependents_of`, inline: this runs for every memo of a long chain.
+            dependents = memo.dependents
+            if dependents is not None:
+                if type(dependents) is set:
+                    stack.extend(dependents)
+                else:
+                    stack.append(dependents)
         self.counters.invalidations += invalidated
 
     def keep_past(self, memo: QueryCell, valid_through: Revision, *, snapshots: bool) -> None:

@@ -123,3 +123,48 @@ async def test_single_sets_from_a_thread_each_move_one_revision() -> None:
     assert picante.revision(db) == start + sets
     expected = tuple(max(i for i in range(1, sets + 1) if i % len(KEYS) == k) for k in KEYS)
     assert await db.row() == expected
+
+
+@picante.database
+class Watched:
+    @picante.input
+    async def source(self) -> int: ...
+
+    # The `eq` below runs inside the install of a recomputed memo, between the loads
+    # that decide whether the memo is clean and the stores: the one place where a commit
+    # from another thread can slip into a lock-free install.
+    @picante.query(eq=lambda old, new: _commit_from_a_thread() or old == new)
+    async def double(self) -> int:
+        CALLS.append(await self.source())
+        return 2 * CALLS[-1]
+
+
+CALLS: list[int] = []
+_RACE: list[Any] = []
+
+
+def _commit_from_a_thread() -> bool:
+    """Set `source` to 100 from another thread, once, when a test armed it."""
+    if _RACE:
+        db = _RACE.pop()
+        thread = threading.Thread(target=db.source.set, args=(100,))
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive()
+    return False
+
+
+async def test_a_commit_during_a_lock_free_install_is_not_missed() -> None:
+    """A memo stored while another thread commits is re-checked, never served stale."""
+    db = Watched()
+    db.source.set(1)
+    assert await db.double() == 2
+    db.source.set(2)
+    CALLS.clear()
+    _RACE.append(db)
+    # The recomputation reads 2; during its install, `source` becomes 100.
+    assert await db.double() == 4
+    assert not _RACE  # the commit really ran inside the install
+    assert picante.revision(db) == 3
+    assert await db.double() == 200
+    assert CALLS == [2, 100]
