@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import time
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ from ._store import (
 
 
 if TYPE_CHECKING:
+    import contextvars
     import weakref
     from collections.abc import Awaitable, Coroutine
 
