@@ -341,10 +341,10 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                 # No validity check of `memo` itself here: it was pushed because it was not
                 # valid, and the root was checked by the caller.
                 verified_at = memo.verified_at
-                deps: Any = memo.deps
                 # One record is stored without its tuple (see `QueryCell.deps`).
-                single = type(deps) is not tuple
-                count = 1 if single else len(deps)
+                deps: Any = memo.deps
+                single = deps.__class__ is not tuple  # not `type()`: no narrowing to `tuple`
+                count: int = 1 if single else len(deps)
                 descended = False
                 while index < count:
                     dep: InputCell | QueryCell = deps if single else deps[index]

@@ -534,7 +534,7 @@ class View:
                 if type(dependents) is set:
                     stack.extend(dependents)
                 else:
-                    stack.append(dependents)
+                    stack.append(dependents)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         self.counters.invalidations += invalidated
 
     def keep_past(self, memo: QueryCell, valid_through: Revision, *, snapshots: bool) -> None:
