@@ -46,15 +46,18 @@ from ._store import (
     LOWEST,
     NEVER,
     UNTRACKED,
+    Deps,
     Durability,
     Failure,
     InputCell,
     MemoState,
     QueryCell,
     TraceExecuted,
+    default_eq,
     deps_of,
     discard_dependent,
     errors_equal,
+    unpack_deps,
 )
 
 
@@ -322,6 +325,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     revision = frame.revision
     last_changed = view.last_changed
     sync = view.sync
+    counters = view.counters
     checks = 0
     token: contextvars.Token[Frame | None] | None = None
     # Entries are [memo, index of the next dependency to check]; index -1 means one of
@@ -417,7 +421,16 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     child = Frame(view, memo, revision, frame)
                     child.home = memo
                     memo.flight = child
-                    _prepare(view, child)
+                    # What `_prepare` does, inline.
+                    counters.executions += 1
+                    memo.why = (
+                        revision,
+                        memo.verified_at,
+                        memo.deps,
+                        memo.durability == UNTRACKED,
+                        memo.value is EVICTED,
+                    )
+                    child.untracked = memo.ingredient.volatile
                     current = ACTIVE.set(child)
                     if token is None:
                         token = current
@@ -430,7 +443,10 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         _install(view, child, result)
                         outcome = result
                     finally:
-                        sync.release(child)
+                        if memo.flight is child and not sync.extra:
+                            memo.flight = None
+                        else:
+                            sync.release(child)
                         if child.followers:
                             _settle(child, outcome)
                 else:
@@ -448,7 +464,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                 parent[1] += 1
         return True
     finally:
-        view.counters.dependency_checks += checks
+        counters.dependency_checks += checks
         if token is not None:
             ACTIVE.reset(token)
 
@@ -636,7 +652,7 @@ def _store(view: View, frame: Frame, outcome: Any) -> bool:
     cell = frame.cell
     revision = frame.revision
     failure = outcome if type(outcome) is Failure else None
-    deps = tuple(frame.deps)
+    read = frame.deps
     previous = cell.verified_at
     if previous > revision:
         # A newer memo exists: this outcome answers for its revision only.
@@ -646,7 +662,8 @@ def _store(view: View, frame: Frame, outcome: Any) -> bool:
     clean = revision == view.revision
     last_changed = view.last_changed
     consistent = True
-    for dep in deps:
+    dep: InputCell | QueryCell | None = None
+    for dep in read:
         if first:
             # What `add_dependent` does, inline: this runs for every dependency.
             current = dep.dependents
@@ -682,11 +699,11 @@ def _store(view: View, frame: Frame, outcome: Any) -> bool:
         # was replaced): memoized, this outcome could later be revalidated against the
         # wrong version. It answers for its revision only.
         if first:
-            for dep in deps:
+            for dep in read:
                 discard_dependent(dep, cell)
         return False
-    # Stored as `deps_of` reads it back: one record without its tuple.
-    packed = deps[0] if len(deps) == 1 else deps
+    # Stored as `deps_of` reads it back: one record without its tuple (the loop's last).
+    packed: Deps = dep if len(read) == 1 else tuple(read)  # type: ignore[assignment]
     if not first:
         if view.readers.oldest < revision:
             # The state being replaced, for readers at the revisions it was valid at
@@ -694,8 +711,25 @@ def _store(view: View, frame: Frame, outcome: Any) -> bool:
             valid_through = view.revision if cell.clean else previous
             view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
         if packed != cell.deps:
-            relink(cell, deps_of(cell), deps)
-    if not backdate(cell, outcome, failure, durability):
+            relink(cell, deps_of(cell), unpack_deps(packed))
+    if cell.changed_at == NEVER or durability < cell.durability:
+        cell.changed_at = revision
+    elif failure is None and cell.failure is None:
+        # `backdate` for two values, inline, and `default_eq` too: this runs for every
+        # recomputed memo.
+        eq = cell.ingredient.eq
+        old = cell.value
+        if eq is not default_eq:
+            if not eq(old, outcome):
+                cell.changed_at = revision
+        elif old is not outcome:
+            try:
+                same = old == outcome
+            except Exception:  # noqa: BLE001 - as in `default_eq`: "changed"
+                same = False
+            if same is not True:
+                cell.changed_at = revision
+    elif not backdate(cell, outcome, failure, durability):
         cell.changed_at = revision
     # The fresh outcome is kept even when it counts as equal: the memo answers what a
     # from-scratch evaluation would; dependents cut off keep what they computed.
