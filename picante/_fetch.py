@@ -70,7 +70,17 @@ if TYPE_CHECKING:
     from ._store import Revision
 
 
-__all__ = ["backdate", "deep_verify", "execute", "fetch", "shallow_verify", "single_flight"]
+__all__ = [
+    "backdate",
+    "caught",
+    "deep_verify",
+    "execute",
+    "fetch",
+    "install",
+    "settle",
+    "shallow_verify",
+    "single_flight",
+]
 
 
 # -- 1. shallow verify -------------------------------------------------------------------
@@ -160,7 +170,7 @@ async def single_flight(
             return _answer(cell)
         if revision < view.revision:
             # An evaluation bound to an older revision: another one at that revision may
-            # have left its answer there (see `_install`).
+            # have left its answer there (see `install`).
             past = memo_at(view, cell, revision)
             if past is not None and past.value is not EVICTED:
                 return past.failure or past.value
@@ -210,7 +220,7 @@ async def _lead(frame: Frame) -> Any:
     if shallow_verify(frame.view, cell, frame.revision) and cell.value is not EVICTED:
         frame.view.sync.release(frame)
         outcome = _answer(cell)
-        _settle(frame, outcome)
+        settle(frame, outcome)
         return outcome
     return await _fly(frame, verify=True, claimed=True)
 
@@ -223,7 +233,7 @@ def _abandon(reader: weakref.ref[Frame], task: asyncio.Task[Any]) -> None:
     sync = frame.view.sync
     if sync.holds(frame):
         sync.release(frame)
-        _settle(frame, RETRY)
+        settle(frame, RETRY)
 
 
 async def _follow(flight: Frame, caller: Frame | None) -> Any:
@@ -244,7 +254,7 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
             remove_wait(loop, future)
 
 
-def _settle(frame: Frame, outcome: Any) -> None:
+def settle(frame: Frame, outcome: Any) -> None:
     """Hand *outcome* to every follower of *frame* still waiting."""
     if frame.followers:
         for future in frame.followers:
@@ -302,7 +312,7 @@ async def _revalidate(frame: Frame, *, claimed: bool) -> Any:
     finally:
         if not delegated:
             sync.release(frame)
-            _settle(frame, outcome)
+            settle(frame, outcome)
     return outcome
 
 
@@ -438,9 +448,9 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     try:
                         try:
                             result: Any = await memo.ingredient.fn(view.db, *memo.key)
-                        except BaseException as error:  # noqa: BLE001 - sorted by `_caught`
-                            result = _caught(error)
-                        _install(view, child, result)
+                        except BaseException as error:  # noqa: BLE001 - sorted by `caught`
+                            result = caught(error)
+                        install(view, child, result)
                         outcome = result
                     finally:
                         if memo.flight is child and not sync.extra:
@@ -448,7 +458,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         else:
                             sync.release(child)
                         if child.followers:
-                            _settle(child, outcome)
+                            settle(child, outcome)
                 else:
                     try:
                         await _run(view, memo, revision, frame)
@@ -470,7 +480,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
-    """Record that *cell*'s memo is valid at *revision* (without the lock, as `_install`)."""
+    """Record that *cell*'s memo is valid at *revision* (without the lock, as `install`)."""
     commits = view.commits
     if commits & 1 or (view.readers.oldest < revision and cell.verified_at < revision):
         with view.lock:
@@ -521,11 +531,11 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         token = ACTIVE.set(frame)
         try:
             result: Any = await cell.ingredient.fn(view.db, *cell.key)
-        except BaseException as error:  # noqa: BLE001 - sorted by `_caught`
-            result = _caught(error)
+        except BaseException as error:  # noqa: BLE001 - sorted by `caught`
+            result = caught(error)
         finally:
             ACTIVE.reset(token)
-        _install(view, frame, result)
+        install(view, frame, result)
         outcome = result
         if listeners:
             record = TraceExecuted(
@@ -541,7 +551,7 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
     finally:
         sync.release(frame)
         if frame.followers:
-            _settle(frame, outcome)
+            settle(frame, outcome)
     return outcome
 
 
@@ -563,7 +573,7 @@ def _prepare(view: View, frame: Frame) -> None:
     frame.untracked = cell.ingredient.volatile
 
 
-def _caught(error: BaseException) -> Failure:
+def caught(error: BaseException) -> Failure:
     """
     The outcome of a body that raised *error* (called in the `except` block that caught
     it): a `Failure` to memoize, or the error re-raised if it cancels the evaluation.
@@ -597,7 +607,7 @@ def _failure(error: BaseException) -> Failure:
     return Failure(error.with_traceback(traceback), traceback)
 
 
-def _install(view: View, frame: Frame, outcome: Any) -> None:
+def install(view: View, frame: Frame, outcome: Any) -> None:
     """
     Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed.
 
@@ -644,7 +654,7 @@ def _repair(view: View, cell: QueryCell, revision: Revision) -> None:
 
 def _store(view: View, frame: Frame, outcome: Any) -> bool:
     """
-    Store *outcome* as *frame*'s cell's memo (see `_install`); `False` if it cannot be.
+    Store *outcome* as *frame*'s cell's memo (see `install`); `False` if it cannot be.
 
     It cannot when the memo here is newer, or when a dependency's memo here is not the
     version the frame read: then the caller keeps it as an answer at its revision.

@@ -23,8 +23,8 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import MissingInputError
-from ._fetch import fetch
-from ._frames import ACTIVE
+from ._fetch import caught, fetch, install, settle
+from ._frames import ACTIVE, RETRY, Frame
 from ._store import ABSENT, EVICTED, Failure, QueryCell
 
 
@@ -68,6 +68,46 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
             _picante_cell = _picante_cells[_picante_key] = _picante_QueryCell(
                 _picante_ingredient, _picante_key
             )
+            if (
+                _picante_frame is not None
+                and _picante_frame.view is _picante_view
+                and _picante_frame.revision == _picante_view.revision
+                and _picante_view.parent is None
+                and _picante_view.sync.views == 1
+                and not _picante_view.listeners
+            ):
+                # Cold, read by a running query of this view, and nobody can be evaluating
+                # it: run the body right here, as `execute` would, with no coroutine of
+                # its own (the cold path of `fetch`, inline).
+                _picante_child = _picante_Frame(
+                    _picante_view, _picante_cell, _picante_frame.revision, _picante_frame
+                )
+                _picante_child.home = _picante_cell
+                _picante_cell.flight = _picante_child
+                _picante_view.counters.executions += 1
+                _picante_child.untracked = _picante_ingredient.volatile
+                _picante_token = _picante_ACTIVE.set(_picante_child)
+                _picante_outcome = _picante_RETRY
+                try:
+                    try:
+                        _picante_value = await _picante_ingredient.fn(
+                            _picante_view.db, *_picante_key
+                        )
+                    except BaseException as _picante_error:
+                        _picante_value = _picante_caught(_picante_error)
+                    finally:
+                        _picante_ACTIVE.reset(_picante_token)
+                    _picante_install(_picante_view, _picante_child, _picante_value)
+                    _picante_outcome = _picante_value
+                finally:
+                    _picante_view.sync.release(_picante_child)
+                    if _picante_child.followers:
+                        _picante_settle(_picante_child, _picante_outcome)
+                _picante_frame.deps[_picante_cell] = None
+                if type(_picante_value) is _picante_Failure:
+                    _picante_frame = _picante_child = None
+                    return _picante_value.reraise()
+                return _picante_value
         _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
         if _picante_frame is not None:
             if _picante_frame.view is _picante_view:
@@ -167,8 +207,14 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
         "_picante_Failure": Failure,
         "_picante_MissingInputError": MissingInputError,
         "_picante_QueryCell": QueryCell,
+        "_picante_ACTIVE": ACTIVE,
+        "_picante_Frame": Frame,
+        "_picante_RETRY": RETRY,
         "_picante_active_get": ACTIVE.get,
+        "_picante_caught": caught,
         "_picante_fetch": fetch,
+        "_picante_install": install,
+        "_picante_settle": settle,
         "_picante_unhashable": unhashable,
     }
     exec(compile(source, filename, "exec"), namespace)

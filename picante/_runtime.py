@@ -239,7 +239,7 @@ class View:
         self.parent = parent
         self.tables: dict[str, Table] = {}
         # The LRU order of each query that has a capacity in this view (declared `lru=`,
-        # or `set_lru`): empty, `_install` skips LRU bookkeeping with one check.
+        # or `set_lru`): empty, `install` skips LRU bookkeeping with one check.
         self.lrus: dict[str, Lru] = {}
         if parent is not None and parent.lrus:
             self.lrus = {name: Lru(lru.capacity) for name, lru in parent.lrus.items()}
@@ -257,7 +257,7 @@ class View:
         self.lock = threading.RLock()
         # Commits started plus commits finished (odd while one is in progress): the loop's
         # thread stores a memo without the lock, and takes it only if this moved meanwhile
-        # (`_fetch._install`).
+        # (`_fetch.install`).
         self.commits = 0
         # Cells changed since the last save (`None` until a first save or load): what an
         # incremental save appends to the log.
