@@ -76,6 +76,7 @@ __all__ = [
     "deep_verify",
     "execute",
     "fetch",
+    "follow",
     "install",
     "settle",
     "shallow_verify",
@@ -125,7 +126,9 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     query. A caller of another view reads *view* as from outside, at its current revision,
     but stays the parent of what it starts (for cycle detection). The caller records the
     read and re-raises failures. The common cold case inside a query (no memo, no flight)
-    returns the frame's coroutine itself: one coroutine layer less.
+    returns the frame's coroutine itself: one coroutine layer less. (A handle called from
+    outside any query that finds the flight of its state running does not come here: it
+    awaits `follow`.)
     """
     own = caller is not None and caller.view is view
     revision = caller.revision if own else view.revision  # type: ignore[union-attr]
@@ -151,6 +154,20 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
     ):
         return _fly(Frame(view, cell, revision, caller), verify=True)
     return single_flight(view, cell, revision, caller, verify=True)
+
+
+def follow(flight: Frame) -> asyncio.Future[Any]:
+    """
+    Follow *flight*, of the caller's view and state, from outside any query: a future of
+    its outcome, awaited with no coroutine in between (no cycle to check: the caller is
+    no frame). If the flight is cancelled the outcome is `RETRY`: fetch again.
+    """
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if flight.followers is None:
+        flight.followers = [future]
+    else:
+        flight.followers.append(future)
+    return future
 
 
 # -- 2. single flight --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import MissingInputError
-from ._fetch import caught, fetch, install, settle
+from ._fetch import caught, fetch, follow, install, settle
 from ._frames import ACTIVE, RETRY, Frame
 from ._store import ABSENT, EVICTED, Failure, QueryCell
 
@@ -108,7 +108,20 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
                     _picante_frame = _picante_child = None
                     return _picante_value.reraise()
                 return _picante_value
-        _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
+        if (
+            _picante_frame is None
+            and (_picante_flight := _picante_cell.flight) is not None
+            and _picante_flight.revision == _picante_view.revision
+            and _picante_flight.view is _picante_view
+        ):
+            # From outside any query, with this state's flight running: follow it (what
+            # `fetch` does then, inline).
+            _picante_value = await _picante_follow(_picante_flight)
+        else:
+            _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
+        while _picante_value is _picante_RETRY:
+            # Followed from outside any query, the flight was cancelled: ask again.
+            _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
         if _picante_frame is not None:
             if _picante_frame.view is _picante_view:
                 _picante_frame.deps[_picante_cell] = None
@@ -213,6 +226,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
         "_picante_active_get": ACTIVE.get,
         "_picante_caught": caught,
         "_picante_fetch": fetch,
+        "_picante_follow": follow,
         "_picante_install": install,
         "_picante_settle": settle,
         "_picante_unhashable": unhashable,
