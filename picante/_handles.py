@@ -40,7 +40,7 @@ RESERVED_PREFIX = "_picante_"
 """Parameters may not start with this: the generated code uses such names."""
 
 _QUERY = """\
-def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
+def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {defaults}):
     _picante_cells_get = _picante_cells.get
     async def _picante_handle(_picante_view, {params}):
         _picante_key = {key}
@@ -54,6 +54,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
                 _picante_value = _picante_cell.value
                 if _picante_cell.failure is None and _picante_value is not _picante_EVICTED:
                     if _picante_frame is None:
+                        _picante_tally.hits += 1
                         {touch}
                         return _picante_value
                     if (
@@ -61,6 +62,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
                         and _picante_frame.revision == _picante_view.revision
                     ):
                         _picante_frame.deps[_picante_cell] = None
+                        _picante_tally.hits += 1
                         {touch}
                         return _picante_value
         else:
@@ -79,6 +81,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
                 # Cold, read by a running query of this view, and nobody can be evaluating
                 # it: run the body right here, as `execute` would, with no coroutine of
                 # its own (the cold path of `fetch`, inline).
+                _picante_tally.misses += 1
                 _picante_child = _picante_Frame(
                     _picante_view, _picante_cell, _picante_frame.revision, _picante_frame
                 )
@@ -108,6 +111,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
                     _picante_frame = _picante_child = None
                     return _picante_value.reraise()
                 return _picante_value
+        _picante_tally.misses += 1
         if (
             _picante_frame is None
             and (_picante_flight := _picante_cell.flight) is not None
@@ -139,7 +143,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
 """
 
 _INPUT = """\
-def factory(_picante_cells, _picante_ingredient, _picante_lru, {defaults}):
+def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {defaults}):
     _picante_cells_get = _picante_cells.get
     async def _picante_handle(_picante_view, {params}):
         _picante_key = {key}
@@ -254,7 +258,8 @@ def instantiate(
     qualname: str,
 ) -> MethodType:
     """Make the handle of *ingredient* for *view*: a method bound to the view."""
-    function: Any = factory(view.table(ingredient.name), ingredient, lru, *defaults)
+    tally = view.tally(ingredient.name) if ingredient.kind != "input" else None
+    function: Any = factory(view.table(ingredient.name), ingredient, lru, tally, *defaults)
     function.__qualname__ = qualname
     function.__doc__ = ingredient.__doc__
     function.ingredient = ingredient

@@ -55,6 +55,7 @@ from ._store import (
     Lru,
     QueryCell,
     Revision,
+    Tally,
     TraceInput,
     TraceInvalidated,
     TraceRevision,
@@ -103,11 +104,9 @@ class BoundHandle:
 class Counters:
     """Work counters of a view: cheap integers, read by tests and debugging tools."""
 
-    __slots__ = ("dependency_checks", "executions", "hits", "invalidations")
+    __slots__ = ("dependency_checks", "executions", "invalidations")
 
     def __init__(self) -> None:
-        # Reads answered from a memo without running its body (counted under `debug.trace`).
-        self.hits = 0
         # Dependencies examined by deep verification.
         self.dependency_checks = 0
         # Query bodies run.
@@ -226,6 +225,7 @@ class View:
         "revision",
         "sync",
         "tables",
+        "tallies",
     )
 
     def __init__(
@@ -254,6 +254,8 @@ class View:
         # see), with the revision of the mark.
         self.marks: dict[QueryCell, Revision] = {}
         self.counters = Counters()
+        # Per query, how its handle was answered (`Tally`): made with the handle.
+        self.tallies: dict[str, Tally] = {}
         self.lock = threading.RLock()
         # Commits started plus commits finished (odd while one is in progress): the loop's
         # thread stores a memo without the lock, and takes it only if this moved meanwhile
@@ -292,6 +294,13 @@ class View:
         with self.lock:
             self.listeners.append(subscription)
         return subscription
+
+    def tally(self, name: str) -> Tally:
+        """Return the tally of query *name*'s handle, creating it on first use."""
+        tally = self.tallies.get(name)
+        if tally is None:
+            tally = self.tallies.setdefault(name, Tally())
+        return tally
 
     def table(self, name: str) -> Table:
         """Return the table of ingredient *name*, creating it on first use."""

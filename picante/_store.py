@@ -78,6 +78,7 @@ __all__ = [
     "MemoState",
     "QueryCell",
     "Revision",
+    "Tally",
     "TraceExecuted",
     "TraceInput",
     "TraceInvalidated",
@@ -359,6 +360,18 @@ class QueryCell:
             f"<Memo {fmt_key(self.ingredient.name, self.key)}"
             f" verified={self.verified_at} changed={self.changed_at}>"
         )
+
+
+@final
+class Tally:
+    """How one query's handle of one view was answered: `hits` from a valid memo, `misses`
+    otherwise (revalidated, executed or followed). Counted always: two integers."""
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
 
 
 class Lru:

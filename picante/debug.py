@@ -297,7 +297,6 @@ def _counting(view: View, recording: Trace, name: str, ingredient: Any, handle: 
         value = await handle(*args, **kwargs)
         if executed.get(key, 0) == before:
             hits[name] = hits.get(name, 0) + 1
-            view.counters.hits += 1
         return value
 
     counted.ingredient = ingredient  # type: ignore[attr-defined]
@@ -326,8 +325,9 @@ class Stats:
     """
     A database's cache at one moment.
 
-    `executions` counts query bodies run, `hits` reads answered from a memo (counted only
-    inside `trace`), `dependency_checks` dependencies examined by deep verification and
+    `executions` counts query bodies run, `hits` calls of query handles answered at once
+    from a valid memo (always counted; a read that revalidated a memo first is not one),
+    `dependency_checks` dependencies examined by deep verification and
     `invalidations` memos marked not clean by mutations, all since the database (or the
     snapshot) was created.
     `approximate_bytes` is the deep `sys.getsizeof` of input keys and values, interned
@@ -388,7 +388,7 @@ def stats(db: object) -> Stats:
         interned,
         edges,
         counters.executions,
-        counters.hits,
+        sum(tally.hits for tally in view.tallies.values()),
         counters.dependency_checks,
         counters.invalidations,
         size,

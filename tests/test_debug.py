@@ -92,6 +92,26 @@ async def test_stats() -> None:
     assert stats.approximate_bytes > 0
 
 
+async def test_stats_counts_every_hit_without_a_trace() -> None:
+    """`hits` counts reads answered at once from a valid memo, outside `trace` too."""
+    db = await site()  # total() read words('a') and words('b'): two misses, no hit
+    assert debug.stats(db).hits == 0
+    for _ in range(1000):
+        await db.words("a")
+    assert debug.stats(db).hits == 1000
+    await db.total()  # a hit from outside; nothing read inside
+    assert debug.stats(db).hits == 1001
+    db.source.set("b", "z z")
+    # total() is a miss: its walk re-executes words('b') (no handle call), then total()
+    # itself, whose two reads find valid memos: two hits.
+    await db.total()
+    assert (debug.stats(db).hits, debug.stats(db).executions) == (1003, 5)
+    snapshot = picante.snapshot(db)
+    await snapshot.words("a")  # a miss: the snapshot adopts the database's memo
+    await snapshot.words("a")
+    assert (debug.stats(snapshot).hits, debug.stats(db).hits) == (1, 1003)
+
+
 async def test_explain_each_reason() -> None:
     """explain names the changed dependency and its revision, first runs, evictions."""
     db = await site()
