@@ -433,62 +433,65 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                     _mark_verified(view, memo, revision)
                     stack.pop()
                     continue
-            if memo is root:
-                return False
-            # While this walk awaited, another frame may have brought the memo to this
-            # revision: then there is nothing to execute.
-            if memo.verified_at != revision:
-                if (
-                    memo.flight is None
-                    and sync.views == 1
-                    and revision == view.revision
-                    and not view.listeners
-                ):
-                    # What `_run` then `execute` do, inline (see the docstring).
-                    child = Frame(view, memo, revision, frame)
-                    child.home = memo
-                    memo.flight = child
-                    # What `_prepare` does, inline.
-                    counters.executions += 1
-                    memo.why = (
-                        revision,
-                        memo.verified_at,
-                        memo.deps,
-                        memo.durability == UNTRACKED,
-                        memo.value is EVICTED,
-                    )
-                    child.untracked = memo.ingredient.volatile
-                    current = ACTIVE.set(child)
-                    if token is None:
-                        token = current
-                    outcome: Any = RETRY
-                    try:
+            # `memo` must be executed; then maybe its parent, and so on up the stack.
+            while True:
+                if memo is root:
+                    return False
+                # While this walk awaited, another frame may have brought the memo to this
+                # revision: then there is nothing to execute.
+                if memo.verified_at != revision:
+                    if (
+                        memo.flight is None
+                        and sync.views == 1
+                        and revision == view.revision
+                        and not view.listeners
+                    ):
+                        # What `_run` then `execute` do, inline (see the docstring).
+                        child = Frame(view, memo, revision, frame)
+                        child.home = memo
+                        memo.flight = child
+                        # What `_prepare` does, inline.
+                        counters.executions += 1
+                        memo.why = (
+                            revision,
+                            memo.verified_at,
+                            memo.deps,
+                            memo.durability == UNTRACKED,
+                            memo.value is EVICTED,
+                        )
+                        child.untracked = memo.ingredient.volatile
+                        current = ACTIVE.set(child)
+                        if token is None:
+                            token = current
+                        outcome: Any = RETRY
                         try:
-                            result: Any = await memo.ingredient.fn(view.db, *memo.key)
-                        except BaseException as error:  # noqa: BLE001 - sorted by `caught`
-                            result = caught(error)
-                        install(view, child, result)
-                        outcome = result
-                    finally:
-                        if memo.flight is child and not sync.extra:
-                            memo.flight = None
-                        else:
-                            sync.release(child)
-                        if child.followers:
-                            settle(child, outcome)
-                else:
-                    try:
-                        await _run(view, memo, revision, frame)
-                    except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
-                        return False
-            stack.pop()
-            # Settle the parent's check of this dependency now, rather than on resuming it.
-            parent = stack[-1]
-            checks += 1
-            if memo.verified_at != revision or memo.changed_at > parent[0].verified_at:
-                parent[1] = -1
-            else:
-                parent[1] += 1
+                            try:
+                                result: Any = await memo.ingredient.fn(view.db, *memo.key)
+                            except BaseException as error:  # noqa: BLE001 - sorted by `caught`
+                                result = caught(error)
+                            install(view, child, result)
+                            outcome = result
+                        finally:
+                            if memo.flight is child and not sync.extra:
+                                memo.flight = None
+                            else:
+                                sync.release(child)
+                            if child.followers:
+                                settle(child, outcome)
+                    else:
+                        try:
+                            await _run(view, memo, revision, frame)
+                        except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                            return False
+                stack.pop()
+                # Settle the parent's check of this dependency now, rather than on resuming it.
+                parent = stack[-1]
+                checks += 1
+                if memo.verified_at == revision and memo.changed_at <= parent[0].verified_at:
+                    parent[1] += 1
+                    break
+                # The parent must be executed: straight away, without resuming its checks.
+                memo = parent[0]
         return True
     finally:
         counters.dependency_checks += checks
@@ -626,7 +629,9 @@ def _failure(error: BaseException) -> Failure:
 
 def install(view: View, frame: Frame, outcome: Any) -> None:
     """
-    Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed.
+    Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed; if it
+    cannot be (the memo here is newer, or a dependency's memo here is not the version the
+    frame read), keep it as an answer at its revision.
 
     The common case takes no lock: the memo of the current revision, replacing one no
     reader can need and that was not clean. Another thread's commit can then run between
@@ -636,22 +641,131 @@ def install(view: View, frame: Frame, outcome: Any) -> None:
     commits = view.commits
     cell = frame.cell
     revision = frame.revision
-    if (
-        commits & 1
+    previous = cell.verified_at
+    lock = (
+        view.lock
+        if commits & 1
         or revision != view.revision
         or cell.clean
-        or (view.readers.oldest < revision and cell.verified_at != NEVER)
-    ):
-        with view.lock:
-            if not _store(view, frame, outcome):
-                _keep_answer(view, frame, outcome)
-        return
-    if not _store(view, frame, outcome):
-        with view.lock:
-            _keep_answer(view, frame, outcome)
-    elif view.commits != commits:
+        or (view.readers.oldest < revision and previous != NEVER)
+        else None
+    )
+    if lock is not None:
+        lock.acquire()
+    try:
+        failure = outcome if type(outcome) is Failure else None
+        read = frame.deps
+        if previous > revision:
+            # A newer memo exists: this outcome answers for its revision only.
+            _kept(view, frame, outcome, lock)
+            return
+        first = previous == NEVER
+        durability: int = HIGHEST
+        clean = revision == view.revision
+        last_changed = view.last_changed
+        consistent = True
+        dep: InputCell | QueryCell | None = None
+        for dep in read:
+            if first:
+                # What `add_dependent` does, inline: this runs for every dependency.
+                current = dep.dependents
+                if current is None:
+                    dep.dependents = cell
+                elif type(current) is set:
+                    current.add(cell)
+                elif current is not cell:
+                    dep.dependents = {current, cell}  # type: ignore[arg-type]
+            if type(dep) is InputCell:
+                level: int = dep.ingredient.durability
+            else:
+                level = dep.durability
+                if dep.verified_at != revision and not (
+                    # Valid at this revision all the same: by being clean, or by durability.
+                    NEVER < dep.verified_at < revision
+                    and (dep.clean or last_changed[level] <= dep.verified_at)
+                ):
+                    consistent = False
+                if not dep.clean:
+                    clean = False
+            if level < durability:  # noqa: PLR1730 - cheaper than calling min()
+                durability = level
+        if durability == UNTRACKED:
+            # It read a memo that read the outside world: it re-checks that one at each new
+            # revision (LOW's watermark moves at each), but is not re-executed for it.
+            durability = LOWEST
+        if frame.untracked:
+            durability = UNTRACKED
+            clean = False
+        if not consistent:
+            # A dependency's memo here is not the version this frame read (it moved on, or
+            # was replaced): memoized, this outcome could later be revalidated against the
+            # wrong version. It answers for its revision only.
+            if first:
+                for dep in read:
+                    discard_dependent(dep, cell)
+            _kept(view, frame, outcome, lock)
+            return
+        # Stored as `deps_of` reads it back: one record without its tuple (the loop's last).
+        packed: Deps = dep if len(read) == 1 else tuple(read)  # type: ignore[assignment]
+        if not first:
+            if view.readers.oldest < revision:
+                # The state being replaced, for readers at the revisions it was valid at
+                # (before this one).
+                valid_through = view.revision if cell.clean else previous
+                view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
+            if packed != cell.deps:
+                relink(cell, deps_of(cell), unpack_deps(packed))
+        if cell.changed_at == NEVER or durability < cell.durability:
+            cell.changed_at = revision
+        elif failure is None and cell.failure is None:
+            # `backdate` for two values, inline, and `default_eq` too: this runs for every
+            # recomputed memo.
+            eq = cell.ingredient.eq
+            old = cell.value
+            if eq is not default_eq:
+                if not eq(old, outcome):
+                    cell.changed_at = revision
+            elif old is not outcome:
+                try:
+                    same = old == outcome
+                except Exception:  # noqa: BLE001 - as in `default_eq`: "changed"
+                    same = False
+                if same is not True:
+                    cell.changed_at = revision
+        elif not backdate(cell, outcome, failure, durability):
+            cell.changed_at = revision
+        # The fresh outcome is kept even when it counts as equal: the memo answers what a
+        # from-scratch evaluation would; dependents cut off keep what they computed.
+        cell.value = None if failure is not None else outcome
+        cell.failure = failure
+        cell.verified_at = revision
+        cell.durability = durability
+        cell.deps = packed
+        if not clean and not first and cell.clean:
+            # A clean memo re-executed (its value was evicted, or it came from a cache file
+            # without one) to a different kind of outcome: its dependents are not clean.
+            cell.clean = False
+            view.invalidate(cell)
+        cell.clean = clean
+        if view.lrus:
+            view.track_lru(cell)
+        if view.dirty is not None:
+            view.dirty.add(cell)
+    finally:
+        if lock is not None:
+            lock.release()
+    if lock is None and view.commits != commits:
         with view.lock:
             _repair(view, cell, revision)
+
+
+def _kept(view: View, frame: Frame, outcome: Any, lock: Any) -> None:
+    """`_keep_answer`, under the view's lock (*lock*, if `install` holds it already)."""
+    if lock is None:
+        with view.lock:
+            _keep_answer(view, frame, outcome)
+    else:
+        _keep_answer(view, frame, outcome)
 
 
 def _repair(view: View, cell: QueryCell, revision: Revision) -> None:
@@ -667,115 +781,6 @@ def _repair(view: View, cell: QueryCell, revision: Revision) -> None:
             view.keep_past(cell, revision, snapshots=True)
         cell.clean = False
         view.invalidate(cell)
-
-
-def _store(view: View, frame: Frame, outcome: Any) -> bool:
-    """
-    Store *outcome* as *frame*'s cell's memo (see `install`); `False` if it cannot be.
-
-    It cannot when the memo here is newer, or when a dependency's memo here is not the
-    version the frame read: then the caller keeps it as an answer at its revision.
-    """
-    cell = frame.cell
-    revision = frame.revision
-    failure = outcome if type(outcome) is Failure else None
-    read = frame.deps
-    previous = cell.verified_at
-    if previous > revision:
-        # A newer memo exists: this outcome answers for its revision only.
-        return False
-    first = previous == NEVER
-    durability: int = HIGHEST
-    clean = revision == view.revision
-    last_changed = view.last_changed
-    consistent = True
-    dep: InputCell | QueryCell | None = None
-    for dep in read:
-        if first:
-            # What `add_dependent` does, inline: this runs for every dependency.
-            current = dep.dependents
-            if current is None:
-                dep.dependents = cell
-            elif type(current) is set:
-                current.add(cell)
-            elif current is not cell:
-                dep.dependents = {current, cell}  # type: ignore[arg-type]
-        if type(dep) is InputCell:
-            level: int = dep.ingredient.durability
-        else:
-            level = dep.durability
-            if dep.verified_at != revision and not (
-                # Valid at this revision all the same: by being clean, or by durability.
-                NEVER < dep.verified_at < revision
-                and (dep.clean or last_changed[level] <= dep.verified_at)
-            ):
-                consistent = False
-            if not dep.clean:
-                clean = False
-        if level < durability:  # noqa: PLR1730 - cheaper than calling min()
-            durability = level
-    if durability == UNTRACKED:
-        # It read a memo that read the outside world: it re-checks that one at each new
-        # revision (LOW's watermark moves at each), but is not re-executed for it.
-        durability = LOWEST
-    if frame.untracked:
-        durability = UNTRACKED
-        clean = False
-    if not consistent:
-        # A dependency's memo here is not the version this frame read (it moved on, or
-        # was replaced): memoized, this outcome could later be revalidated against the
-        # wrong version. It answers for its revision only.
-        if first:
-            for dep in read:
-                discard_dependent(dep, cell)
-        return False
-    # Stored as `deps_of` reads it back: one record without its tuple (the loop's last).
-    packed: Deps = dep if len(read) == 1 else tuple(read)  # type: ignore[assignment]
-    if not first:
-        if view.readers.oldest < revision:
-            # The state being replaced, for readers at the revisions it was valid at
-            # (before this one).
-            valid_through = view.revision if cell.clean else previous
-            view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
-        if packed != cell.deps:
-            relink(cell, deps_of(cell), unpack_deps(packed))
-    if cell.changed_at == NEVER or durability < cell.durability:
-        cell.changed_at = revision
-    elif failure is None and cell.failure is None:
-        # `backdate` for two values, inline, and `default_eq` too: this runs for every
-        # recomputed memo.
-        eq = cell.ingredient.eq
-        old = cell.value
-        if eq is not default_eq:
-            if not eq(old, outcome):
-                cell.changed_at = revision
-        elif old is not outcome:
-            try:
-                same = old == outcome
-            except Exception:  # noqa: BLE001 - as in `default_eq`: "changed"
-                same = False
-            if same is not True:
-                cell.changed_at = revision
-    elif not backdate(cell, outcome, failure, durability):
-        cell.changed_at = revision
-    # The fresh outcome is kept even when it counts as equal: the memo answers what a
-    # from-scratch evaluation would; dependents cut off keep what they computed.
-    cell.value = None if failure is not None else outcome
-    cell.failure = failure
-    cell.verified_at = revision
-    cell.durability = durability
-    cell.deps = packed
-    if not clean and not first and cell.clean:
-        # A clean memo re-executed (its value was evicted, or it came from a cache file
-        # without one) to a different kind of outcome: its dependents are not clean.
-        cell.clean = False
-        view.invalidate(cell)
-    cell.clean = clean
-    if view.lrus:
-        view.track_lru(cell)
-    if view.dirty is not None:
-        view.dirty.add(cell)
-    return True
 
 
 def _keep_answer(view: View, frame: Frame, outcome: Any) -> None:
