@@ -103,7 +103,10 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {
                     _picante_install(_picante_view, _picante_child, _picante_value)
                     _picante_outcome = _picante_value
                 finally:
-                    _picante_view.sync.release(_picante_child)
+                    if _picante_cell.flight is _picante_child and not _picante_view.sync.extra:
+                        _picante_cell.flight = None
+                    else:
+                        _picante_view.sync.release(_picante_child)
                     if _picante_child.followers:
                         _picante_settle(_picante_child, _picante_outcome)
                 _picante_frame.deps[_picante_cell] = None
