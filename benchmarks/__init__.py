@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import (
+    gather_fanout,
     p1_cached_hit,
     p2_hit_in_query,
     p3_chain_recompute,
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p9": p9_persist.run,
     "p10": p10_cold_tree.run,
     "p11": p11_scale.run,
+    "gather": gather_fanout.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""
 

@@ -57,6 +57,9 @@ PEERS: dict[str, tuple[str, str] | None] = {
     "observ": ("observ", "observ"),
     "reaktiv": ("reaktiv", "reaktiv"),
     "shiny": ("shiny.reactive", "shiny"),
+    # The other ways to fan out, for `gather_fanout`: standard library, always there.
+    "asyncio.gather": None,
+    "loop": None,
 }
 
 _NOT_INSTALLED = "not installed"

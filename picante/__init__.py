@@ -38,6 +38,7 @@ from ._events import (
     watch as watch,
 )
 from ._frames import report_untracked_read as report_untracked_read
+from ._gather import gather as gather
 from ._ingredients import (
     BoundInput as BoundInput,
     BoundInterned as BoundInterned,
@@ -88,6 +89,7 @@ __all__ = [
     "database",
     "debug",
     "events",
+    "gather",
     "input",
     "interned",
     "load",

@@ -28,15 +28,18 @@ from ._errors import CycleError, UsageError
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable, Iterator
 
     from ._store import InputCell, QueryCell, Revision
 
 
 __all__ = [
     "ACTIVE",
+    "PAUSED",
+    "PROBING",
     "RETRY",
     "Frame",
+    "Pause",
     "add_wait",
     "check_wait",
     "remove_wait",
@@ -103,6 +106,38 @@ ACTIVE: Final[contextvars.ContextVar[Frame | None]] = contextvars.ContextVar(
     "picante_active_frame", default=None
 )
 """The frame of the query running in the current context, if any."""
+
+
+PROBING: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar(
+    "picante_probing", default=False
+)
+"""
+True while `picante.gather` takes the first step of a query handle's coroutine in a
+context of the child's own: a handle that cannot answer from a valid memo then awaits
+`Pause()` before doing anything else, and goes on in a task of its own.
+"""
+
+
+class _Paused:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+PAUSED: Final = _Paused()
+"""What a probed handle's first step yields: it is no hit, and has done nothing yet."""
+
+
+class Pause:
+    """Awaited by a probed handle that is no hit: stop probing, yield `PAUSED`."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        # In the child's context: its later reads, in its own task, are not probed.
+        PROBING.set(False)
+        yield PAUSED
 
 
 def report_untracked_read() -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ._errors import MissingInputError
 from ._fetch import caught, fetch, follow, install, settle
-from ._frames import ACTIVE, RETRY, Frame
+from ._frames import ACTIVE, PROBING, RETRY, Frame, Pause
 from ._store import ABSENT, EVICTED, Failure, QueryCell
 
 
@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from ._runtime import View
 
 
-__all__ = ["RESERVED_PREFIX", "Factory", "compile_factory", "instantiate"]
+__all__ = ["HANDLE_CODES", "RESERVED_PREFIX", "Factory", "compile_factory", "instantiate"]
+
+HANDLE_CODES: dict[int, types.CodeType] = {}
+"""
+The code of every handle compiled, by id: `picante.gather` tells handle coroutines by it
+(by id, because hashing a code object hashes all of it; kept, so no id is reused).
+"""
 
 RESERVED_PREFIX = "_picante_"
 """Parameters may not start with this: the generated code uses such names."""
@@ -65,7 +71,11 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {
                         _picante_tally.hits += 1
                         {touch}
                         return _picante_value
-        else:
+        if _picante_probing():
+            # A first step taken by `picante.gather`, and no hit: the rest runs in a task.
+            await _picante_Pause()
+            _picante_cell = _picante_cells_get(_picante_key)
+        if _picante_cell is None:
             # Query cells are only ever made on the loop's thread: no race to guard against.
             _picante_cell = _picante_cells[_picante_key] = _picante_QueryCell(
                 _picante_ingredient, _picante_key
@@ -230,7 +240,9 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
         "_picante_ACTIVE": ACTIVE,
         "_picante_Frame": Frame,
         "_picante_RETRY": RETRY,
+        "_picante_Pause": Pause,
         "_picante_active_get": ACTIVE.get,
+        "_picante_probing": PROBING.get,
         "_picante_caught": caught,
         "_picante_fetch": fetch,
         "_picante_follow": follow,
@@ -248,6 +260,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
         for const in code.co_consts
     )
     factory: Factory = types.FunctionType(code.replace(co_consts=consts), namespace)
+    HANDLE_CODES.update({id(const): const for const in consts if isinstance(const, types.CodeType)})
     return factory
 
 

@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "_persist": {"_errors", "_store", "_runtime", "_codecs", "_format"},
     "_events": {"_errors", "_store", "_runtime"},
     "_sweep": {"_errors", "_store", "_runtime"},
+    "_gather": {"_frames", "_handles"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
 }
 
