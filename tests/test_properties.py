@@ -27,14 +27,14 @@ loads the database into a fresh instance, and reads the recompute log to pin the
   taken, until its own first change.
 
 `Graph` is shaped to exercise every mechanism: a chain five queries deep (`chain`),
-fan-in through `asyncio.gather` and `asyncio.TaskGroup` (`fan`, `total`), early cutoff
-with dependents downstream (`clamp`, `mod3` → `cut` → `fan` → `total`), a dynamic
-dependency (`pick`), absent inputs caught (`value`, `high`, `scale`) and propagated
-(`strict`), failing queries caught (`safe`) and propagated (`unsafe`, `total`) whose
-errors change type, args or neither as inputs change, and LOW, MEDIUM and HIGH durability
-inputs (`src`, `mode`, `cfg`). The leaf query `value` yields to the event loop, so
-concurrent evaluations, revalidations and mutations interleave at many points.
-"""
+fan-in through `asyncio.gather`, `picante.gather` and `asyncio.TaskGroup` (`fan`,
+`total`), early cutoff with dependents downstream (`clamp`, `mod3` → `cut` → `fan` →
+`total`), a dynamic dependency (`pick`), absent inputs caught (`value`, `high`, `scale`)
+and propagated (`strict`), failing queries caught (`safe`) and propagated (`unsafe`,
+`total`) whose errors change type, args or neither as inputs change, and LOW, MEDIUM and
+HIGH durability inputs (`src`, `mode`, `cfg`). The leaf query `value` yields to the
+event loop, so concurrent evaluations, revalidations and mutations interleave at many
+points."""
 
 from __future__ import annotations
 
@@ -304,8 +304,8 @@ class Graph:
             both = asyncio.gather(self.chain(k), self.cut(k))
         a, b = await both
         with spawning():
-            either = asyncio.gather(self.unsafe(k), self.pick(k), return_exceptions=True)
-        outcomes = await either
+            # picante.gather: valid memos answered at once, the rest in tasks.
+            outcomes = await picante.gather(self.unsafe(k), self.pick(k), return_exceptions=True)
         ok = sum(r for r in outcomes if isinstance(r, int))
         failed = sum(1 for r in outcomes if isinstance(r, Exception))
         return a + b + ok + 1000 * failed + await self.mixed(k) * await self.scale()
