@@ -12,6 +12,7 @@ needs the types (persistence), so forward references work.
 
 from __future__ import annotations
 
+import dis
 import inspect
 from typing import (
     TYPE_CHECKING,
@@ -128,7 +129,11 @@ def input(  # noqa: A001
     """
     Declare an input: a value the program sets, keyed by the method's parameters.
 
-    The body is never run; write `...`. Use bare (`@picante.input`) or with options.
+    The body is never run: write `raise NotImplementedError`, which every type checker
+    accepts for a method with a return type (`...`, `pass` or a docstring alone are
+    accepted by picante too, but mypy reports them as `empty-body`). A body that does
+    anything else is a `UsageError` at class creation. Use bare (`@picante.input`) or
+    with options.
 
     Args:
         durability: How rarely the input changes (`Durability.LOW` by default). Memos
@@ -144,10 +149,12 @@ def input(  # noqa: A001
     Examples:
         ```python
         @picante.input
-        async def source(self, path: str) -> str: ...
+        async def source(self, path: str) -> str:
+            raise NotImplementedError
 
         @picante.input(durability=picante.Durability.HIGH)
-        async def config(self) -> Config: ...
+        async def config(self) -> Config:
+            raise NotImplementedError
         ```
     """
 
@@ -387,8 +394,47 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
     if signature.return_annotation is signature.empty:
         msg = "the return value needs a type annotation"
         raise fail(msg)
+    if isinstance(ingredient, InputIngredient) and not _is_placeholder(fn):
+        msg = (
+            f"the body of an input is never run (its values are set with db.{name}.set(...)), "
+            "so it must be empty: write `raise NotImplementedError` (or `...`), or make it a "
+            "@picante.query if it computes its value"
+        )
+        raise fail(msg)
     _validate_options(ingredient, fail)
     ingredient.spec = KeySpec(where, signature.replace(parameters=params[1:]))
+
+
+# Instructions that every function has, or that carry no work: skipped when reading a body.
+_PLUMBING = frozenset(
+    {"RESUME", "RETURN_GENERATOR", "POP_TOP", "NOP", "CACHE", "PRECALL", "PUSH_NULL"}
+)
+
+
+def _is_placeholder(fn: Callable[..., Any]) -> bool:
+    """
+    Tell whether *fn*'s body does nothing: `...`, `pass`, a docstring, `return None`, or
+    `raise NotImplementedError` (called or not, with constant arguments), alone.
+
+    Read from the bytecode, so that it works without the source (a REPL, `exec`). A
+    function without code of its own (a wrapper object) is given the benefit of the doubt.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return True
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in _PLUMBING]
+    if ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)]):
+        return True
+    if len(ops) < 2 or ops[-1][0] != "RAISE_VARARGS":
+        return False
+    name = ops[0][1] if isinstance(ops[0][1], str) else getattr(ops[0][1], "__name__", None)
+    if name != "NotImplementedError":
+        return False
+    # `raise NotImplementedError(...)`: constant arguments, one call.
+    middle = ops[1:-1]
+    if middle and middle[-1][0] == "CALL":
+        middle = middle[:-1]
+    return all(op == "LOAD_CONST" for op, _ in middle)
 
 
 def _validate_options(
