@@ -13,7 +13,8 @@ class Site:
         self.salt = 0
 
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.query(lru=1)
     async def shout(self, path: str) -> str:

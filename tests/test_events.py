@@ -30,7 +30,8 @@ TIMEOUT = 5
 @picante.database
 class Site:
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:

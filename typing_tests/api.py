@@ -21,14 +21,15 @@ class Config:
 
 @picante.database
 class Site:
-    # mypy flags the `...` body of every input whose value type is not None as
-    # [empty-body] ("Missing return statement"); pyright does not. Users need this ignore
-    # or `disable_error_code = ["empty-body"]`.
+    # `raise NotImplementedError`: the input body every checker accepts with no
+    # configuration (mypy reports a `...` body as [empty-body]).
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH, eq=lambda a, b: a == b, persist=True)
-    async def config(self) -> Config: ...  # type: ignore[empty-body]
+    async def config(self) -> Config:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:
