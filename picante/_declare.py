@@ -21,13 +21,21 @@ from typing import (
     Literal,
     ParamSpec,
     Protocol,
+    TypeAlias,
     TypeVar,
+    TypeVarTuple,
     overload,
 )
 
 from ._errors import UsageError
 from ._handles import RESERVED_PREFIX
-from ._ingredients import EqFn, InputIngredient, InternedIngredient, KeySpec, QueryIngredient
+from ._ingredients import (
+    EqFn,
+    InputIngredient,
+    InternedIngredient,
+    KeySpec,
+    QueryIngredient,
+)
 from ._store import Durability
 
 
@@ -36,19 +44,22 @@ if TYPE_CHECKING:
 
     import cattrs
 
+    from ._ingredients import AnyInput
+
 
 __all__ = ["DatabaseSpec", "database", "input", "interned", "query"]
 
 C = TypeVar("C", bound=type)
 D = TypeVar("D")
+D_contra = TypeVar("D_contra", contravariant=True)
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+Ks = TypeVarTuple("Ks")
 
 _RESERVED = "__picante__"
-_Ingredient = (
-    InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any] | InternedIngredient[Any]
-)
+_Ingredient: TypeAlias = "AnyInput | QueryIngredient[Any, Any, Any] | InternedIngredient[Any]"
 
 
 class DatabaseSpec:
@@ -72,7 +83,7 @@ class DatabaseSpec:
         self.codecs: Any = None
 
     @property
-    def inputs(self) -> dict[str, InputIngredient[Any, Any, Any]]:
+    def inputs(self) -> dict[str, AnyInput]:
         """The inputs, by name, in declaration order."""
         return {n: i for n, i in self.ingredients.items() if isinstance(i, InputIngredient)}
 
@@ -95,10 +106,25 @@ class DatabaseSpec:
         return f"<DatabaseSpec {self.cls.__qualname__}: {', '.join(self.ingredients)}>"
 
 
-class _InputDecorator(Protocol):
+class _InputMethod(Protocol[D_contra, P, R_co, *Ks]):
+    """
+    An input's declaration, `async def source(self, path: str) -> str`, seen two ways.
+
+    The same method matches both signatures, so a checker infers from it the key
+    parameters *P* (names and defaults, for calls) and the key types *Ks* (positional,
+    for `set(*key, value)`, whose trailing value no ParamSpec can express).
+    """
+
+    @overload
     def __call__(
-        self, fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
-    ) -> InputIngredient[D, P, R]: ...
+        self, db: D_contra, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R_co]: ...
+    @overload
+    def __call__(self, db: D_contra, /, *key: *Ks) -> Coroutine[Any, Any, R_co]: ...
+
+
+class _InputDecorator(Protocol):
+    def __call__(self, fn: _InputMethod[D, P, R, *Ks], /) -> InputIngredient[D, P, R, *Ks]: ...
 
 
 class _QueryDecorator(Protocol):
@@ -109,8 +135,8 @@ class _QueryDecorator(Protocol):
 
 @overload
 def input(  # noqa: A001 - the public name is picante.input on purpose
-    fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
-) -> InputIngredient[D, P, R]: ...
+    fn: _InputMethod[D, P, R, *Ks], /
+) -> InputIngredient[D, P, R, *Ks]: ...
 @overload
 def input(  # noqa: A001
     *,
@@ -158,7 +184,7 @@ def input(  # noqa: A001
         ```
     """
 
-    def decorate(fn: Callable[..., Any]) -> InputIngredient[Any, Any, Any]:
+    def decorate(fn: Callable[..., Any]) -> AnyInput:
         return InputIngredient(fn, durability=durability, eq=eq, persist=persist)
 
     return decorate if fn is None else decorate(fn)
@@ -438,7 +464,7 @@ def _is_placeholder(fn: Callable[..., Any]) -> bool:
 
 
 def _validate_options(
-    ingredient: InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any],
+    ingredient: AnyInput | QueryIngredient[Any, Any, Any],
     fail: Callable[[str], UsageError],
 ) -> None:
     eq = ingredient.eq_option
