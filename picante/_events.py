@@ -16,7 +16,7 @@ import asyncio
 import collections
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, final
 
 import attrs
 
@@ -40,6 +40,7 @@ __all__ = [
     "InputSet",
     "Lagged",
     "QueryChanged",
+    "QueryHandle",
     "QueryInvalidated",
     "RevisionBumped",
     "RevisionStream",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
@@ -350,9 +352,10 @@ class Watch(Generic[R]):
             reload(html)
     """
 
-    def __init__(self, handle: Any, key: tuple[object, ...]) -> None:
+    def __init__(self, handle: Any, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         self._handle = handle
-        self._key = key
+        self._args = args
+        self._kwargs = kwargs
         view: View = handle.__self__
         self._revisions = RevisionStream(view)
         self._eq: Callable[[object, object], bool] = handle.__func__.ingredient.eq
@@ -367,7 +370,7 @@ class Watch(Generic[R]):
             while True:
                 await anext(self._revisions)
                 try:
-                    value = await self._handle(*self._key)
+                    value = await self._handle(*self._args, **self._kwargs)
                 except Exception:
                     self._last = _NOTHING
                     raise
@@ -375,7 +378,7 @@ class Watch(Generic[R]):
                     break
         else:
             self._started = True
-            value = await self._handle(*self._key)
+            value = await self._handle(*self._args, **self._kwargs)
         self._last = value
         return value  # type: ignore[no-any-return]
 
@@ -387,22 +390,28 @@ class Watch(Generic[R]):
 _NOTHING: Any = object()
 
 
-class _Query(Protocol[R_co]):
-    """Anything called like a bound query: `db.page`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R_co]: ...
-
-
-def watch(query: _Query[R], *key: object) -> Watch[R]:
+class QueryHandle(Protocol[P, R_co]):
     """
-    Watch query *query* at *key*: yield its value now, then each time it changes.
+    What a bound query looks like to a type checker: `db.page`, a `picante.BoundQuery`.
+
+    Functions that take a query and its key (`watch`, `debug.explain`) type the key
+    arguments from it, as the query's own call does.
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+
+def watch(query: QueryHandle[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Watch[R]:
+    """
+    Watch query *query* at a key: yield its value now, then each time it changes.
 
     A change is a mutation after which the value differs by the query's `eq`; mutations
     that leave it equal (early cutoff included) yield nothing. See `Watch` for errors.
 
     Args:
         query: A bound query handle, `db.page`.
-        key: The query's arguments.
+        args: The query's arguments, as the query takes them (keywords too).
+        kwargs: The same.
 
     Raises:
         UsageError: *query* is not a bound query of a database.
@@ -411,4 +420,4 @@ def watch(query: _Query[R], *key: object) -> Watch[R]:
     if getattr(ingredient, "kind", None) != "query":
         msg = f"watch() needs a bound query such as db.page, got {query!r}"
         raise UsageError(msg)
-    return Watch(query, key)
+    return Watch(query, args, kwargs)

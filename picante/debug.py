@@ -18,7 +18,7 @@ import contextlib
 import operator
 import time
 from types import MethodType
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, ParamSpec, final, overload
 
 import attrs
 
@@ -44,8 +44,11 @@ from ._store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
+    from ._events import QueryHandle
     from ._runtime import View
     from ._store import Revision
+
+P = ParamSpec("P")
 
 
 __all__ = [
@@ -450,14 +453,23 @@ class Explanation:
         )
 
 
-def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explanation:
+@overload
+def explain(
+    db: object, query: QueryHandle[P, Any], /, *args: P.args, **kwargs: P.kwargs
+) -> Explanation: ...
+@overload
+def explain(db: object, query: str, /, *args: object, **kwargs: object) -> Explanation: ...
+def explain(
+    db: object, query: Callable[..., Any] | str, /, *args: object, **kwargs: object
+) -> Explanation:
     """
-    Explain why the memo of *query* at *key* last recomputed (or that it never did).
+    Explain why the memo of *query* at a key last recomputed (or that it never did).
 
     Args:
         db: The database.
         query: The query, as a bound handle (`db.words`) or its name (`"words"`).
-        key: The query's arguments.
+        args: The query's arguments, as the query takes them (keywords too).
+        kwargs: The same.
 
     Raises:
         UsageError: *query* is not a query of *db*.
@@ -469,7 +481,7 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
     if ingredient is None or ingredient.kind != "query":
         msg = f"explain(): {query!r} is not a query of {type(db).__name__}"
         raise UsageError(msg)
-    full_key = ingredient.key_spec().normalize(key, {})
+    full_key = ingredient.key_spec().normalize(args, kwargs)
     label = fmt_key(name, full_key)
     cell = view.tables.get(name, {}).get(full_key)
     why: Any = getattr(cell, "why", None)

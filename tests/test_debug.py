@@ -110,6 +110,13 @@ async def test_explain_each_reason() -> None:
     assert debug.explain(db, db.shout, "a").reason == "evicted"
 
 
+async def test_explain_binds_keywords_and_defaults() -> None:
+    """explain addresses the record a call with the same arguments would, keywords too."""
+    db = await site()
+    assert debug.explain(db, db.words, path="a") == debug.explain(db, db.words, "a")
+    assert debug.explain(db, "words", path="a").reason == "first"
+
+
 async def test_verify_finds_an_impure_query() -> None:
     """verify re-runs valid memos, reports the one whose fresh value differs, changes none."""
     db = await site()

@@ -167,6 +167,17 @@ async def test_watch_yields_changes_and_survives_errors() -> None:
     await watcher.aclose()
 
 
+async def test_watch_takes_the_key_as_the_query_does() -> None:
+    """watch() passes its arguments on as given: keywords bind as in a call of the query."""
+    db = Site()
+    db.source.set("a", "x y")
+    watcher = picante.watch(db.words, path="a")
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 2
+    db.source.set("a", "x y z")
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 3
+    await watcher.aclose()
+
+
 async def test_watch_needs_a_bound_query() -> None:
     """watch() refuses anything but a bound query handle."""
     with pytest.raises(picante.UsageError, match="bound query"):

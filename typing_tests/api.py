@@ -110,6 +110,18 @@ async def check() -> None:
     assert_type(await anext(picante.watch(db.words, "a")), int)
     assert_type(picante.debug.dependency_graph(db).to_dot(), str)
     assert_type(picante.debug.explain(db, db.words, "a"), picante.debug.Explanation)
+
+    # watch and explain take the query's key as the query itself does.
+    assert_type(picante.watch(db.page, "a", lang="fr"), picante.Watch[str])
+    assert_type(picante.debug.explain(db, db.page, path="a"), picante.debug.Explanation)
+    assert_type(picante.debug.explain(db, "page", "a", "fr"), picante.debug.Explanation)
+    picante.watch(db.words, 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    picante.watch(db.words)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.watch(db.page, "a", "fr", "x")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.watch(db.page, "a", language="fr")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.debug.explain(db, db.words, 1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    picante.debug.explain(db, db.words)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+    picante.debug.explain(db, db.page, "a", 2)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     verification = await picante.debug.verify(db)
     assert_type(verification, picante.debug.Verification)
     assert_type(verification.not_comparable, list[picante.debug.NotComparable])
