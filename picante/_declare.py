@@ -27,7 +27,7 @@ from typing import (
     overload,
 )
 
-from ._errors import UsageError
+from ._errors import UsageError, describe
 from ._handles import RESERVED_PREFIX
 from ._ingredients import (
     EqFn,
@@ -185,6 +185,7 @@ def input(  # noqa: A001
     """
 
     def decorate(fn: Callable[..., Any]) -> AnyInput:
+        _expect_method("input", fn)
         return InputIngredient(fn, durability=durability, eq=eq, persist=persist)
 
     return decorate if fn is None else decorate(fn)
@@ -248,11 +249,23 @@ def query(
     """
 
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
+        _expect_method("query", fn)
         return QueryIngredient(
             fn, lru=lru, eq=eq, persist=persist, version=version, volatile=volatile
         )
 
     return decorate if fn is None else decorate(fn)
+
+
+def _expect_method(decorator: str, fn: object) -> None:
+    """Refuse what cannot be a method: `@picante.query(10)` (options are keyword-only)."""
+    if not callable(fn):
+        option = "durability=..." if decorator == "input" else "lru=..."
+        msg = (
+            f"@picante.{decorator} decorates an async def method, got {describe(fn)} "
+            f"(options are keyword-only: @picante.{decorator}({option}))"
+        )
+        raise UsageError(msg)
 
 
 def interned(value_type: type[T]) -> InternedIngredient[T]:
@@ -316,6 +329,9 @@ def database(
         raise UsageError(msg)
 
     def decorate(cls: C) -> C:
+        if not _is_class(cls):
+            msg = f"@picante.database decorates a class, got {describe(cls)}"
+            raise UsageError(msg)
         _register(cls, max_state_bytes, converter)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
@@ -324,6 +340,11 @@ def database(
         return cls
 
     return decorate if cls is None else decorate(cls)
+
+
+def _is_class(obj: object) -> bool:
+    # A plain bool, not a TypeGuard: *obj* is a class for checkers, anything at run time.
+    return isinstance(obj, type)
 
 
 def _is_converter(obj: object) -> bool:
@@ -361,6 +382,12 @@ def _register(cls: type, max_state_bytes: int | None = None, converter: Any = No
     own = cls.__dict__.get(_RESERVED)
     if own is not None and not isinstance(own, DatabaseSpec):
         msg = f"{cls.__name__}.{_RESERVED}: the name {_RESERVED} is reserved by picante"
+        raise UsageError(msg)
+    if not cls.__dictoffset__:
+        msg = (
+            f"{cls.__name__}: a database's instances need a __dict__ (picante keeps its "
+            "state there, under __picante__): drop __slots__, or add '__dict__' to it"
+        )
         raise UsageError(msg)
     for name, ingredient in ingredients.items():
         _validate(ingredient, name)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, 
 
 import attrs
 
-from ._errors import UsageError
+from ._errors import UsageError, describe, expect_database
 from ._runtime import view_of
 from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
 
@@ -272,6 +272,7 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     if type(buffer) is not int or buffer < 1:
         msg = f"events(): buffer must be a positive int, got {buffer!r}"
         raise UsageError(msg)
+    expect_database(db, "events")
     return EventStream(view_of(db), buffer)
 
 
@@ -326,6 +327,7 @@ def revisions(db: object) -> RevisionStream:
     step yields the newest revision, newer than the one yielded before (or than the
     revision when `revisions(db)` was called).
     """
+    expect_database(db, "revisions")
     return RevisionStream(view_of(db))
 
 
@@ -418,6 +420,6 @@ def watch(query: QueryHandle[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Wat
     """
     ingredient = getattr(getattr(query, "__func__", None), "ingredient", None)
     if getattr(ingredient, "kind", None) != "query":
-        msg = f"watch() needs a bound query such as db.page, got {query!r}"
+        msg = f"watch(): expected a query of a database instance (db.words), got {describe(query)}"
         raise UsageError(msg)
     return Watch(query, args, kwargs)

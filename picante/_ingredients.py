@@ -31,7 +31,7 @@ from typing import (
     runtime_checkable,
 )
 
-from ._errors import UsageError
+from ._errors import UsageError, describe
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
 from ._runtime import BoundHandle, View, view_of
@@ -536,7 +536,9 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
     ingredient = getattr(query, "ingredient", None)
     view = getattr(query, "__self__", None)
     if not isinstance(ingredient, QueryIngredient) or not isinstance(view, View):
-        msg = f"set_lru() takes a query of a database instance (db.words), got {query!r}"
+        msg = (
+            f"set_lru(): expected a query of a database instance (db.words), got {describe(query)}"
+        )
         raise UsageError(msg)
     if capacity is not None and (type(capacity) is not int or capacity < 1):
         msg = (

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, final, overload
 
 import attrs
 
-from ._errors import UsageError, fmt_key
+from ._errors import UsageError, expect_database, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
 from ._runtime import view_of
@@ -135,6 +135,7 @@ def dependency_graph(db: object) -> DependencyGraph:
 
     A memo's edges are the reads of its last execution (or of the memo it adopted).
     """
+    expect_database(db, "debug.dependency_graph")
     view = view_of(db)
     nodes: dict[Node, None] = {}
     edges: list[tuple[Node, Node]] = []
@@ -267,6 +268,7 @@ def trace(db: object) -> Generator[Trace]:
     hit path costs nothing outside a trace), and every commit and query execution is
     recorded with a timestamp. Reads made through snapshots of *db* are not counted.
     """
+    expect_database(db, "debug.trace")
     view = view_of(db)
     recording = Trace()
     spec: Any = type(db).__dict__["__picante__"]
@@ -356,6 +358,7 @@ class Stats:
 
 def stats(db: object) -> Stats:
     """Return statistics of *db*'s memos, inputs, work counters and memory."""
+    expect_database(db, "debug.stats")
     view = view_of(db)
     per_query: dict[str, list[int]] = {}
     inputs = edges = 0
@@ -474,6 +477,7 @@ def explain(
     Raises:
         UsageError: *query* is not a query of *db*.
     """
+    expect_database(db, "debug.explain")
     view = view_of(db)
     name = query if isinstance(query, str) else getattr(query, "__name__", "")
     spec: Any = type(db).__dict__["__picante__"]
@@ -563,6 +567,7 @@ async def verify(db: object) -> Verification:
     A value that cannot be compared is not a mismatch: it goes to `not_comparable`, with
     the reason (`eq=False`; an `==` or `eq` that raises, or does not return a `bool`).
     """
+    expect_database(db, "debug.verify")
     view = view_of(db)
     report = Verification()
     revision = view.revision

@@ -180,7 +180,7 @@ async def test_watch_takes_the_key_as_the_query_does() -> None:
 
 async def test_watch_needs_a_bound_query() -> None:
     """watch() refuses anything but a bound query handle."""
-    with pytest.raises(picante.UsageError, match="bound query"):
+    with pytest.raises(picante.UsageError, match=r"^watch\(\): expected a query of a database"):
         picante.watch(print)
 
 
