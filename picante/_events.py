@@ -27,6 +27,7 @@ from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from types import TracebackType
     from typing import Self
 
     from ._runtime import View
@@ -204,8 +205,9 @@ class EventStream:
     The async iterator `picante.events(db)` returns: one subscriber's events, in order.
 
     Subscribed from creation on: events of mutations made after `events(db)` returned
-    are delivered even if iteration starts later. End it with `aclose()` (or let it be
-    collected); a closed stream ends its iteration.
+    are delivered even if iteration starts later. End it with `aclose()`, or use it as an
+    async context manager (`async with picante.events(db) as stream:`), which closes it
+    at exit (or let it be collected); a closed stream ends its iteration.
     """
 
     def __init__(self, view: View, buffer: int) -> None:
@@ -246,6 +248,17 @@ class EventStream:
             self._channel.missed = 0
         self._channel.close()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
 
 def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     """
@@ -278,7 +291,11 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
 
 @final
 class RevisionStream:
-    """The async iterator `picante.revisions(db)` returns: the latest revision, on change."""
+    """
+    The async iterator `picante.revisions(db)` returns: the latest revision, on change.
+
+    End it with `aclose()`, or use it as an async context manager, which closes it at exit.
+    """
 
     def __init__(self, view: View) -> None:
         self._view = view
@@ -318,6 +335,17 @@ class RevisionStream:
         self._subscription.cancel()
         self._channel.close()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
 
 def revisions(db: object) -> RevisionStream:
     """
@@ -342,16 +370,18 @@ class Watch(Generic[R]):
     the next step waits for the next change. So a live-reload loop keeps watching through
     errors:
 
-        watcher = picante.watch(db.page, "index.md")
-        while True:
-            try:
-                html = await anext(watcher)
-            except StopAsyncIteration:  # after aclose()
-                break
-            except Exception as error:
-                show_error(error)
-                continue
-            reload(html)
+        async with picante.watch(db.page, "index.md") as watcher:
+            while True:
+                try:
+                    html = await anext(watcher)
+                except StopAsyncIteration:  # after aclose()
+                    break
+                except Exception as error:
+                    show_error(error)
+                    continue
+                reload(html)
+
+    As an async context manager it stops watching at exit; `aclose()` does the same.
     """
 
     def __init__(self, handle: Any, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
@@ -387,6 +417,17 @@ class Watch(Generic[R]):
     async def aclose(self) -> None:
         """Stop watching; the iteration ends."""
         await self._revisions.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 _NOTHING: Any = object()

@@ -130,6 +130,34 @@ async def test_aclose_ends_the_iteration_and_unsubscribes() -> None:
     assert vars(db)["__picante__"].listeners == []
 
 
+async def test_streams_are_async_context_managers() -> None:
+    """`async with` yields the stream itself and closes it at exit, as `aclose()` does."""
+    db = Site()
+    db.source.set("a", "x y")
+    async with picante.events(db) as stream, picante.revisions(db) as revisions:
+        db.source.set("a", "x")
+        assert await drain(stream, 1) == [InputSet(2, "source", ("a",))]
+        assert await asyncio.wait_for(anext(revisions), TIMEOUT) == 2
+    async with picante.watch(db.words, "a") as values:
+        assert await asyncio.wait_for(anext(values), TIMEOUT) == 1
+    db.source.set("a", "x y z")
+    for closed in (stream, revisions, values):
+        with pytest.raises(StopAsyncIteration):
+            await anext(closed)
+    assert vars(db)["__picante__"].listeners == []
+
+
+async def test_an_error_in_the_block_closes_the_stream() -> None:
+    """Leaving the block by an exception closes the stream too, and lets the error through."""
+    db = Site()
+    with pytest.raises(KeyError):
+        async with picante.events(db) as stream:
+            raise KeyError
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert vars(db)["__picante__"].listeners == []
+
+
 async def test_bad_buffer_is_refused() -> None:
     """buffer must be a positive int."""
     with pytest.raises(picante.UsageError, match="buffer"):

@@ -108,6 +108,11 @@ async def check() -> None:
     assert_type(await anext(picante.revisions(db)), picante.Revision)
     assert_type(picante.watch(db.words, "a"), picante.Watch[int])
     assert_type(await anext(picante.watch(db.words, "a")), int)
+    async with picante.watch(db.words, "a") as values:
+        assert_type(values, picante.Watch[int])
+    async with picante.events(db) as events, picante.revisions(db) as revisions:
+        assert_type(events, picante.EventStream)
+        assert_type(revisions, picante.RevisionStream)
     assert_type(picante.debug.dependency_graph(db).to_dot(), str)
     assert_type(picante.debug.explain(db, db.words, "a"), picante.debug.Explanation)
 
