@@ -41,10 +41,12 @@ class Chain:
     """A chain of queries over one input, plus an input nothing reads."""
 
     @picante.input
-    async def source(self) -> int: ...
+    async def source(self) -> int:
+        raise NotImplementedError
 
     @picante.input
-    async def other(self) -> int: ...
+    async def other(self) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def step(self, n: int) -> int:

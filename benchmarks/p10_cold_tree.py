@@ -46,7 +46,8 @@ PEERS = ("async-lru", "plain")
 @picante.database
 class Tree:
     @picante.input
-    async def leaf(self, i: int) -> int: ...  # type: ignore[empty-body]  # mypy: inputs have no body
+    async def leaf(self, i: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def node(self, level: int, i: int) -> int:

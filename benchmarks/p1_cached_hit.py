@@ -28,7 +28,8 @@ KEY = 7
 @picante.database
 class Db:
     @picante.input
-    async def n(self, k: int) -> int: ...
+    async def n(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def q(self, k: int) -> int:

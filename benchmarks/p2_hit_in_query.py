@@ -38,7 +38,8 @@ def _make_db(keys: tuple[int, ...], stopwatch: Stopwatch) -> Any:
     @picante.database
     class Db:
         @picante.input
-        async def tick(self) -> int: ...
+        async def tick(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def inner(self, k: int) -> int:

@@ -36,7 +36,8 @@ __all__ = ["run", "sweep"]
 @picante.database
 class Store:
     @picante.input
-    async def n(self, k: int) -> int: ...  # type: ignore[empty-body]  # mypy: inputs have no body
+    async def n(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def doubled(self, k: int) -> int:

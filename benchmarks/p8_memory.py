@@ -55,7 +55,8 @@ FIRST_KEY = 1_000
 @picante.database
 class Memos:
     @picante.input
-    async def n(self, k: int) -> int: ...  # type: ignore[empty-body]  # mypy: inputs have no body
+    async def n(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def q(self, k: int) -> int:

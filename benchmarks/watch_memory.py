@@ -85,10 +85,12 @@ class Linter:
     """A project under a linter: file texts in, a summary of its diagnostics out."""
 
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]  # mypy: inputs have no body
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input
-    async def files(self) -> tuple[str, ...]: ...  # type: ignore[empty-body]
+    async def files(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     @picante.query(eq=False)
     async def parse(self, path: str) -> ast.Module:

@@ -34,13 +34,16 @@ class Toolchain:
 @picante.database
 class Build:
     @picante.input(durability=picante.Durability.HIGH)
-    async def toolchain(self) -> Toolchain: ...
+    async def toolchain(self) -> Toolchain:
+        raise NotImplementedError
 
     @picante.input
-    async def sources(self) -> tuple[str, ...]: ...
+    async def sources(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     @picante.input
-    async def source(self, path: str) -> str: ...
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.query
     async def command(self) -> str:

@@ -30,13 +30,16 @@ class Config:
 @picante.database
 class Notes:
     @picante.input
-    async def paths(self) -> tuple[str, ...]: ...
+    async def paths(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     @picante.input
-    async def source(self, path: str) -> str: ...
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH)
-    async def config(self) -> Config: ...
+    async def config(self) -> Config:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:

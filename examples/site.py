@@ -84,11 +84,13 @@ class Site:
 
     # The text of a page or template, by its path in the content folder: "pages/about.md".
     @picante.input
-    async def file(self, path: str) -> str: ...
+    async def file(self, path: str) -> str:
+        raise NotImplementedError
 
     # Every page and template path, sorted: what the last scan of the content folder found.
     @picante.input
-    async def paths(self) -> tuple[str, ...]: ...
+    async def paths(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     @picante.query
     async def pages(self) -> tuple[str, ...]:
@@ -458,7 +460,8 @@ async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
 # --8<-- [start:watch]
 async def watch_and_rebuild(db: Site, content: Path, out: Path, cache: Path, last: Report) -> None:
     """Rebuild after every change under *content*, until Ctrl-C."""
-    from watchfiles import awatch
+    # watchfiles types `stop_event` with trio's Event too: unknown to pyright without trio.
+    from watchfiles import awatch  # pyright: ignore[reportUnknownVariableType]
 
     # Ctrl-C sets an event the watcher checks, rather than cancelling the task: the rebuild
     # in progress finishes and is saved, and nothing is left waiting on the watcher's thread.

@@ -44,7 +44,8 @@ class Page:
 class Pages:
     # The text of each file, by name: "index.md", "layout.html".
     @picante.input
-    async def file(self, name: str) -> str: ...
+    async def file(self, name: str) -> str:
+        raise NotImplementedError
 
     @picante.query
     async def parse(self, name: str) -> Page:

@@ -12,6 +12,7 @@ needs the types (persistence), so forward references work.
 
 from __future__ import annotations
 
+import dis
 import inspect
 from typing import (
     TYPE_CHECKING,
@@ -20,13 +21,21 @@ from typing import (
     Literal,
     ParamSpec,
     Protocol,
+    TypeAlias,
     TypeVar,
+    TypeVarTuple,
     overload,
 )
 
-from ._errors import UsageError
+from ._errors import UsageError, describe
 from ._handles import RESERVED_PREFIX
-from ._ingredients import EqFn, InputIngredient, InternedIngredient, KeySpec, QueryIngredient
+from ._ingredients import (
+    EqFn,
+    InputIngredient,
+    InternedIngredient,
+    KeySpec,
+    QueryIngredient,
+)
 from ._store import Durability
 
 
@@ -35,19 +44,22 @@ if TYPE_CHECKING:
 
     import cattrs
 
+    from ._ingredients import AnyInput
+
 
 __all__ = ["DatabaseSpec", "database", "input", "interned", "query"]
 
 C = TypeVar("C", bound=type)
 D = TypeVar("D")
+D_contra = TypeVar("D_contra", contravariant=True)
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+Ks = TypeVarTuple("Ks")
 
 _RESERVED = "__picante__"
-_Ingredient = (
-    InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any] | InternedIngredient[Any]
-)
+_Ingredient: TypeAlias = "AnyInput | QueryIngredient[Any, Any, Any] | InternedIngredient[Any]"
 
 
 class DatabaseSpec:
@@ -71,7 +83,7 @@ class DatabaseSpec:
         self.codecs: Any = None
 
     @property
-    def inputs(self) -> dict[str, InputIngredient[Any, Any, Any]]:
+    def inputs(self) -> dict[str, AnyInput]:
         """The inputs, by name, in declaration order."""
         return {n: i for n, i in self.ingredients.items() if isinstance(i, InputIngredient)}
 
@@ -94,10 +106,25 @@ class DatabaseSpec:
         return f"<DatabaseSpec {self.cls.__qualname__}: {', '.join(self.ingredients)}>"
 
 
-class _InputDecorator(Protocol):
+class _InputMethod(Protocol[D_contra, P, R_co, *Ks]):
+    """
+    An input's declaration, `async def source(self, path: str) -> str`, seen two ways.
+
+    The same method matches both signatures, so a checker infers from it the key
+    parameters *P* (names and defaults, for calls) and the key types *Ks* (positional,
+    for `set(*key, value)`, whose trailing value no ParamSpec can express).
+    """
+
+    @overload
     def __call__(
-        self, fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
-    ) -> InputIngredient[D, P, R]: ...
+        self, db: D_contra, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R_co]: ...
+    @overload
+    def __call__(self, db: D_contra, /, *key: *Ks) -> Coroutine[Any, Any, R_co]: ...
+
+
+class _InputDecorator(Protocol):
+    def __call__(self, fn: _InputMethod[D, P, R, *Ks], /) -> InputIngredient[D, P, R, *Ks]: ...
 
 
 class _QueryDecorator(Protocol):
@@ -108,8 +135,8 @@ class _QueryDecorator(Protocol):
 
 @overload
 def input(  # noqa: A001 - the public name is picante.input on purpose
-    fn: Callable[Concatenate[D, P], Coroutine[Any, Any, R]], /
-) -> InputIngredient[D, P, R]: ...
+    fn: _InputMethod[D, P, R, *Ks], /
+) -> InputIngredient[D, P, R, *Ks]: ...
 @overload
 def input(  # noqa: A001
     *,
@@ -128,7 +155,11 @@ def input(  # noqa: A001
     """
     Declare an input: a value the program sets, keyed by the method's parameters.
 
-    The body is never run; write `...`. Use bare (`@picante.input`) or with options.
+    The body is never run: write `raise NotImplementedError`, which every type checker
+    accepts for a method with a return type (`...`, `pass` or a docstring alone are
+    accepted by picante too, but mypy reports them as `empty-body`). A body that does
+    anything else is a `UsageError` at class creation. Use bare (`@picante.input`) or
+    with options.
 
     Args:
         durability: How rarely the input changes (`Durability.LOW` by default). Memos
@@ -144,14 +175,17 @@ def input(  # noqa: A001
     Examples:
         ```python
         @picante.input
-        async def source(self, path: str) -> str: ...
+        async def source(self, path: str) -> str:
+            raise NotImplementedError
 
         @picante.input(durability=picante.Durability.HIGH)
-        async def config(self) -> Config: ...
+        async def config(self) -> Config:
+            raise NotImplementedError
         ```
     """
 
-    def decorate(fn: Callable[..., Any]) -> InputIngredient[Any, Any, Any]:
+    def decorate(fn: Callable[..., Any]) -> AnyInput:
+        _expect_method("input", fn)
         return InputIngredient(fn, durability=durability, eq=eq, persist=persist)
 
     return decorate if fn is None else decorate(fn)
@@ -215,11 +249,23 @@ def query(
     """
 
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
+        _expect_method("query", fn)
         return QueryIngredient(
             fn, lru=lru, eq=eq, persist=persist, version=version, volatile=volatile
         )
 
     return decorate if fn is None else decorate(fn)
+
+
+def _expect_method(decorator: str, fn: object) -> None:
+    """Refuse what cannot be a method: `@picante.query(10)` (options are keyword-only)."""
+    if not callable(fn):
+        option = "durability=..." if decorator == "input" else "lru=..."
+        msg = (
+            f"@picante.{decorator} decorates an async def method, got {describe(fn)} "
+            f"(options are keyword-only: @picante.{decorator}({option}))"
+        )
+        raise UsageError(msg)
 
 
 def interned(value_type: type[T]) -> InternedIngredient[T]:
@@ -283,6 +329,9 @@ def database(
         raise UsageError(msg)
 
     def decorate(cls: C) -> C:
+        if not _is_class(cls):
+            msg = f"@picante.database decorates a class, got {describe(cls)}"
+            raise UsageError(msg)
         _register(cls, max_state_bytes, converter)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
@@ -291,6 +340,11 @@ def database(
         return cls
 
     return decorate if cls is None else decorate(cls)
+
+
+def _is_class(obj: object) -> bool:
+    # A plain bool, not a TypeGuard: *obj* is a class for checkers, anything at run time.
+    return isinstance(obj, type)
 
 
 def _is_converter(obj: object) -> bool:
@@ -328,6 +382,12 @@ def _register(cls: type, max_state_bytes: int | None = None, converter: Any = No
     own = cls.__dict__.get(_RESERVED)
     if own is not None and not isinstance(own, DatabaseSpec):
         msg = f"{cls.__name__}.{_RESERVED}: the name {_RESERVED} is reserved by picante"
+        raise UsageError(msg)
+    if not cls.__dictoffset__:
+        msg = (
+            f"{cls.__name__}: a database's instances need a __dict__ (picante keeps its "
+            "state there, under __picante__): drop __slots__, or add '__dict__' to it"
+        )
         raise UsageError(msg)
     for name, ingredient in ingredients.items():
         _validate(ingredient, name)
@@ -387,12 +447,51 @@ def _validate(ingredient: _Ingredient, name: str) -> None:
     if signature.return_annotation is signature.empty:
         msg = "the return value needs a type annotation"
         raise fail(msg)
+    if isinstance(ingredient, InputIngredient) and not _is_placeholder(fn):
+        msg = (
+            f"the body of an input is never run (its values are set with db.{name}.set(...)), "
+            "so it must be empty: write `raise NotImplementedError` (or `...`), or make it a "
+            "@picante.query if it computes its value"
+        )
+        raise fail(msg)
     _validate_options(ingredient, fail)
     ingredient.spec = KeySpec(where, signature.replace(parameters=params[1:]))
 
 
+# Instructions that every function has, or that carry no work: skipped when reading a body.
+_PLUMBING = frozenset(
+    {"RESUME", "RETURN_GENERATOR", "POP_TOP", "NOP", "CACHE", "PRECALL", "PUSH_NULL"}
+)
+
+
+def _is_placeholder(fn: Callable[..., Any]) -> bool:
+    """
+    Tell whether *fn*'s body does nothing: `...`, `pass`, a docstring, `return None`, or
+    `raise NotImplementedError` (called or not, with constant arguments), alone.
+
+    Read from the bytecode, so that it works without the source (a REPL, `exec`). A
+    function without code of its own (a wrapper object) is given the benefit of the doubt.
+    """
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return True
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in _PLUMBING]
+    if ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)]):
+        return True
+    if len(ops) < 2 or ops[-1][0] != "RAISE_VARARGS":
+        return False
+    name = ops[0][1] if isinstance(ops[0][1], str) else getattr(ops[0][1], "__name__", None)
+    if name != "NotImplementedError":
+        return False
+    # `raise NotImplementedError(...)`: constant arguments, one call.
+    middle = ops[1:-1]
+    if middle and middle[-1][0] == "CALL":
+        middle = middle[:-1]
+    return all(op == "LOAD_CONST" for op, _ in middle)
+
+
 def _validate_options(
-    ingredient: InputIngredient[Any, Any, Any] | QueryIngredient[Any, Any, Any],
+    ingredient: AnyInput | QueryIngredient[Any, Any, Any],
     fail: Callable[[str], UsageError],
 ) -> None:
     eq = ingredient.eq_option

@@ -1,5 +1,6 @@
 """
-The exception tree, and the one helper that formats a record for humans.
+The exception tree, the one helper that formats a record for humans, and the message of
+the most common misuse: passing something else where a database is expected.
 
 ```
 PicanteError
@@ -19,6 +20,7 @@ Exceptions raised by user queries are never wrapped.
 
 from __future__ import annotations
 
+import reprlib
 from typing import TYPE_CHECKING
 
 
@@ -33,7 +35,10 @@ __all__ = [
     "MissingInputError",
     "PicanteError",
     "UsageError",
+    "describe",
+    "expect_database",
     "fmt_key",
+    "not_a_database",
 ]
 
 
@@ -109,6 +114,57 @@ class UsageError(PicanteError):
     `Class.method:`), and at run time for a forbidden operation such as setting an input
     from inside a running query.
     """
+
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def describe(obj: object) -> str:
+    """
+    Say what *obj* is, for an error message: `the class Site`, `an int: 42`,
+    `the query handle Site.words`, `the function make_site`.
+    """
+    if obj is None:
+        return "None"
+    if isinstance(obj, type):
+        return f"the class {obj.__qualname__}"
+    ingredient = getattr(obj, "ingredient", None)
+    kind = getattr(ingredient, "kind", None)
+    if isinstance(kind, str) and hasattr(ingredient, "qualname"):
+        return f"the {kind} handle {getattr(ingredient, 'qualname', '?')}"
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"the function {getattr(obj, '__qualname__', '?')}"
+    name = type(obj).__qualname__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    if getattr(type(obj), "__picante__", None) is not None:
+        return f"{article} {name} database"
+    if type(obj).__repr__ is object.__repr__:
+        return f"{article} {name}"  # `<Plain object at 0x7f…>` would say nothing more
+    return f"{article} {name}: {_short.repr(obj)}"
+
+
+def not_a_database(function: str, obj: object) -> UsageError:
+    """The error of *function* (`"save"`) given *obj* where it takes a database."""
+    hint = ""
+    if isinstance(obj, type) and getattr(obj, "__picante__", None) is not None:
+        hint = f"; pass an instance, {obj.__qualname__}()"
+    elif hasattr(ingredient := getattr(obj, "ingredient", None), "kind"):
+        name = getattr(ingredient, "name", "words")
+        hint = f"; pass the database itself (db, not db.{name})"
+    elif not callable(obj) and hasattr(obj, "__dict__"):
+        hint = f"; decorate the class {type(obj).__qualname__} with @picante.database"
+    msg = (
+        f"{function}(): expected a database (an instance of a @picante.database class), "
+        f"got {describe(obj)}{hint}"
+    )
+    return UsageError(msg)
+
+
+def expect_database(db: object, function: str) -> None:
+    """Raise `not_a_database(function, db)` unless *db* is a database instance."""
+    if getattr(type(db), "__picante__", None) is None or not hasattr(db, "__dict__"):
+        raise not_a_database(function, db)
 
 
 class CacheError(PicanteError):

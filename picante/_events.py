@@ -16,17 +16,18 @@ import asyncio
 import collections
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, final
 
 import attrs
 
-from ._errors import UsageError
+from ._errors import UsageError, describe, expect_database
 from ._runtime import view_of
 from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
 
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+    from types import TracebackType
     from typing import Self
 
     from ._runtime import View
@@ -40,6 +41,7 @@ __all__ = [
     "InputSet",
     "Lagged",
     "QueryChanged",
+    "QueryHandle",
     "QueryInvalidated",
     "RevisionBumped",
     "RevisionStream",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
@@ -202,8 +205,9 @@ class EventStream:
     The async iterator `picante.events(db)` returns: one subscriber's events, in order.
 
     Subscribed from creation on: events of mutations made after `events(db)` returned
-    are delivered even if iteration starts later. End it with `aclose()` (or let it be
-    collected); a closed stream ends its iteration.
+    are delivered even if iteration starts later. End it with `aclose()`, or use it as an
+    async context manager (`async with picante.events(db) as stream:`), which closes it
+    at exit (or let it be collected); a closed stream ends its iteration.
     """
 
     def __init__(self, view: View, buffer: int) -> None:
@@ -244,6 +248,17 @@ class EventStream:
             self._channel.missed = 0
         self._channel.close()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
 
 def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     """
@@ -270,12 +285,17 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     if type(buffer) is not int or buffer < 1:
         msg = f"events(): buffer must be a positive int, got {buffer!r}"
         raise UsageError(msg)
+    expect_database(db, "events")
     return EventStream(view_of(db), buffer)
 
 
 @final
 class RevisionStream:
-    """The async iterator `picante.revisions(db)` returns: the latest revision, on change."""
+    """
+    The async iterator `picante.revisions(db)` returns: the latest revision, on change.
+
+    End it with `aclose()`, or use it as an async context manager, which closes it at exit.
+    """
 
     def __init__(self, view: View) -> None:
         self._view = view
@@ -315,6 +335,17 @@ class RevisionStream:
         self._subscription.cancel()
         self._channel.close()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
 
 def revisions(db: object) -> RevisionStream:
     """
@@ -324,6 +355,7 @@ def revisions(db: object) -> RevisionStream:
     step yields the newest revision, newer than the one yielded before (or than the
     revision when `revisions(db)` was called).
     """
+    expect_database(db, "revisions")
     return RevisionStream(view_of(db))
 
 
@@ -338,21 +370,24 @@ class Watch(Generic[R]):
     the next step waits for the next change. So a live-reload loop keeps watching through
     errors:
 
-        watcher = picante.watch(db.page, "index.md")
-        while True:
-            try:
-                html = await anext(watcher)
-            except StopAsyncIteration:  # after aclose()
-                break
-            except Exception as error:
-                show_error(error)
-                continue
-            reload(html)
+        async with picante.watch(db.page, "index.md") as watcher:
+            while True:
+                try:
+                    html = await anext(watcher)
+                except StopAsyncIteration:  # after aclose()
+                    break
+                except Exception as error:
+                    show_error(error)
+                    continue
+                reload(html)
+
+    As an async context manager it stops watching at exit; `aclose()` does the same.
     """
 
-    def __init__(self, handle: Any, key: tuple[object, ...]) -> None:
+    def __init__(self, handle: Any, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
         self._handle = handle
-        self._key = key
+        self._args = args
+        self._kwargs = kwargs
         view: View = handle.__self__
         self._revisions = RevisionStream(view)
         self._eq: Callable[[object, object], bool] = handle.__func__.ingredient.eq
@@ -367,7 +402,7 @@ class Watch(Generic[R]):
             while True:
                 await anext(self._revisions)
                 try:
-                    value = await self._handle(*self._key)
+                    value = await self._handle(*self._args, **self._kwargs)
                 except Exception:
                     self._last = _NOTHING
                     raise
@@ -375,7 +410,7 @@ class Watch(Generic[R]):
                     break
         else:
             self._started = True
-            value = await self._handle(*self._key)
+            value = await self._handle(*self._args, **self._kwargs)
         self._last = value
         return value  # type: ignore[no-any-return]
 
@@ -383,32 +418,49 @@ class Watch(Generic[R]):
         """Stop watching; the iteration ends."""
         await self._revisions.aclose()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
 
 _NOTHING: Any = object()
 
 
-class _Query(Protocol[R_co]):
-    """Anything called like a bound query: `db.page`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, R_co]: ...
-
-
-def watch(query: _Query[R], *key: object) -> Watch[R]:
+class QueryHandle(Protocol[P, R_co]):
     """
-    Watch query *query* at *key*: yield its value now, then each time it changes.
+    What a bound query looks like to a type checker: `db.page`, a `picante.BoundQuery`.
+
+    Functions that take a query and its key (`watch`, `debug.explain`) type the key
+    arguments from it, as the query's own call does.
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+
+
+def watch(query: QueryHandle[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Watch[R]:
+    """
+    Watch query *query* at a key: yield its value now, then each time it changes.
 
     A change is a mutation after which the value differs by the query's `eq`; mutations
     that leave it equal (early cutoff included) yield nothing. See `Watch` for errors.
 
     Args:
         query: A bound query handle, `db.page`.
-        key: The query's arguments.
+        args: The query's arguments, as the query takes them (keywords too).
+        kwargs: The same.
 
     Raises:
         UsageError: *query* is not a bound query of a database.
     """
     ingredient = getattr(getattr(query, "__func__", None), "ingredient", None)
     if getattr(ingredient, "kind", None) != "query":
-        msg = f"watch() needs a bound query such as db.page, got {query!r}"
+        msg = f"watch(): expected a query of a database instance (db.words), got {describe(query)}"
         raise UsageError(msg)
-    return Watch(query, key)
+    return Watch(query, args, kwargs)

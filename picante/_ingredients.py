@@ -23,13 +23,15 @@ from typing import (
     ParamSpec,
     Protocol,
     Self,
+    TypeAlias,
     TypeVar,
+    TypeVarTuple,
     cast,
     overload,
     runtime_checkable,
 )
 
-from ._errors import UsageError
+from ._errors import UsageError, describe
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
 from ._runtime import BoundHandle, View, view_of
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "AnyInput",
     "BoundInput",
     "BoundInterned",
     "BoundQuery",
@@ -63,6 +66,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
+# The key types of an input, one per key parameter: what `set` and `get` take positionally.
+Ks = TypeVarTuple("Ks")
 
 EqFn = typing.Callable[[Any, Any], bool]
 
@@ -195,11 +200,13 @@ class _Ingredient(_Named):
         return f"<{self.kind} {self.qualname}>"
 
 
-class InputIngredient(_Ingredient, Generic[D, P, R]):
+class InputIngredient(_Ingredient, Generic[D, P, R, *Ks]):
     """
-    A declared input: `@picante.input async def source(self, path: str) -> str: ...`.
+    A declared input: `@picante.input async def source(self, path: str) -> str`.
 
-    Accessed on a database instance it gives a `BoundInput`.
+    Accessed on a database instance it gives a `BoundInput`. For type checkers it is
+    generic in the database class *D*, the key parameters *P* (names, defaults and all),
+    the value type *R* and the key types *Ks* (positional, one per parameter).
     """
 
     kind = "input"
@@ -219,10 +226,10 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...
     @overload
-    def __get__(self, instance: D, owner: type[Any] | None = None) -> BoundInput[P, R]: ...
+    def __get__(self, instance: D, owner: type[Any] | None = None) -> BoundInput[P, R, *Ks]: ...
     def __get__(
         self, instance: D | None, owner: type[Any] | None = None
-    ) -> Self | BoundInput[P, R]:
+    ) -> Self | BoundInput[P, R, *Ks]:
         if instance is None:
             return self
         view = view_of(instance)
@@ -233,7 +240,11 @@ class InputIngredient(_Ingredient, Generic[D, P, R]):
         if self._registered_on(instance):
             # Not for `super().source`: the instance keeps its own class's handle.
             vars(instance)[self.name] = handle
-        return cast("BoundInput[P, R]", handle)
+        return cast("BoundInput[P, R, *Ks]", handle)
+
+
+AnyInput: TypeAlias = "InputIngredient[Any, Any, Any, *tuple[Any, ...]]"
+"""An input of any declaration (a bare `InputIngredient[Any, Any, Any]` has no key types)."""
 
 
 class QueryIngredient(_Ingredient, Generic[D, P, R]):
@@ -299,7 +310,7 @@ class BoundQuery(Protocol[P, R_co]):
 
 
 @runtime_checkable
-class BoundInput(Protocol[P, R_co]):
+class BoundInput(Protocol[P, R, *Ks]):
     """
     An input of one database instance: `db.source`.
 
@@ -307,22 +318,28 @@ class BoundInput(Protocol[P, R_co]):
     `db.source.get(k)` reads synchronously, `db.source.set(k, v)` and
     `db.source.remove(k)` mutate. Reads inside a running query, absent ones included, are
     recorded as dependencies of that query.
+
+    For type checkers, `BoundInput[P, R, *Ks]` is typed from the declaration: *P* are the
+    key parameters (calls and `remove` take them as the method does, keywords and
+    defaults included), *R* the value type, and *Ks* the key types, which `get` and `set`
+    take positionally, every one of them: `db.source` of
+    `async def source(self, path: str) -> str` is a `BoundInput[[str], str, str]`.
     """
 
     ingredient: _Ingredient
     """The declaration this handle is bound from."""
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
 
     @overload
-    def get(self, *key: object) -> R_co | None: ...
+    def get(self, *key: *Ks) -> R | None: ...
     @overload
-    def get(self, *key: object, default: T) -> R_co | T: ...
-    def get(self, *key: object, default: object = None) -> object:
+    def get(self, *key: *Ks, default: T) -> R | T: ...
+    def get(self, *key: *Ks, default: object = None) -> object:
         """Return the value of *key*, or *default* if it is absent (synchronous)."""
         ...
 
-    def set(self, *key_and_value: object, **key: object) -> Revision:
+    def set(self, *key_and_value: *tuple[*Ks, R]) -> Revision:
         """
         Set the value of a key: `db.source.set("a.md", "text")` (the value comes last).
 
@@ -338,7 +355,7 @@ class BoundInput(Protocol[P, R_co]):
         """
         ...
 
-    def remove(self, *key: object, **kwargs: object) -> Revision:
+    def remove(self, *args: P.args, **kwargs: P.kwargs) -> Revision:
         """
         Remove the value of a key; a no-op if it is absent.
 
@@ -356,7 +373,7 @@ class _InputOps:
 
     __slots__ = ("_cells", "_ingredient", "_size", "_spec", "_view")
 
-    def __init__(self, ingredient: InputIngredient[Any, Any, Any], view: View) -> None:
+    def __init__(self, ingredient: AnyInput, view: View) -> None:
         self._ingredient = ingredient
         self._spec = ingredient.key_spec()
         self._size = self._spec.size
@@ -519,7 +536,9 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
     ingredient = getattr(query, "ingredient", None)
     view = getattr(query, "__self__", None)
     if not isinstance(ingredient, QueryIngredient) or not isinstance(view, View):
-        msg = f"set_lru() takes a query of a database instance (db.words), got {query!r}"
+        msg = (
+            f"set_lru(): expected a query of a database instance (db.words), got {describe(query)}"
+        )
         raise UsageError(msg)
     if capacity is not None and (type(capacity) is not int or capacity < 1):
         msg = (

@@ -18,11 +18,11 @@ import contextlib
 import operator
 import time
 from types import MethodType
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, ParamSpec, final, overload
 
 import attrs
 
-from ._errors import UsageError, fmt_key
+from ._errors import UsageError, expect_database, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
 from ._runtime import view_of
@@ -44,8 +44,11 @@ from ._store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
+    from ._events import QueryHandle
     from ._runtime import View
     from ._store import Revision
+
+P = ParamSpec("P")
 
 
 __all__ = [
@@ -132,6 +135,7 @@ def dependency_graph(db: object) -> DependencyGraph:
 
     A memo's edges are the reads of its last execution (or of the memo it adopted).
     """
+    expect_database(db, "debug.dependency_graph")
     view = view_of(db)
     nodes: dict[Node, None] = {}
     edges: list[tuple[Node, Node]] = []
@@ -264,6 +268,7 @@ def trace(db: object) -> Generator[Trace]:
     hit path costs nothing outside a trace), and every commit and query execution is
     recorded with a timestamp. Reads made through snapshots of *db* are not counted.
     """
+    expect_database(db, "debug.trace")
     view = view_of(db)
     recording = Trace()
     spec: Any = type(db).__dict__["__picante__"]
@@ -353,6 +358,7 @@ class Stats:
 
 def stats(db: object) -> Stats:
     """Return statistics of *db*'s memos, inputs, work counters and memory."""
+    expect_database(db, "debug.stats")
     view = view_of(db)
     per_query: dict[str, list[int]] = {}
     inputs = edges = 0
@@ -450,18 +456,28 @@ class Explanation:
         )
 
 
-def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explanation:
+@overload
+def explain(
+    db: object, query: QueryHandle[P, Any], /, *args: P.args, **kwargs: P.kwargs
+) -> Explanation: ...
+@overload
+def explain(db: object, query: str, /, *args: object, **kwargs: object) -> Explanation: ...
+def explain(
+    db: object, query: Callable[..., Any] | str, /, *args: object, **kwargs: object
+) -> Explanation:
     """
-    Explain why the memo of *query* at *key* last recomputed (or that it never did).
+    Explain why the memo of *query* at a key last recomputed (or that it never did).
 
     Args:
         db: The database.
         query: The query, as a bound handle (`db.words`) or its name (`"words"`).
-        key: The query's arguments.
+        args: The query's arguments, as the query takes them (keywords too).
+        kwargs: The same.
 
     Raises:
         UsageError: *query* is not a query of *db*.
     """
+    expect_database(db, "debug.explain")
     view = view_of(db)
     name = query if isinstance(query, str) else getattr(query, "__name__", "")
     spec: Any = type(db).__dict__["__picante__"]
@@ -469,7 +485,7 @@ def explain(db: object, query: Callable[..., Any] | str, *key: object) -> Explan
     if ingredient is None or ingredient.kind != "query":
         msg = f"explain(): {query!r} is not a query of {type(db).__name__}"
         raise UsageError(msg)
-    full_key = ingredient.key_spec().normalize(key, {})
+    full_key = ingredient.key_spec().normalize(args, kwargs)
     label = fmt_key(name, full_key)
     cell = view.tables.get(name, {}).get(full_key)
     why: Any = getattr(cell, "why", None)
@@ -551,6 +567,7 @@ async def verify(db: object) -> Verification:
     A value that cannot be compared is not a mismatch: it goes to `not_comparable`, with
     the reason (`eq=False`; an `==` or `eq` that raises, or does not return a `bool`).
     """
+    expect_database(db, "debug.verify")
     view = view_of(db)
     report = Verification()
     revision = view.revision

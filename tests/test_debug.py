@@ -13,7 +13,8 @@ class Site:
         self.salt = 0
 
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.query(lru=1)
     async def shout(self, path: str) -> str:
@@ -127,6 +128,13 @@ async def test_explain_each_reason() -> None:
     await db.shout("b")  # evicts shout('a')'s value
     await db.shout("a")
     assert debug.explain(db, db.shout, "a").reason == "evicted"
+
+
+async def test_explain_binds_keywords_and_defaults() -> None:
+    """explain addresses the record a call with the same arguments would, keywords too."""
+    db = await site()
+    assert debug.explain(db, db.words, path="a") == debug.explain(db, db.words, "a")
+    assert debug.explain(db, "words", path="a").reason == "first"
 
 
 async def test_verify_finds_an_impure_query() -> None:

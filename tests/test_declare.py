@@ -126,6 +126,73 @@ class TestValidation:
                 @picante.input(durability="high")  # type: ignore[arg-type]
                 async def config(self) -> int: ...
 
+    def test_input_with_a_real_body_rejected(self) -> None:
+        """An input whose body does work fails at class creation, saying what to write."""
+        message = (
+            r"^Site\.source: the body of an input is never run \(its values are set with "
+            r"db\.source\.set\(\.\.\.\)\), so it must be empty: write `raise "
+            r"NotImplementedError` \(or `\.\.\.`\), or make it a @picante\.query if it "
+            r"computes its value$"
+        )
+        with pytest.raises(picante.UsageError, match=message):
+
+            @picante.database
+            class Site:
+                @picante.input
+                async def source(self, path: str) -> str:
+                    return path.upper()
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "raise ValueError",
+            "return 'x'",
+            "print(path)\n        raise NotImplementedError",
+            "raise NotImplementedError(f'{path}')",
+        ],
+    )
+    def test_input_bodies_that_do_work(self, body: str) -> None:
+        """Anything beyond an empty body or a bare `raise NotImplementedError` is work."""
+        source = f"""
+@picante.database
+class Site:
+    @picante.input
+    async def source(self, path: str) -> str:
+        {body}
+"""
+        with pytest.raises(picante.UsageError, match=r"^Site\.source: the body of an input"):
+            exec(source, {"picante": picante})
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "raise NotImplementedError",
+            "raise NotImplementedError()",
+            "raise NotImplementedError('set by the file watcher')",
+            '"""The text of a page."""\n        raise NotImplementedError',
+            "...",
+            "pass",
+            '"""The text of a page."""',
+            "return None",
+        ],
+    )
+    async def test_input_placeholder_bodies(self, body: str) -> None:
+        """Every empty body is an input declaration, and none of them is ever run."""
+        source = f"""
+@picante.database
+class Site:
+    @picante.input
+    async def source(self, path: str) -> str:
+        {body}
+"""
+        namespace: dict[str, Any] = {"picante": picante}
+        exec(source, namespace)
+        db = namespace["Site"]()
+        db.source.set("a.md", "text")
+        assert await db.source("a.md") == "text"
+        with pytest.raises(picante.MissingInputError):
+            await db.source("b.md")
+
     def test_not_a_database(self) -> None:
         """Using a query on an undecorated class explains what is missing."""
 

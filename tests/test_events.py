@@ -30,7 +30,8 @@ TIMEOUT = 5
 @picante.database
 class Site:
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:
@@ -129,6 +130,34 @@ async def test_aclose_ends_the_iteration_and_unsubscribes() -> None:
     assert vars(db)["__picante__"].listeners == []
 
 
+async def test_streams_are_async_context_managers() -> None:
+    """`async with` yields the stream itself and closes it at exit, as `aclose()` does."""
+    db = Site()
+    db.source.set("a", "x y")
+    async with picante.events(db) as stream, picante.revisions(db) as revisions:
+        db.source.set("a", "x")
+        assert await drain(stream, 1) == [InputSet(2, "source", ("a",))]
+        assert await asyncio.wait_for(anext(revisions), TIMEOUT) == 2
+    async with picante.watch(db.words, "a") as values:
+        assert await asyncio.wait_for(anext(values), TIMEOUT) == 1
+    db.source.set("a", "x y z")
+    for closed in (stream, revisions, values):
+        with pytest.raises(StopAsyncIteration):
+            await anext(closed)
+    assert vars(db)["__picante__"].listeners == []
+
+
+async def test_an_error_in_the_block_closes_the_stream() -> None:
+    """Leaving the block by an exception closes the stream too, and lets the error through."""
+    db = Site()
+    with pytest.raises(KeyError):
+        async with picante.events(db) as stream:
+            raise KeyError
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert vars(db)["__picante__"].listeners == []
+
+
 async def test_bad_buffer_is_refused() -> None:
     """buffer must be a positive int."""
     with pytest.raises(picante.UsageError, match="buffer"):
@@ -166,9 +195,20 @@ async def test_watch_yields_changes_and_survives_errors() -> None:
     await watcher.aclose()
 
 
+async def test_watch_takes_the_key_as_the_query_does() -> None:
+    """watch() passes its arguments on as given: keywords bind as in a call of the query."""
+    db = Site()
+    db.source.set("a", "x y")
+    watcher = picante.watch(db.words, path="a")
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 2
+    db.source.set("a", "x y z")
+    assert await asyncio.wait_for(anext(watcher), TIMEOUT) == 3
+    await watcher.aclose()
+
+
 async def test_watch_needs_a_bound_query() -> None:
     """watch() refuses anything but a bound query handle."""
-    with pytest.raises(picante.UsageError, match="bound query"):
+    with pytest.raises(picante.UsageError, match=r"^watch\(\): expected a query of a database"):
         picante.watch(print)
 
 

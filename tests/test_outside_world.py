@@ -52,13 +52,16 @@ class Clocked:
         self.now = 0
 
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input
-    async def unrelated(self) -> int: ...  # type: ignore[empty-body]
+    async def unrelated(self) -> int:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH)
-    async def config(self) -> str: ...  # type: ignore[empty-body]
+    async def config(self) -> str:
+        raise NotImplementedError
 
     @picante.query(volatile=True)
     async def clock(self) -> int:
@@ -198,7 +201,8 @@ async def test_volatile_reruns_once_per_revision_and_never_twice_in_one(log: lis
             self.now = 0
 
         @picante.input
-        async def other(self) -> int: ...  # type: ignore[empty-body]
+        async def other(self) -> int:
+            raise NotImplementedError
 
         @picante.query(volatile=True)
         async def clock(self) -> int:
@@ -531,10 +535,12 @@ async def test_error_with_unchanged_dependencies_runs_once_across_100_revisions(
     @picante.database
     class Db:
         @picante.input
-        async def n(self) -> int: ...  # type: ignore[empty-body]
+        async def n(self) -> int:
+            raise NotImplementedError
 
         @picante.input
-        async def other(self) -> int: ...  # type: ignore[empty-body]
+        async def other(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def failing(self) -> int:
@@ -573,7 +579,8 @@ async def test_error_reexecutes_when_a_dependency_changed(log: list[str]) -> Non
     @picante.database
     class Db:
         @picante.input
-        async def n(self) -> int: ...  # type: ignore[empty-body]
+        async def n(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def inverse(self) -> float:
@@ -663,7 +670,8 @@ async def test_eq_false_query_recompute_is_always_a_change(log: list[str]) -> No
     @picante.database
     class Db:
         @picante.input
-        async def n(self) -> int: ...  # type: ignore[empty-body]
+        async def n(self) -> int:
+            raise NotImplementedError
 
         @picante.query(eq=False)
         async def tens(self) -> int:
@@ -730,10 +738,12 @@ async def test_eq_false_input_every_set_is_a_change(log: list[str]) -> None:
     @picante.database
     class Db:
         @picante.input(eq=False)
-        async def raw(self) -> int: ...  # type: ignore[empty-body]
+        async def raw(self) -> int:
+            raise NotImplementedError
 
         @picante.input
-        async def plain(self) -> int: ...  # type: ignore[empty-body]
+        async def plain(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def raw_reader(self) -> int:
@@ -958,10 +968,12 @@ class Remote:
         self.other = other
 
     @picante.input
-    async def n(self) -> int: ...  # type: ignore[empty-body]
+    async def n(self) -> int:
+        raise NotImplementedError
 
     @picante.input
-    async def own(self) -> int: ...  # type: ignore[empty-body]
+    async def own(self) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def double(self) -> int:
@@ -1044,7 +1056,8 @@ async def test_cycle_makes_the_evaluation_that_hit_it_untracked(log: list[str]) 
     @picante.database
     class Db:
         @picante.input
-        async def n(self) -> int: ...  # type: ignore[empty-body]
+        async def n(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def loop(self) -> int:
@@ -1175,7 +1188,8 @@ async def test_a_key_parameter_may_have_any_name(param: str) -> None:
 @picante.database
 class Db:
     @picante.input
-    async def text(self, {param}: str) -> str: ...
+    async def text(self, {param}: str) -> str:
+        raise NotImplementedError
 
     @picante.query(lru=2)
     async def size(self, {param}: str) -> int:

@@ -167,13 +167,16 @@ class Graph:
         self.outside: dict[int, int] = {}
 
     @picante.input
-    async def src(self, k: int) -> int: ...  # type: ignore[empty-body]
+    async def src(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH)
-    async def cfg(self, k: int) -> int: ...  # type: ignore[empty-body]
+    async def cfg(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.MEDIUM)
-    async def mode(self) -> int: ...  # type: ignore[empty-body]
+    async def mode(self) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def value(self, k: int) -> int:
@@ -1706,7 +1709,8 @@ class Ladder:
         self.log = log
 
     @picante.input
-    async def rung(self, i: int) -> int: ...  # type: ignore[empty-body]
+    async def rung(self, i: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def step(self, i: int) -> int:

@@ -23,7 +23,8 @@ class Db:
         self.log = log
 
     @picante.input
-    async def base(self) -> int: ...  # type: ignore[empty-body]
+    async def base(self) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def square(self, n: int) -> int:

@@ -38,13 +38,16 @@ class Site:
         self.log = log
 
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input
-    async def paths(self) -> tuple[str, ...]: ...  # type: ignore[empty-body]
+    async def paths(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
     @picante.input
-    async def lang(self) -> str: ...  # type: ignore[empty-body]
+    async def lang(self) -> str:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:
@@ -354,7 +357,8 @@ async def test_lru_order_stays_consistent_after_sweep(log: list[str]) -> None:
     @picante.database
     class Db:
         @picante.input
-        async def base(self, n: int) -> int: ...  # type: ignore[empty-body]
+        async def base(self, n: int) -> int:
+            raise NotImplementedError
 
         @picante.query(lru=2)
         async def square(self, n: int) -> int:
@@ -498,7 +502,8 @@ async def test_sweep_while_a_query_runs_raises(log: list[str]) -> None:
     @picante.database
     class Db:
         @picante.input
-        async def n(self) -> int: ...  # type: ignore[empty-body]
+        async def n(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def slow(self) -> int:

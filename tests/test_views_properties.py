@@ -99,10 +99,12 @@ class Views:
     tags = picante.interned(str)
 
     @picante.input
-    async def src(self, k: int) -> int: ...  # type: ignore[empty-body]
+    async def src(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH)
-    async def cfg(self) -> int: ...  # type: ignore[empty-body]
+    async def cfg(self) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def value(self, k: int) -> int:

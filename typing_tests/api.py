@@ -1,8 +1,10 @@
 """
 Type-level tests of the public API: checked by mypy --strict and pyright strict, never run.
 
-Each `assert_type` pins what the checkers infer. Each `# type: ignore[code]` marks a line
-that must stay an error: mypy's `warn_unused_ignores` fails the check if it stops being one.
+Each `assert_type` pins what the checkers infer. Each `# type: ignore[code]  # pyright:
+ignore[rule]` marks a line that must stay an error for both checkers: mypy's
+`warn_unused_ignores` and pyright's `reportUnnecessaryTypeIgnoreComment` (enabled for
+this folder, where pyright ignores `# type: ignore`) fail the check if it stops being one.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ class Config:
 
 @picante.database
 class Site:
-    # mypy flags the `...` body of every input whose value type is not None as
-    # [empty-body] ("Missing return statement"); pyright does not. Users need this ignore
-    # or `disable_error_code = ["empty-body"]`.
+    # `raise NotImplementedError`: the input body every checker accepts with no
+    # configuration (mypy reports a `...` body as [empty-body]).
     @picante.input
-    async def source(self, path: str) -> str: ...  # type: ignore[empty-body]
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
 
     @picante.input(durability=picante.Durability.HIGH, eq=lambda a, b: a == b, persist=True)
-    async def config(self) -> Config: ...  # type: ignore[empty-body]
+    async def config(self) -> Config:
+        raise NotImplementedError
 
     @picante.query
     async def words(self, path: str) -> int:
@@ -66,11 +69,13 @@ async def check() -> None:
     # Handles and declarations. A ParamSpec keeps parameter names, which a type expression
     # cannot spell, so these are checked by assignment rather than `assert_type`.
     words: picante.BoundQuery[[str], int] = db.words
-    source: picante.BoundInput[[str], str] = db.source
+    source: picante.BoundInput[[str], str, str] = db.source
     declared: picante.QueryIngredient[Site, [str], int] = Site.words
     assert_type(db.words.ingredient.key_types(), tuple[Any, ...])
-    wrong_value: picante.BoundQuery[[str], str] = db.words  # type: ignore[assignment]
-    wrong_key: picante.BoundInput[[int], str] = db.source  # type: ignore[assignment]
+    wrong_value: picante.BoundQuery[[str], str]
+    wrong_value = db.words  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
+    wrong_key: picante.BoundInput[[int], str, int]
+    wrong_key = db.source  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     del words, source, declared, wrong_value, wrong_key
 
     # Errors carry typed fields.
@@ -83,28 +88,45 @@ async def check() -> None:
         assert_type(error.path, tuple[tuple[str, tuple[object, ...]], ...])
 
     # Calls that must stay errors.
-    await db.words(1)  # type: ignore[arg-type]
-    await db.words()  # type: ignore[call-arg]
-    await db.words("a", "b")  # type: ignore[call-arg]
-    await db.words(name="a")  # type: ignore[call-arg]
-    await db.page("a", "fr", "x")  # type: ignore[call-arg]
-    await db.page("a", 2)  # type: ignore[arg-type]
-    await db.source(1)  # type: ignore[arg-type]
-    await db.config("a")  # type: ignore[call-arg]
-    picante.revision()  # type: ignore[call-arg]
+    await db.words(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await db.words()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await db.words("a", "b")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await db.words(name="a")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await db.page("a", "fr", "x")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await db.page("a", 2)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await db.source(1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await db.config("a")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.revision()  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
 
     # Persistence, events and debugging.
     assert_type(await picante.save(db, "cache"), None)
     assert_type(await picante.load(db, "cache", on_corrupt="ignore"), bool)
-    await picante.load(db, "cache", on_corrupt="maybe")  # type: ignore[arg-type]
+    await picante.load(db, "cache", on_corrupt="maybe")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     stream = picante.events(db, buffer=16)
     assert_type(stream, picante.EventStream)
     assert_type(await anext(stream), picante.Event)
     assert_type(await anext(picante.revisions(db)), picante.Revision)
     assert_type(picante.watch(db.words, "a"), picante.Watch[int])
     assert_type(await anext(picante.watch(db.words, "a")), int)
+    async with picante.watch(db.words, "a") as values:
+        assert_type(values, picante.Watch[int])
+    async with picante.events(db) as events, picante.revisions(db) as revisions:
+        assert_type(events, picante.EventStream)
+        assert_type(revisions, picante.RevisionStream)
     assert_type(picante.debug.dependency_graph(db).to_dot(), str)
     assert_type(picante.debug.explain(db, db.words, "a"), picante.debug.Explanation)
+
+    # watch and explain take the query's key as the query itself does.
+    assert_type(picante.watch(db.page, "a", lang="fr"), picante.Watch[str])
+    assert_type(picante.debug.explain(db, db.page, path="a"), picante.debug.Explanation)
+    assert_type(picante.debug.explain(db, "page", "a", "fr"), picante.debug.Explanation)
+    picante.watch(db.words, 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    picante.watch(db.words)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.watch(db.page, "a", "fr", "x")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.watch(db.page, "a", language="fr")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    picante.debug.explain(db, db.words, 1)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    picante.debug.explain(db, db.words)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+    picante.debug.explain(db, db.page, "a", 2)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
     verification = await picante.debug.verify(db)
     assert_type(verification, picante.debug.Verification)
     assert_type(verification.not_comparable, list[picante.debug.NotComparable])
