@@ -50,10 +50,12 @@ def _database(fan: int, way: str) -> Any:
     @picante.database
     class Fan:
         @picante.input
-        async def group(self, g: int) -> int: ...
+        async def group(self, g: int) -> int:
+            raise NotImplementedError
 
         @picante.input
-        async def tick(self) -> int: ...
+        async def tick(self) -> int:
+            raise NotImplementedError
 
         @picante.query
         async def sub(self, k: int) -> int:

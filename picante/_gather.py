@@ -109,17 +109,17 @@ async def gather(*aws: Awaitable[Any], return_exceptions: bool = False) -> Any:
     # it, and the child's task gets a copy of it as it is then.
     probe = contextvars.copy_context()
     probe.run(PROBING.set, True)
-    for index, aw in enumerate(aws):
-        seen = first.setdefault(id(aw), index)
+    child: Any  # an awaitable: `__class__` below, not `type()`, keeps it `Any` (no narrowing)
+    for index, child in enumerate(aws):
+        seen = first.setdefault(id(child), index)
         if seen != index:
             again.append((index, seen))
             continue
-        if type(aw) is not types.CoroutineType or id(aw.cr_code) not in HANDLE_CODES:
-            pending.append((index, asyncio.ensure_future(aw)))
+        if child.__class__ is not types.CoroutineType or id(child.cr_code) not in HANDLE_CODES:
+            pending.append((index, asyncio.ensure_future(child)))
             continue
-        coroutine: Any = aw
         try:
-            step = probe.run(coroutine.send, None)
+            step = probe.run(child.send, None)
         except StopIteration as stop:
             results[index] = stop.value
             continue
@@ -131,7 +131,7 @@ async def gather(*aws: Awaitable[Any], return_exceptions: bool = False) -> Any:
             continue
         # A handle's first step either returns or pauses: nothing else yields before it.
         assert step is PAUSED, step
-        resumed = cast("Coroutine[Any, Any, Any]", _resume(coroutine))
+        resumed = cast("Coroutine[Any, Any, Any]", _resume(child))
         pending.append((index, loop.create_task(resumed, context=probe.copy())))
         probe.run(PROBING.set, True)
     if error is not None:

@@ -43,7 +43,7 @@ import threading
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from ._errors import LimitExceededError, UsageError, fmt_key
+from ._errors import LimitExceededError, UsageError, fmt_key, not_a_database
 from ._frames import ACTIVE
 from ._store import (
     ABSENT,
@@ -713,23 +713,30 @@ def _forbid_inside_query(ingredient: Any, operation: str) -> None:
         raise UsageError(msg)
 
 
-def view_of(db: object) -> View:
-    """Return the view of database instance *db*, creating it on first use."""
+def view_of(db: object, function: str = "") -> View:
+    """
+    Return the view of database instance *db*, creating it on first use; *function*
+    names the public function that was given *db*, for the error if it is no database.
+    """
     try:
         state = vars(db)
     except TypeError:
-        msg = f"{type(db).__name__} instances need a __dict__ to be picante databases"
-        raise UsageError(msg) from None
+        raise not_a_database(function or "view_of", db) from None
     view = state.get("__picante__")
     if view is None:
         spec = getattr(type(db), "__picante__", None)
         if spec is None:
+            if function:
+                raise not_a_database(function, db)
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
             raise UsageError(msg)
         # setdefault: two threads touching a new database first keep one view.
         view = state.setdefault(
             "__picante__", View(db, limit=spec.max_state_bytes, lrus=spec.lru_capacities)
         )
+    elif type(view) is not View:
+        # The class itself: its `__dict__` holds the `DatabaseSpec` under that name.
+        raise not_a_database(function or "view_of", db)
     return cast("View", view)
 
 
@@ -744,7 +751,7 @@ def revision(db: object) -> Revision:
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
     """
-    return view_of(db).revision
+    return view_of(db, "revision").revision
 
 
 def refresh(db: object) -> Revision:
@@ -762,7 +769,7 @@ def refresh(db: object) -> Revision:
     Raises:
         UsageError: *db* is not a database, or a query is running in this context.
     """
-    return view_of(db).refresh()
+    return view_of(db, "refresh").refresh()
 
 
 def snapshot(db: D) -> D:
@@ -785,7 +792,7 @@ def snapshot(db: D) -> D:
     Raises:
         UsageError: *db* is not an instance of a `@picante.database` class.
     """
-    view = view_of(db)
+    view = view_of(db, "snapshot")
     cls = type(db)
     copy = cls.__new__(cls)
     attributes = vars(copy)
@@ -828,7 +835,7 @@ def batch(db: object) -> Generator[None]:
     Raises:
         LimitExceededError: The changes would exceed `max_state_bytes`; none is applied.
     """
-    view = view_of(db)
+    view = view_of(db, "batch")
     batches = _BATCHES.get()
     outer = None if batches is None else batches.get(view)
     pending = _Batch(outer if outer is not None and outer.open else None)

@@ -27,7 +27,8 @@ class Fan:
         self.gate: asyncio.Event | None = None
 
     @picante.input
-    async def leaf(self, k: int) -> int: ...  # type: ignore[empty-body]
+    async def leaf(self, k: int) -> int:
+        raise NotImplementedError
 
     @picante.query
     async def double(self, k: int) -> int:

@@ -61,12 +61,6 @@ FUNCTIONS = {
     "debug.stats": debug.stats,
     "debug.explain": debug.explain,
     "debug.verify": debug.verify,
-}
-
-# These live in `_runtime`, whose `view_of` still words the error itself (see the report of
-# issue 16): they pin the message it should give.
-PENDING = pytest.mark.xfail(strict=True, reason="view_of words its own error")
-FUNCTIONS_PENDING = {
     "revision": picante.revision,
     "refresh": picante.refresh,
     "snapshot": picante.snapshot,
@@ -88,19 +82,6 @@ async def test_not_a_database(
     name: str, function: Callable[..., Any], argument: object, got: str
 ) -> None:
     """A function given something else than a database says what it got and wants."""
-    with pytest.raises(picante.UsageError, match=f"^{re.escape(f'{name}(): {EXPECTED}{got}')}$"):
-        await call(function, argument)
-
-
-@pytest.mark.parametrize(
-    ("name", "function"),
-    [pytest.param(*item, marks=PENDING) for item in FUNCTIONS_PENDING.items()],
-)
-@pytest.mark.parametrize(("argument", "got"), CASES[:1] + CASES[-1:])
-async def test_not_a_database_pending(
-    name: str, function: Callable[..., Any], argument: object, got: str
-) -> None:
-    """`revision(object())` and the like will say the same once `view_of` does."""
     with pytest.raises(picante.UsageError, match=f"^{re.escape(f'{name}(): {EXPECTED}{got}')}$"):
         await call(function, argument)
 

@@ -128,7 +128,8 @@ async def test_single_sets_from_a_thread_each_move_one_revision() -> None:
 @picante.database
 class Watched:
     @picante.input
-    async def source(self) -> int: ...
+    async def source(self) -> int:
+        raise NotImplementedError
 
     # The `eq` below runs inside the install of a recomputed memo, between the loads
     # that decide whether the memo is clean and the stores: the one place where a commit
