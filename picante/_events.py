@@ -441,7 +441,7 @@ class QueryHandle(Protocol[P, R_co]):
     arguments from it, as the query's own call does.
     """
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[object, None, R_co]: ...
 
 
 def watch(query: QueryHandle[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Watch[R]:

@@ -12,6 +12,7 @@ accesses are plain attribute reads.
 
 from __future__ import annotations
 
+import functools
 import typing
 from types import MethodType
 from typing import (
@@ -20,6 +21,7 @@ from typing import (
     Final,
     Generic,
     Literal,
+    NamedTuple,
     ParamSpec,
     Protocol,
     Self,
@@ -35,7 +37,17 @@ from ._errors import UsageError, describe
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
 from ._runtime import BoundHandle, View, view_of
-from ._store import ABSENT, EVICTED, Durability, InputCell, InternId, Lru, QueryCell, default_eq
+from ._store import (
+    ABSENT,
+    EVICTED,
+    NEVER,
+    Durability,
+    InputCell,
+    InternId,
+    Lru,
+    QueryCell,
+    default_eq,
+)
 
 
 if TYPE_CHECKING:
@@ -52,6 +64,7 @@ __all__ = [
     "BoundInput",
     "BoundInterned",
     "BoundQuery",
+    "CacheInfo",
     "EqFn",
     "InputIngredient",
     "InternedIngredient",
@@ -177,9 +190,15 @@ class _Ingredient(_Named):
         if factory is None:
             factory = compile_factory(kind, self.name, spec.signature, spec.unhashable)
             self._factories[kind] = factory
-        return instantiate(
+        handle = instantiate(
             factory, view, self, lru=lru, defaults=spec.defaults, qualname=self.qualname
         )
+        if kind != "input":
+            # Read through the bound method: `db.words.cache_info()`.
+            handle.__func__.cache_info = functools.partial(  # type: ignore[attr-defined]
+                _cache_info, view, self.name
+            )
+        return handle
 
     def _registered_on(self, instance: object) -> bool:
         """Tell whether this is the ingredient *instance*'s class registered under its name."""
@@ -292,6 +311,37 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         return cast("BoundQuery[P, R]", handle)
 
 
+class CacheInfo(NamedTuple):
+    """
+    How a query of one database instance was answered: `db.words.cache_info()`.
+
+    The first four fields are `functools.lru_cache`'s: `hits`, reads answered at once
+    from a valid memo; `misses`, the other reads (the memo was revalidated, recomputed,
+    or waited for); `maxsize`, the LRU capacity (`None`: unbounded); `currsize`, the memos
+    holding a value or an error. Then `evicted`: values the LRU dropped. Reads from a
+    snapshot count in the snapshot's own handle.
+    """
+
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
+    evicted: int
+
+
+def _cache_info(view: View, name: str) -> CacheInfo:
+    tally = view.tally(name)
+    lru = view.lrus.get(name)
+    memos = sum(
+        1
+        for cell in list(view.table(name).values())
+        if cell.verified_at != NEVER and cell.value is not EVICTED
+    )
+    return CacheInfo(
+        tally.hits, tally.misses, None if lru is None else lru.capacity, memos, tally.evicted
+    )
+
+
 @runtime_checkable
 class BoundQuery(Protocol[P, R_co]):
     """
@@ -306,7 +356,13 @@ class BoundQuery(Protocol[P, R_co]):
     ingredient: _Ingredient
     """The declaration this handle is bound from."""
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    # `object, None` rather than `Any, Any`: with an explicit `Any` in the arguments, mypy
+    # cannot pick `gather`'s tuple overloads (`await picante.gather(db.a(), db.b())`).
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[object, None, R_co]: ...
+
+    def cache_info(self) -> CacheInfo:
+        """How this query's reads were answered, as `functools.lru_cache` reports it."""
+        ...
 
 
 @runtime_checkable
@@ -329,7 +385,7 @@ class BoundInput(Protocol[P, R, *Ks]):
     ingredient: _Ingredient
     """The declaration this handle is bound from."""
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[object, None, R]: ...
 
     @overload
     def get(self, *key: *Ks) -> R | None: ...
@@ -562,5 +618,7 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
                 # The instance's handle, with the LRU touch on hits from now on.
                 vars(view.db)[name] = ingredient.make_handle(view, lru)
         lru.capacity = capacity
-        for victim in lru.over():
+        victims = lru.over()
+        for victim in victims:
             victim.value = EVICTED
+        view.tally(name).evicted += len(victims)

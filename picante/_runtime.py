@@ -365,9 +365,12 @@ class View:
         lru = self.lrus.get(cell.ingredient.name)
         if lru is None or cell.failure is not None or cell.value is EVICTED:
             return
-        for victim in lru.add(cell):
+        victims = lru.add(cell)
+        for victim in victims:
             # Only the value goes: revalidation still has the bookkeeping.
             victim.value = EVICTED
+        if victims:
+            self.tally(cell.ingredient.name).evicted += len(victims)
 
     # -- mutations ------------------------------------------------------------------------
 

@@ -364,14 +364,18 @@ class QueryCell:
 
 @final
 class Tally:
-    """How one query's handle of one view was answered: `hits` from a valid memo, `misses`
-    otherwise (revalidated, executed or followed). Counted always: two integers."""
+    """
+    How one query's handle of one view was answered: `hits` from a valid memo, `misses`
+    otherwise (revalidated, executed or followed); and how many of its values its LRU
+    evicted. Counted always: three integers.
+    """
 
-    __slots__ = ("hits", "misses")
+    __slots__ = ("evicted", "hits", "misses")
 
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
+        self.evicted = 0
 
 
 class Lru:

@@ -336,7 +336,8 @@ class Stats:
     `invalidations` memos marked not clean by mutations, all since the database (or the
     snapshot) was created.
     `approximate_bytes` is the deep `sys.getsizeof` of input keys and values, interned
-    values and memo keys and values.
+    values and memo keys and values, measured only when asked (`stats(db, sizes=True)`):
+    `None` otherwise.
     """
 
     revision: Revision
@@ -348,7 +349,7 @@ class Stats:
     hits: int
     dependency_checks: int
     invalidations: int
-    approximate_bytes: int
+    approximate_bytes: int | None
 
     @property
     def memos(self) -> int:
@@ -356,8 +357,14 @@ class Stats:
         return sum(query.memos for query in self.queries)
 
 
-def stats(db: object) -> Stats:
-    """Return statistics of *db*'s memos, inputs, work counters and memory."""
+def stats(db: object, *, sizes: bool = False) -> Stats:
+    """
+    Return statistics of *db*'s memos, inputs and work counters; with *sizes*, also the
+    approximate memory of its keys and values (`approximate_bytes`, otherwise `None`).
+
+    Without *sizes* it takes time proportional to the number of records; with, to the
+    size of every key and value, which for values such as syntax trees can be seconds.
+    """
     expect_database(db, "debug.stats")
     view = view_of(db)
     per_query: dict[str, list[int]] = {}
@@ -369,7 +376,8 @@ def stats(db: object) -> Stats:
                 if isinstance(cell, InputCell):
                     if cell.value is not ABSENT:
                         inputs += 1
-                        size += sizeof(cell.key) + sizeof(cell.value)
+                        if sizes:
+                            size += sizeof(cell.key) + sizeof(cell.value)
                     continue
                 if cell.verified_at == NEVER:
                     continue
@@ -379,13 +387,16 @@ def stats(db: object) -> Stats:
                     row[2] += 1
                 elif cell.value is not EVICTED:
                     row[1] += 1
-                    size += sizeof(cell.value)
-                size += sizeof(cell.key)
+                    if sizes:
+                        size += sizeof(cell.value)
+                if sizes:
+                    size += sizeof(cell.key)
                 edges += len(deps_of(cell))
     interned = sum(len(table.values) for table in view.family.interned.values())
-    size += view.family.interned_bytes or sum(
-        sizeof(value) for table in view.family.interned.values() for value in table.values
-    )
+    if sizes:
+        size += view.family.interned_bytes or sum(
+            sizeof(value) for table in view.family.interned.values() for value in table.values
+        )
     counters = view.counters
     return Stats(
         view.revision,
@@ -397,7 +408,7 @@ def stats(db: object) -> Stats:
         sum(tally.hits for tally in view.tallies.values()),
         counters.dependency_checks,
         counters.invalidations,
-        size,
+        size if sizes else None,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 import picante
 from picante import debug
 
@@ -80,6 +82,11 @@ async def test_trace_counts_runs_hits_and_cutoffs() -> None:
     assert vars(db)["words"] is handle
 
 
+def without_sizes(stats: debug.Stats) -> debug.Stats:
+    """*stats* without its size, to compare with a `stats(db)` made without sizes."""
+    return attrs.evolve(stats, approximate_bytes=None)
+
+
 async def test_stats() -> None:
     """Memo counts per query, inputs, edges and work counters."""
     db = await site()
@@ -90,7 +97,12 @@ async def test_stats() -> None:
         ("words", 2, 2),
     ]
     assert stats.executions == 3
-    assert stats.approximate_bytes > 0
+    assert stats.approximate_bytes is None  # not measured unless asked: it can be slow
+    sized = debug.stats(db, sizes=True)
+    assert sized.approximate_bytes is not None
+    assert sized.approximate_bytes > 0
+    assert sized.approximate_bytes >= sum(len(s) for s in ("a", "x y", "b", "z"))
+    assert without_sizes(sized) == stats
 
 
 async def test_stats_counts_every_hit_without_a_trace() -> None:

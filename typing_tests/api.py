@@ -54,6 +54,14 @@ async def check() -> None:
     assert_type(await db.page("a"), str)
     assert_type(await db.page("a", "fr"), str)
     assert_type(await db.page("a", lang="fr"), str)
+    assert_type(db.words.cache_info(), picante.CacheInfo)
+    assert_type(db.words.cache_info().maxsize, int | None)
+    assert_type(await picante.gather(db.words("a"), db.page("a")), tuple[int, str])
+    assert_type(await picante.gather(*(db.words(p) for p in "ab")), list[int])
+    assert_type(
+        await picante.gather(db.words("a"), db.words("b"), return_exceptions=True),
+        list[int | BaseException],
+    )
 
     # Inputs.
     assert_type(await db.source("a"), str)
