@@ -25,9 +25,11 @@ import dis
 import hashlib
 import math
 import reprlib
+import sys
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
@@ -505,5 +507,36 @@ def _exact(tp: Any) -> type | None:
 
 
 def database_name(cls: type) -> str:
-    """The name a cache file records for database class *cls*: module and qualified name."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """
+    The name a cache file records for database class *cls*: the name it was given, or
+    its module (for the script being run, the script's file name) and qualified name.
+    """
+    spec = cls.__dict__.get("__picante__")
+    given: str | None = getattr(spec, "name", None)
+    if given is not None:
+        return given
+    module = cls.__module__
+    if module == "__main__":
+        module = _script_module() or module
+    return f"{module}.{cls.__qualname__}"
+
+
+def legacy_names(cls: type) -> frozenset[str]:
+    """Other names files written by *cls* may record: `__main__.X`, before 2026-12."""
+    spec = cls.__dict__.get("__picante__")
+    if cls.__module__ == "__main__" and getattr(spec, "name", None) is None:
+        return frozenset({f"__main__.{cls.__qualname__}"})
+    return frozenset()
+
+
+def _script_module() -> str | None:
+    """The module name of what runs as `__main__`: `-m pkg.mod`'s, or the script file's stem."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name).removesuffix(".__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    stem = Path(path).stem
+    return stem if stem.isidentifier() else None

@@ -65,7 +65,7 @@ _Ingredient: TypeAlias = "AnyInput | QueryIngredient[Any, Any, Any] | InternedIn
 class DatabaseSpec:
     """The ingredient registry of one database class, at `cls.__picante__`."""
 
-    __slots__ = ("cls", "codecs", "converter", "ingredients", "max_state_bytes")
+    __slots__ = ("cls", "codecs", "converter", "ingredients", "max_state_bytes", "name")
 
     def __init__(
         self,
@@ -73,12 +73,15 @@ class DatabaseSpec:
         ingredients: Mapping[str, _Ingredient],
         max_state_bytes: int | None,
         converter: Any = None,
+        name: str | None = None,
     ) -> None:
         self.cls = cls
         self.ingredients = dict(ingredients)
         self.max_state_bytes = max_state_bytes
         # The user's cattrs converter for cache files (`None`: picante's default one).
         self.converter = converter
+        # The identity cache files record (`None`: from the module and qualified name).
+        self.name = name
         # Built by `_persist` on first save or load: per-ingredient encoders and fingerprints.
         self.codecs: Any = None
 
@@ -284,7 +287,10 @@ def interned(value_type: type[T]) -> InternedIngredient[T]:
 def database(cls: C, /) -> C: ...
 @overload
 def database(
-    *, max_state_bytes: int | None = None, converter: cattrs.Converter | None = None
+    *,
+    max_state_bytes: int | None = None,
+    converter: cattrs.Converter | None = None,
+    name: str | None = None,
 ) -> Callable[[C], C]: ...
 def database(
     cls: C | None = None,
@@ -292,6 +298,7 @@ def database(
     *,
     max_state_bytes: int | None = None,
     converter: cattrs.Converter | None = None,
+    name: str | None = None,
 ) -> C | Callable[[C], C]:
     """
     Make a class a picante database: collect and validate its ingredients.
@@ -315,6 +322,13 @@ def database(
             for your own types. By default picante uses one made by
             `cattrs.preconf.orjson.make_converter()`, which handles attrs classes,
             dataclasses, enums, tuples, lists, dicts, `None` and the JSON scalars.
+        name: The database's identity in cache files: a file written by a database of
+            another name is refused. By default, the class's module and qualified name
+            (`notes.Notes`), where a class defined in the script being run counts as in
+            the module the script's file is named after (`python notes.py`: `notes`, not
+            `__main__`), so the same class run as a script and imported finds its file.
+            Give a name to keep a cache file when you move or rename the class. It is not
+            inherited: a subclass is another database.
 
     Raises:
         UsageError: A declaration is invalid: the message names the class, the method
@@ -327,12 +341,15 @@ def database(
     if converter is not None and not _is_converter(converter):
         msg = f"database(): converter must be a cattrs converter, got {converter!r}"
         raise UsageError(msg)
+    if name is not None and (type(name) is not str or not name.strip()):
+        msg = f"database(): name must be a non-empty str or None, got {describe(name)}"
+        raise UsageError(msg)
 
     def decorate(cls: C) -> C:
         if not _is_class(cls):
             msg = f"@picante.database decorates a class, got {describe(cls)}"
             raise UsageError(msg)
-        _register(cls, max_state_bytes, converter)
+        _register(cls, max_state_bytes, converter, name)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
         if not getattr(inherited, "picante_hook", False):
@@ -369,8 +386,16 @@ def _install_subclass_hook(cls: type, own: Any) -> None:
     cls.__init_subclass__ = classmethod(init_subclass)  # type: ignore[assignment]
 
 
-def _register(cls: type, max_state_bytes: int | None = None, converter: Any = None) -> None:
-    """Build, validate and store the registry of *cls* (options not given are inherited)."""
+def _register(
+    cls: type,
+    max_state_bytes: int | None = None,
+    converter: Any = None,
+    identity: str | None = None,
+) -> None:
+    """
+    Build, validate and store the registry of *cls* (options not given are inherited,
+    except the *identity* its cache files record, its `name=`).
+    """
     ingredients: dict[str, _Ingredient] = {}
     for klass in reversed(cls.__mro__):
         for name, attr in vars(klass).items():
@@ -397,7 +422,7 @@ def _register(cls: type, max_state_bytes: int | None = None, converter: Any = No
             max_state_bytes = inherited.max_state_bytes
         if converter is None:
             converter = inherited.converter
-    spec = DatabaseSpec(cls, ingredients, max_state_bytes, converter)
+    spec = DatabaseSpec(cls, ingredients, max_state_bytes, converter, identity)
     cls.__picante__ = spec  # type: ignore[attr-defined]
 
 

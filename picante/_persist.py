@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import attrs
 import orjson
 
-from ._codecs import Codec, Mismatch, codecs_of, database_name
+from ._codecs import Codec, Mismatch, codecs_of, database_name, legacy_names
 from ._errors import CacheError, LimitExceededError, UsageError, expect_database, fmt_key
 from ._format import (
     FORMAT_VERSION,
@@ -659,11 +659,23 @@ class _Loaded:
 Note = tuple[str, Literal["dropped", "stale"], str]
 
 
-def _decode(contents: FileContents, codecs: dict[str, Codec], db_name: str) -> _Loaded:
-    """Build the cells a file describes (in a worker thread); nothing touches the database."""
+def _decode(
+    contents: FileContents,
+    codecs: dict[str, Codec],
+    db_name: str,
+    aliases: frozenset[str] = frozenset(),
+) -> _Loaded:
+    """
+    Build the cells a file describes (in a worker thread); nothing touches the database.
+
+    The file must have been written by a database named *db_name* (or one of *aliases*).
+    """
     found = contents.payload.get("database")
-    if found != db_name:
-        msg = f"written by database {found!r}, not {db_name!r}"
+    if found != db_name and (type(found) is not str or found not in aliases):
+        msg = (
+            f"written by database {found!r}, not {db_name!r}; if it belongs to this class, "
+            f"give the class that name: @picante.database(name={found!r})"
+        )
         raise Corrupt(msg)
     merged, revision, last_changed = merge(contents)
     exact = True
@@ -1046,7 +1058,9 @@ async def load(
             contents = await asyncio.to_thread(read_files, target, max_bytes)
             if contents is None:
                 return False
-            loaded = await asyncio.to_thread(_decode, contents, codecs, database_name(type(db)))
+            loaded = await asyncio.to_thread(
+                _decode, contents, codecs, database_name(type(db)), legacy_names(type(db))
+            )
         except Corrupt as error:
             if on_corrupt == "error":
                 msg = f"{target}: {error}"
@@ -1106,7 +1120,7 @@ def load_plan(path: str | os.PathLike[str], cls: type) -> dict[str, tuple[str, s
         if contents is None:
             msg = "no such file"
             raise Corrupt(msg)
-        loaded = _decode(contents, codecs, database_name(cls))
+        loaded = _decode(contents, codecs, database_name(cls), legacy_names(cls))
         merged, _, _ = merge(contents)
     except Corrupt as error:
         msg = f"{target}: {error}"
