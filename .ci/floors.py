@@ -1,0 +1,21 @@
+"""Print pip constraints that pin each runtime dependency to its floor: `attrs==24.3`.
+
+CI installs the tests with them (`pip install -c`), so the floors in pyproject.toml are tested.
+Every dependency must have a `>=` floor and nothing else (no markers, extras or upper bounds),
+so that the pin is the lowest version the project allows.
+"""
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+
+FLOOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([0-9][0-9A-Za-z.]*)$")
+
+pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+for requirement in pyproject["project"]["dependencies"]:
+    match = FLOOR.match(requirement)
+    if match is None:
+        sys.exit(f"floors.py: {requirement!r} is not of the form 'name>=version'")
+    print(f"{match[1]}=={match[2]}")
