@@ -231,9 +231,6 @@ def assert_nothing_runs(db: object) -> Recording:
 DEFAULT_TIMEOUT: Final = 10.0
 """Seconds any one read may take in the consistency machine before it fails the example."""
 
-MAX_SNAPSHOTS: Final = 3
-"""How many snapshots the consistency machine keeps alive at once (the oldest goes first)."""
-
 
 @final
 class _Removed:
@@ -269,15 +266,15 @@ def consistency_machine(
     """
     Return a hypothesis state machine checking *make_db*'s databases for memo consistency.
 
-    The machine holds one database (from *make_db*) and up to three snapshots of it.
-    Its rules set and remove inputs (one at a time, or several in a `picante.batch`), on
-    the database or on a snapshot, take snapshots, and read queries (one, or several
-    concurrently). Every answer, value or error, must equal what a new database from
-    *make_db*, given the same changes, computes for the same call: values by the query's
-    `eq=` if it declares a function, else by `==`; errors by type and `args`. A
-    difference fails the example with an `AssertionError` naming the call, both
-    answers and the inputs; hypothesis shrinks the program and prints it (a removal
-    shows as `REMOVE`).
+    The machine holds one database (from *make_db*) and the snapshots it takes of it
+    (and of them). Its rules set and remove inputs (one at a time, or several in a
+    `picante.batch`), on the database or on a snapshot, take snapshots, and read queries
+    (one, or several concurrently). Every answer, value or error, must equal what a new
+    database from *make_db*, given the same changes, computes for the same call: values
+    by the query's `eq=` if it declares a function, else by `==`; errors by type and
+    `args`. A difference fails the example with an `AssertionError` naming the call,
+    the view (`database_0`, `snapshot_0`, ...), both answers and the inputs; hypothesis
+    shrinks the program and prints it (a removal shows as `REMOVE`).
 
     Inputs that *make_db* sets itself are where both databases start. State shared by
     all databases (a module global, a class attribute) is shared by the fresh one too,
@@ -304,7 +301,13 @@ def consistency_machine(
     """
     try:
         from hypothesis import strategies as st
-        from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+        from hypothesis.stateful import (
+            Bundle,
+            RuleBasedStateMachine,
+            initialize,
+            precondition,
+            rule,
+        )
     except ImportError as error:
         msg = (
             "picante.testing.consistency_machine() needs hypothesis, which picante does not "
@@ -332,55 +335,63 @@ def consistency_machine(
         ]
     )
     calls = st.one_of([st.tuples(st.just(name), keys_of(keys)) for name, keys in queries.items()])
-    views = st.integers(0, MAX_SNAPSHOTS if snapshots else 0)
 
     class MemoConsistency(RuleBasedStateMachine):
         """Random changes and reads; every read equals a from-scratch evaluation."""
 
+        # Views are named as hypothesis prints the program: database_0, snapshot_0, ...
+        databases: Bundle[_Subject] = Bundle("database")
+        snapshot_views: Bundle[_Subject] = Bundle("snapshot")
+        views = databases | snapshot_views
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            # A subclass (with rules of its own) leaves out the explain phase too.
+            super().__init_subclass__(**kwargs)
+            cls.TestCase.settings = _without_explain(cls.TestCase.settings)
+
         def __init__(self) -> None:
             super().__init__()
             self.loop = asyncio.new_event_loop()
-            self.subjects = [_Subject("the database", make_db(), {})]
             self.taken = 0
 
         def teardown(self) -> None:
             _close(self.loop)
 
-        def subject(self, view: int) -> _Subject:
-            return self.subjects[view % len(self.subjects)]
+        @initialize(target=databases)
+        def new_database(self) -> _Subject:
+            """The database under test (later steps name it `database_0`)."""
+            return _Subject("database_0", make_db(), {})
 
         @rule(view=views, change=changes)
-        def change(self, view: int, change: tuple[str, tuple[Any, ...], Any]) -> None:
+        def change(self, view: _Subject, change: tuple[str, tuple[Any, ...], Any]) -> None:
             """Set or remove one input."""
-            _apply(self.subject(view), [change])
+            _apply(view, [change])
 
         @rule(view=views, changes=st.lists(changes, min_size=1, max_size=4))
-        def batch(self, view: int, changes: list[tuple[str, tuple[Any, ...], Any]]) -> None:
+        def batch(self, view: _Subject, changes: list[tuple[str, tuple[Any, ...], Any]]) -> None:
             """Set and remove several inputs in one `picante.batch`."""
-            subject = self.subject(view)
-            with batch(subject.db):
-                _apply(subject, changes)
+            with batch(view.db):
+                _apply(view, changes)
 
         @precondition(lambda _: snapshots)
-        @rule(view=views)
-        def snapshot(self, view: int) -> None:
-            """Take a snapshot of the database or of a snapshot; keep the latest few."""
-            parent = self.subject(view)
+        @rule(target=snapshot_views, view=views)
+        def snapshot(self, view: _Subject) -> _Subject:
+            """Take a snapshot of the database or of a snapshot."""
+            label = f"snapshot_{self.taken}"
             self.taken += 1
-            child = _Subject(f"snapshot #{self.taken}", snapshot(parent.db), dict(parent.inputs))
-            if len(self.subjects) > MAX_SNAPSHOTS:
-                del self.subjects[1]
-            self.subjects.append(child)
+            return _Subject(label, snapshot(view.db), dict(view.inputs))
 
         @rule(view=views, call=calls)
-        def read(self, view: int, call: tuple[str, tuple[Any, ...]]) -> None:
+        def read(self, view: _Subject, call: tuple[str, tuple[Any, ...]]) -> None:
             """Read one query; compare with a fresh database."""
-            self.check(self.subject(view), [call])
+            self.check(view, [call])
 
         @rule(view=views, calls=st.lists(calls, min_size=2, max_size=4))
-        def read_concurrently(self, view: int, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+        def read_concurrently(
+            self, view: _Subject, calls: list[tuple[str, tuple[Any, ...]]]
+        ) -> None:
             """Read several queries concurrently (`asyncio.gather`); compare each."""
-            self.check(self.subject(view), calls)
+            self.check(view, calls)
 
         def check(self, subject: _Subject, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
             async def together() -> list[tuple[bool, Any]]:
@@ -411,6 +422,8 @@ def consistency_machine(
     MemoConsistency.__name__ = MemoConsistency.__qualname__ = (
         f"MemoConsistency_{type(probe).__name__}"
     )
+    # What hypothesis gives a machine's `TestCase` (no deadline), minus the explain phase.
+    MemoConsistency.TestCase.settings = _without_explain(MemoConsistency.TestCase.settings)
     return MemoConsistency
 
 
@@ -427,8 +440,9 @@ def check_consistency(
     Run the `consistency_machine` of *make_db*'s databases; raise on the first mismatch.
 
     Call it from a plain (not `async`) test function. *settings* are the hypothesis
-    settings to run with (by default the current profile's, without a deadline);
-    `settings(max_examples=...)` trades thoroughness for time.
+    settings to run with (by default, those of the machine's `TestCase`: the current
+    profile's, without a deadline), minus the "explain" phase, which is slow on a state
+    machine; `settings(max_examples=...)` trades thoroughness for time.
 
     Raises:
         AssertionError: A read differed from a from-scratch evaluation (the message names
@@ -461,15 +475,21 @@ def check_consistency(
     machine = consistency_machine(
         make_db, inputs=inputs, queries=queries, snapshots=snapshots, timeout=timeout
     )
-    import hypothesis
     from hypothesis.stateful import run_state_machine_as_test
 
-    if settings is None:
-        # No deadline (a first read may be slow), and no "explain" phase: it traces every
-        # line run while replaying the failure, which costs far more than it tells here.
-        phases = [phase for phase in hypothesis.Phase if phase is not hypothesis.Phase.explain]
-        settings = hypothesis.settings(deadline=None, phases=phases)
-    run_state_machine_as_test(machine, settings=settings)
+    chosen = machine.TestCase.settings if settings is None else _without_explain(settings)
+    run_state_machine_as_test(machine, settings=chosen)
+
+
+def _without_explain(settings: hypothesis.settings) -> hypothesis.settings:
+    """
+    *settings* without the "explain" phase: it traces every line run while replaying a
+    failure, which costs far more than it tells about a state machine.
+    """
+    import hypothesis
+
+    phases = [phase for phase in settings.phases if phase is not hypothesis.Phase.explain]
+    return hypothesis.settings(settings, phases=phases)
 
 
 def _close(loop: asyncio.AbstractEventLoop) -> None:

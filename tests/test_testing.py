@@ -317,14 +317,20 @@ def test_a_cache_picante_cannot_see_is_reported() -> None:
         check_consistency(HiddenCache, inputs=INPUTS, queries=QUERIES, settings=FINDING)
     message = str(info.value)
     assert re.fullmatch(
-        r"(words|label|page|checked|total)\(.*\) on (the database|snapshot #\d) \(revision \d+\) "
+        r"(words|label|page|checked|total)\(.*\) on (database_0|snapshot_\d+) \(revision \d+\) "
         r"(returned|raised) .*, but a fresh database with the same inputs (returned|raised) .*"
         r"\ninputs: source\('[ab]'\) .*",
         message,
     ), message
-    # The failing program is attached, as hypothesis prints it, ending with the read.
+    # The failing program is attached, as hypothesis prints it, ending with the read; the
+    # view the message names is the one the program names so.
     notes = getattr(info.value, "__notes__", [])
-    assert notes[1] == "state = MemoConsistency_HiddenCache()"
+    assert notes[1:3] == [
+        "state = MemoConsistency_HiddenCache()",
+        "database_0 = state.new_database()",
+    ]
+    view = message.split(" on ", 1)[1].split(" ", 1)[0]
+    assert any(note.startswith(f"{view} = state.") for note in notes), (view, notes)
     assert notes[-2].startswith(("state.read(", "state.read_concurrently(")), notes
     assert notes[-1] == "state.teardown()"
 
@@ -357,7 +363,7 @@ def test_a_global_picante_cannot_see_is_reported() -> None:
 
     from hypothesis.stateful import run_state_machine_as_test
 
-    with pytest.raises(AssertionError, match=r"^scaled\('[ab]'\) on the database"):
+    with pytest.raises(AssertionError, match=r"^scaled\('[ab]'\) on database_0"):
         run_state_machine_as_test(WithGlobal, settings=FINDING)
 
 
@@ -429,7 +435,7 @@ class Stuck:
 def test_a_read_that_never_finishes_fails_the_example() -> None:
     """A deadlocked read fails after *timeout* instead of hanging the test."""
     with pytest.raises(
-        AssertionError, match=r"^reading forever\(\).* on the database did not finish within 0.05 s"
+        AssertionError, match=r"^reading forever\(\).* on database_0 did not finish within 0.05 s"
     ):
         check_consistency(
             Stuck,
@@ -439,6 +445,19 @@ def test_a_read_that_never_finishes_fails_the_example() -> None:
             timeout=0.05,
             settings=settings(max_examples=5, database=None, phases=[Phase.generate]),
         )
+
+
+def test_the_machine_and_its_subclasses_leave_out_the_explain_phase() -> None:
+    """Run as a `TestCase`, subclassed or not, the machine skips hypothesis's slow explain."""
+    machine: Any = consistency_machine(Site, inputs=INPUTS, queries=QUERIES)
+
+    class Extended(machine):  # type: ignore[misc, valid-type]
+        pass
+
+    for each in (machine, Extended):
+        assert Phase.explain not in each.TestCase.settings.phases
+        assert Phase.shrink in each.TestCase.settings.phases
+        assert each.TestCase.settings.deadline is None
 
 
 def test_names_are_checked() -> None:
