@@ -20,7 +20,7 @@ consistency helpers import it, when called.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 from ._errors import UsageError, fmt_key
 from ._runtime import batch, snapshot, view_of
@@ -38,9 +38,7 @@ if TYPE_CHECKING:
 
     from ._runtime import Subscription, View
     from ._store import Revision
-
-    # A strategy of keys (tuples of arguments), or one fixed key such as `()`.
-    Keys: TypeAlias = SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
+    from .debug import Executed
 
 
 __all__ = [
@@ -68,7 +66,7 @@ class Recording:
     def __init__(self, db: object, *, forbid: bool = False) -> None:
         self._view: View = view_of(db)
         self._forbid = forbid
-        self._runs: list[TraceExecuted] = []
+        self._runs: list[Executed] = []
         self._before: dict[QueryCell, Revision] = {}
         self._verified: frozenset[str] | None = None
         self._subscription: Subscription | None = None
@@ -87,7 +85,7 @@ class Recording:
         return [fmt_key(run.ingredient, run.key) for run in self._runs]
 
     @property
-    def runs(self) -> list[TraceExecuted]:
+    def runs(self) -> list[Executed]:
         """
         The same runs as `executed`, as `picante.debug.Executed` records: the revision,
         ingredient, key, and whether it was the first run, changed the outcome (`False`
@@ -189,9 +187,10 @@ def record(db: object) -> Recording:
     `log.runs` has the details. Use `async with` if you prefer; both work.
 
     Only *db*'s own view is recorded: bodies that a snapshot of *db* runs are in the
-    snapshot's recording (`record(snap)`), not in *db*'s, even when *db* then reuses the
-    snapshot's result (which *db*'s recording lists as verified). Recordings of the same
-    view may nest or overlap: each sees everything that ran while it was open.
+    snapshot's recording (`record(snap)`), not in *db*'s. When two views share one
+    evaluation (concurrent reads of the same record at the same state), the body runs
+    in one of them; the other's recording lists the record as verified. Recordings of
+    the same view may nest or overlap: each sees everything that ran while it was open.
 
     Args:
         db: A database instance or a snapshot.
@@ -228,10 +227,6 @@ def assert_nothing_runs(db: object) -> Recording:
 # -- memo consistency against from-scratch evaluation ---------------------------------------
 
 
-DEFAULT_TIMEOUT: Final = 10.0
-"""Seconds any one read may take in the consistency machine before it fails the example."""
-
-
 @final
 class _Removed:
     """The value of a change that removes the input."""
@@ -258,10 +253,12 @@ class _Subject:
 def consistency_machine(
     make_db: Callable[[], object],
     *,
-    inputs: Mapping[str, tuple[Keys, SearchStrategy[Any]]],
-    queries: Mapping[str, Keys],
+    inputs: Mapping[
+        str, tuple[SearchStrategy[tuple[Any, ...]] | tuple[Any, ...], SearchStrategy[Any]]
+    ],
+    queries: Mapping[str, SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]],
     snapshots: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = 10.0,
 ) -> type[RuleBasedStateMachine]:
     """
     Return a hypothesis state machine checking *make_db*'s databases for memo consistency.
@@ -325,7 +322,9 @@ def consistency_machine(
         option = spec.ingredients[name].eq_option
         equalities[name] = option if callable(option) else None
 
-    def keys_of(keys: Keys) -> SearchStrategy[tuple[Any, ...]]:
+    def keys_of(
+        keys: SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
+    ) -> SearchStrategy[tuple[Any, ...]]:
         return st.just(keys) if isinstance(keys, tuple) else keys
 
     changes = st.one_of(
@@ -430,10 +429,12 @@ def consistency_machine(
 def check_consistency(
     make_db: Callable[[], object],
     *,
-    inputs: Mapping[str, tuple[Keys, SearchStrategy[Any]]],
-    queries: Mapping[str, Keys],
+    inputs: Mapping[
+        str, tuple[SearchStrategy[tuple[Any, ...]] | tuple[Any, ...], SearchStrategy[Any]]
+    ],
+    queries: Mapping[str, SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]],
     snapshots: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = 10.0,
     settings: hypothesis.settings | None = None,
 ) -> None:
     """

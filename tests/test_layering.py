@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "_events": {"_errors", "_store", "_runtime"},
     "_sweep": {"_errors", "_store", "_runtime"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
-    "testing": {"_errors", "_store", "_runtime"},
+    "testing": {"_errors", "_store", "_runtime", "debug"},
 }
 
 

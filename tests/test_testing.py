@@ -13,6 +13,7 @@ from hypothesis.stateful import rule
 
 import picante
 from picante.testing import assert_nothing_runs, check_consistency, consistency_machine, record
+from tests.helpers import until
 
 
 TIMEOUT = 5
@@ -186,6 +187,36 @@ async def test_a_snapshot_reusing_a_memo_verifies_it() -> None:
     with record(snap) as log:
         assert await snap.total() == 2
     assert (log.executed, log.verified) == ([], {"total()"})
+
+
+async def test_an_evaluation_shared_by_two_views_runs_in_one() -> None:
+    """A snapshot that follows its database's evaluation of a record verifies, not runs."""
+    gate, started = asyncio.Event(), asyncio.Event()
+
+    @picante.database
+    class Gated:
+        @picante.input
+        async def n(self) -> int: ...
+
+        @picante.query
+        async def slow(self) -> int:
+            started.set()
+            await gate.wait()
+            return await self.n() * 2
+
+    db = Gated()
+    db.n.set(21)
+    snap = picante.snapshot(db)
+    with record(db) as mine, record(snap) as theirs:
+        first = asyncio.create_task(db.slow())
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        second = asyncio.create_task(snap.slow())
+        flight = db.__picante__.tables["slow"][()].flight
+        await until(lambda: len(flight.followers or ()) == 2)  # db's caller and the snapshot
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT) == [42, 42]
+    assert (mine.executed, mine.verified) == (["slow()"], set())
+    assert (theirs.executed, theirs.verified) == ([], {"slow()"})
 
 
 async def test_nested_and_overlapping_recordings_do_not_interfere() -> None:
