@@ -102,11 +102,12 @@ class Recording:
         the durability shortcut) and kept, and every memo a snapshot reused from its
         database: the queries an early cutoff spared. A memo that needed no check (it
         was verified at the current revision already, or was known valid since: the
-        common hit) is in neither list. A set: the order of these checks is not kept.
+        common hit) is in neither list, and a record that also ran in the block is only
+        in `executed`. A set: the order of these checks is not kept.
         """
         if self._verified is not None:
             return self._verified
-        return self._find_verified()
+        return self._find_verified() if self._used else frozenset()
 
     def _find_verified(self) -> frozenset[str]:
         ran = {(run.ingredient, run.key) for run in self._runs}
