@@ -7,7 +7,7 @@ memoizes; after an input changes, picante recomputes only what is affected and s
 early when a recomputed value comes out equal.
 """
 
-from . import debug as debug
+from . import debug as debug, testing as testing
 from ._declare import (
     database as database,
     input as input,
@@ -104,6 +104,7 @@ __all__ = [
     "set_lru",
     "snapshot",
     "sweep",
+    "testing",
     "watch",
 ]
 

@@ -12,8 +12,12 @@ TIMEOUT = 5
 
 
 def make_build(
-    log: list[str], gate: asyncio.Event | None = None, started: asyncio.Event | None = None
+    log: list[str] | None = None,
+    gate: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
 ) -> Any:
+    log = [] if log is None else log
+
     @picante.database
     class Build:
         @picante.input(durability=picante.Durability.HIGH)
@@ -59,46 +63,51 @@ async def test_durability_of_memo_is_minimum_of_its_reads(log: list[str]) -> Non
     assert cells["obj"][("a.c",)].durability == picante.Durability.LOW
 
 
-async def test_less_durable_changes_cost_no_dependency_checks(log: list[str]) -> None:
+async def test_less_durable_changes_cost_no_dependency_checks() -> None:
     """After LOW changes, memos over HIGH/MEDIUM inputs are reused with zero checks."""
-    db = make_build(log)
+    db = make_build()
     db.toolchain.set("1")
     db.flags.set("-O2")
     db.source.set("a.c", "int a;")
     assert await db.command() == "cc-1 -O2"
-    log.clear()
     view = db.__picante__
     checks = view.counters.dependency_checks
-    for i in range(100):
-        db.source.set("a.c", f"int a{i};")
-        assert await db.command() == "cc-1 -O2"
+    with picante.testing.assert_nothing_runs(db) as log:
+        for i in range(100):
+            db.source.set("a.c", f"int a{i};")
+            assert await db.command() == "cc-1 -O2"
     assert view.counters.dependency_checks == checks
-    assert log == []
+    assert log.verified == set()  # clean: not even revalidated
     db.flags.set("-O3")
-    assert await db.command() == "cc-1 -O3"
-    assert log == ["command()"]
+    with picante.testing.record(db) as log:
+        assert await db.command() == "cc-1 -O3"
+    assert log.executed == ["command()"]
+    assert log.verified == set()  # compiler() read nothing that changed: clean, no check
 
 
-async def test_durability_revalidates_a_memo_push_cannot_vouch_for(log: list[str]) -> None:
+async def test_durability_revalidates_a_memo_push_cannot_vouch_for() -> None:
     """
     A HIGH memo finished after a LOW change is not clean, yet it is revalidated in O(1)
     by its durability, without looking at its dependencies.
     """
     gate, started = asyncio.Event(), asyncio.Event()
-    db = make_build(log, gate, started)
+    db = make_build(gate=gate, started=started)
     db.toolchain.set("1")
     db.source.set("a.c", "x")
-    task = asyncio.create_task(db.compiler())
-    await asyncio.wait_for(started.wait(), TIMEOUT)
-    db.source.set("a.c", "y")  # LOW change while compiler() runs at the older revision
-    gate.set()
-    assert await asyncio.wait_for(task, TIMEOUT) == "cc-1"
+    with picante.testing.record(db) as log:
+        task = asyncio.create_task(db.compiler())
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        db.source.set("a.c", "y")  # LOW change while compiler() runs at the older revision
+        gate.set()
+        assert await asyncio.wait_for(task, TIMEOUT) == "cc-1"
+    assert log.executed == ["compiler()"]
     cell = db.__picante__.tables["compiler"][()]
     assert (cell.clean, cell.verified_at) == (False, 2)
     checks = db.__picante__.counters.dependency_checks
-    assert await db.compiler() == "cc-1"
+    with picante.testing.assert_nothing_runs(db) as log:
+        assert await db.compiler() == "cc-1"
     assert db.__picante__.counters.dependency_checks == checks
-    assert log == ["compiler()"]
+    assert log.verified == {"compiler()"}  # by its durability, at revision 3
 
 
 async def test_durable_change_still_invalidates(log: list[str]) -> None:

@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "_sweep": {"_errors", "_store", "_runtime"},
     "_gather": {"_frames", "_handles"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
+    "testing": {"_errors", "_store", "_runtime", "debug"},
 }
 
 

@@ -16,8 +16,8 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 # Type aliases, documented as such (`Revision = int`, `Event` a union of the event
-# classes), and the `picante.debug` module.
-ALIASES = {"Revision", "Event", "debug"}
+# classes), and the `picante.debug` and `picante.testing` modules.
+ALIASES = {"Revision", "Event", "debug", "testing"}
 
 
 def test_public_objects_report_picante_module() -> None:
@@ -29,6 +29,7 @@ def test_public_objects_report_picante_module() -> None:
     assert {name: module for name, module in modules.items() if name not in ALIASES} == expected
     assert picante.Revision is int
     assert picante.debug.__name__ == "picante.debug"
+    assert picante.testing.__name__ == "picante.testing"
 
 
 def test_error_tree() -> None:

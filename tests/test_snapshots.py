@@ -81,18 +81,18 @@ async def test_own_revision_timeline(log: list[str]) -> None:
     assert (picante.revision(db), picante.revision(snap)) == (3, 2)
 
 
-async def test_reuses_valid_memos_without_recomputing(log: list[str]) -> None:
+async def test_reuses_valid_memos_without_recomputing() -> None:
     """Memos valid at the snapshot's revision are reused, including after unrelated changes."""
-    db = make_site(log)
+    db = make_site([])
     db.source.set("a", "one")
     db.source.set("b", "two words")
     assert await db.total() == 3
     db.other.set(1)  # unrelated: every memo stays valid
-    log.clear()
     snap = picante.snapshot(db)
-    assert await snap.total() == 3
-    assert (await snap.words("a"), await snap.words("b")) == (1, 2)
-    assert log == []
+    with picante.testing.assert_nothing_runs(db), picante.testing.assert_nothing_runs(snap) as log:
+        assert await snap.total() == 3
+        assert (await snap.words("a"), await snap.words("b")) == (1, 2)
+    assert log.verified == {"total()", "words('a')", "words('b')"}  # taken from the database
 
 
 async def test_reuses_memos_after_the_database_moved_on(log: list[str]) -> None:
@@ -109,20 +109,19 @@ async def test_reuses_memos_after_the_database_moved_on(log: list[str]) -> None:
     assert log == []
 
 
-async def test_snapshot_recomputes_only_what_its_own_changes_affect(log: list[str]) -> None:
+async def test_snapshot_recomputes_only_what_its_own_changes_affect() -> None:
     """Changing an input on a snapshot recomputes, on the snapshot only, what read it."""
-    db = make_site(log)
+    db = make_site([])
     db.source.set("a", "one")
     db.source.set("b", "two words")
     assert await db.total() == 3
     snap = picante.snapshot(db)
-    log.clear()
     snap.source.set("a", "one two three")
-    assert await snap.total() == 5
-    assert log == ["words('a')", "total()"]
-    log.clear()
-    assert await db.total() == 3
-    assert log == []
+    with picante.testing.assert_nothing_runs(db), picante.testing.record(snap) as log:
+        assert await snap.total() == 5
+        assert await db.total() == 3
+    assert log.executed == ["words('a')", "total()"]
+    assert log.verified == {"words('b')"}  # its memo taken from the database
 
 
 async def test_snapshot_of_snapshot(log: list[str]) -> None:
@@ -179,22 +178,23 @@ async def test_concurrent_evaluation_shared_with_snapshot(log: list[str]) -> Non
     assert log == ["slow()"]
 
 
-async def test_diverged_views_never_share(log: list[str]) -> None:
+async def test_diverged_views_never_share() -> None:
     """Once a snapshot has its own changes, its evaluations are its own."""
     gate, started = asyncio.Event(), asyncio.Event()
 
-    db = gated_db(log, gate, started)
+    db = gated_db([], gate, started)
     db.n.set(1)
     snap = picante.snapshot(db)
     snap.n.set(5)
     db.n.set(2)  # both at revision 2 now, with different states
     assert picante.revision(db) == picante.revision(snap)
-    first = asyncio.create_task(db.slow())
-    await asyncio.wait_for(started.wait(), TIMEOUT)
-    second = asyncio.create_task(snap.slow())
-    gate.set()
-    assert await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT) == [4, 10]
-    assert log == ["slow()", "slow()"]
+    with picante.testing.record(db) as mine, picante.testing.record(snap) as theirs:
+        first = asyncio.create_task(db.slow())
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        second = asyncio.create_task(snap.slow())
+        gate.set()
+        assert await asyncio.wait_for(asyncio.gather(first, second), TIMEOUT) == [4, 10]
+    assert (mine.executed, theirs.executed) == (["slow()"], ["slow()"])
 
 
 async def test_creation_cost_does_not_depend_on_size(log: list[str]) -> None:
