@@ -64,7 +64,9 @@ class Recording:
     """
 
     def __init__(self, db: object, *, forbid: bool = False) -> None:
-        self._view: View = view_of(db)
+        self._view: View = view_of(
+            db, "testing.assert_nothing_runs" if forbid else "testing.record"
+        )
         self._forbid = forbid
         self._runs: list[Executed] = []
         self._before: dict[QueryCell, Revision] = {}
@@ -314,7 +316,7 @@ def consistency_machine(
         raise ImportError(msg) from error
 
     probe = make_db()
-    view_of(probe)  # a database, or a UsageError saying it is not
+    view_of(probe, "testing.consistency_machine")  # a database, or a UsageError saying so
     spec: Any = getattr(type(probe), "__picante__", None)
     _check_names(type(probe).__name__, "input", inputs, spec)
     _check_names(type(probe).__name__, "query", queries, spec)

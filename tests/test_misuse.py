@@ -65,6 +65,8 @@ FUNCTIONS = {
     "refresh": picante.refresh,
     "snapshot": picante.snapshot,
     "batch": picante.batch,
+    "testing.record": picante.testing.record,
+    "testing.assert_nothing_runs": picante.testing.assert_nothing_runs,
 }
 
 CASES = [

@@ -263,7 +263,10 @@ def test_record_needs_a_database() -> None:
     class NotADatabase:
         pass
 
-    with pytest.raises(picante.UsageError, match=r"^NotADatabase is not a database"):
+    with pytest.raises(
+        picante.UsageError,
+        match=r"^testing\.record\(\): expected a database .* got a .*NotADatabase; decorate",
+    ):
         record(NotADatabase())
 
 
