@@ -1644,8 +1644,8 @@ class MemoConsistency(RuleBasedStateMachine):
 
 
 # The machine is this file's main test: it gets one and a half times the profile's examples
-# (150 schedules with the default profile, about 30 s on two cores), twice as many with the
-# thorough profile (2,000 schedules), and a timeout long enough to shrink a failure
+# (37 schedules with the dev profile; 150 with ci, about 30 s on two cores), twice as many
+# with the thorough profile (2,000 schedules), and a timeout long enough to shrink a failure
 # (hypothesis shrinks for up to five minutes, and would report a timeout as a flaky failure).
 _PROFILE_EXAMPLES = settings().max_examples
 MACHINE_EXAMPLES = (
