@@ -438,8 +438,8 @@ def print_errors(report: Report) -> None:
         print(f"error: {message} (in {few(names)})")
 
 
-def few(names: list[str], shown: int = 3) -> str:
-    """`a, b, c and 5 more`."""
+def few(names: list[str], shown: int = 2) -> str:
+    """`a, b and 6 more`."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
