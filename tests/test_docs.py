@@ -17,9 +17,11 @@ WIDTH = 88  # columns; ruff's line-length for examples/ (examples/ruff.toml)
 # `# --8<-- [end:parse]` markers.
 REGION = re.compile(r"^( *)<!-- (examples/[\w/.-]+\.py):(\w+) -->$")
 FENCE = re.compile(r"^( *)(`{3,}|~{3,})")
-# A `<!-- wide: why -->` line before a fenced block lets it be wider: for output that a
-# program prints in fixed columns, such as the table of `python -m picante inspect`.
-WIDE = re.compile(r"^ *<!-- wide: .+ -->$")
+# A fenced block inside `<div class="wide" markdown="1">` may be up to 96 columns, shown
+# in a smaller font (docs/css/extra.css): for output that a program prints in fixed
+# columns, such as the table of `python -m picante inspect`.
+WIDE = re.compile(r'^ *<div class="wide" markdown="1">$')
+WIDER = 96
 # Pages whose code blocks are still too wide, being rewritten by others as this is
 # written; take a page off this list once it fits.
 NOT_YET = {"docs/guides/testing.md", "docs/performance.md"}
@@ -36,7 +38,8 @@ def fenced_blocks(page: Path) -> list[tuple[int, bool, list[str]]]:
         if not opening:
             continue
         indent, fence = len(opening[1]), opening[2]
-        wide = number > 1 and bool(WIDE.match(lines[number - 2]))
+        before = [line for line in lines[: number - 1] if line.strip()][-1:]
+        wide = bool(before) and bool(WIDE.match(before[0]))
         start, body = number, []
         while number < len(lines):
             line = lines[number]
@@ -77,7 +80,7 @@ def test_code_blocks_fit(page: Path) -> None:
         f"{name(page)}:{start + offset + 1}: {len(line)} columns"
         for start, may_be_wide, body in fenced_blocks(page)
         for offset, line in enumerate(body)
-        if len(line) > WIDTH and not may_be_wide
+        if len(line) > (WIDER if may_be_wide else WIDTH)
     ]
     assert wide == []
 
