@@ -54,7 +54,7 @@ class Build:
 
     @picante.query
     async def compile(self, path: str) -> str:
-        """An "object file": a digest of the command and the code without its comments."""
+        """An "object file": a digest of the command and the code minus its comments."""
         log.append(f"compile({path!r})")
         code = re.sub(r"/\*.*?\*/", "", await self.source(path), flags=re.DOTALL)
         return f"{path.removesuffix('.c')}.o@{digest(await self.command(), code)}"
@@ -63,7 +63,8 @@ class Build:
     async def link(self) -> str:
         """The program: a digest of every object file, compiled concurrently."""
         log.append("link()")
-        objects = await asyncio.gather(*(self.compile(path) for path in await self.sources()))
+        paths = await self.sources()
+        objects = await asyncio.gather(*(self.compile(path) for path in paths))
         return f"app@{digest(*objects)}"
 
 
@@ -98,19 +99,19 @@ async def main() -> None:
     await step(db, "3. Edit main.c: it is recompiled and the program relinked")
 
     db.source.set("util.c", "/* small helpers */ int run(void) { return 0; }")
-    await step(db, "4. Edit a comment in util.c: same object file, so no relink (early cutoff)")
+    await step(db, "4. Edit a comment in util.c: same object file, no relink (cutoff)")
 
     db.toolchain.set(Toolchain("cc", ("-O2", "-g")))
     await step(db, "5. New toolchain flags: everything is recompiled")
 
     print(
-        "\nDurability: command() read only toolchain(), a HIGH input. In steps 3 and 4 only"
-        "\nLOW inputs changed, so picante knew command() was still valid by comparing two"
-        "\nrevisions (when the memo was last verified, and when a HIGH input last changed):"
-        "\nO(1), without walking its dependencies. Durability never changes a result, only"
-        "\nthe work needed to trust one: make rarely-changing inputs (toolchains,"
-        "\nconfiguration, a standard library) HIGH, and the memos built only on them are"
-        "\nrevalidated for free."
+        "\nDurability: command() read only toolchain(), a HIGH input. In steps 3 and 4"
+        "\nonly LOW inputs changed, so picante knew command() was still valid by"
+        "\ncomparing two revisions (when the memo was last verified, and when a HIGH"
+        "\ninput last changed): O(1), without walking its dependencies. Durability"
+        "\nnever changes a result, only the work needed to trust one: make"
+        "\nrarely-changing inputs (toolchains, configuration, a standard library)"
+        "\nHIGH, and the memos built only on them are revalidated for free."
     )
 
 

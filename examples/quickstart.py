@@ -86,7 +86,7 @@ async def main() -> None:
     await step(db, "3. Edit b.md: only the queries that depend on it run")
 
     db.source.set("a.md", "goodbye world")
-    await step(db, "4. Edit a.md, still 2 words: early cutoff, its dependents do not run")
+    await step(db, "4. Edit a.md, still 2 words: early cutoff, its readers do not run")
 
     db.source.remove("b.md")
     await step(db, "5. Remove b.md: reading it raises, and so do its dependents")

@@ -1,22 +1,23 @@
 """
-An incremental static-site generator: Markdown pages and HTML templates in, a website out.
+An incremental static-site generator: Markdown pages and HTML templates in, a website
+out.
 
 The content folder holds `pages/**/*.md` (each with a small front-matter block) and
-`templates/**/*.html`. Every file is an input of the `Site` database; every output file is
-a query. A run loads the previous run's cache, re-reads the content folder and rebuilds
-only the pages whose sources, templates or partials changed; `--watch` keeps doing that
-on every save.
+`templates/**/*.html`. Every file is an input of the `Site` database; every output file
+is a query. A run loads the previous run's cache, re-reads the content folder and
+rebuilds only the pages whose sources, templates or partials changed; `--watch` keeps
+doing that on every save.
 
     python examples/site.py examples/site-content --out /tmp/site
     python examples/site.py examples/site-content --out /tmp/site --watch
 
-Templates know two things: `{{ name }}` inserts a variable (HTML-escaped, except fragments
-that are already HTML: a page's `content`, a listing's `body`, a page's `tag_links`), and
-a line `{% include "partials/nav.html" %}` inserts another template, whose includes are
-resolved in turn.
+Templates know two things: `{{ name }}` inserts a variable (HTML-escaped, except
+fragments that are already HTML: a page's `content`, a listing's `body`, a page's
+`tag_links`), and a line `{% include "partials/nav.html" %}` inserts another template,
+whose includes are resolved in turn.
 
-Needs the `examples` dependency group: markdown-it-py, and watchfiles for `--watch`, rich
-for the progress bar.
+Needs the `examples` dependency group: markdown-it-py, and watchfiles for `--watch`,
+rich for the progress bar.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ MD_LINK = re.compile(r"^(?![a-z][a-z0-9+.-]*:)([^#?]*)\.md(?=$|#)")
 
 
 class ContentError(Exception):
-    """A page or template that cannot be rendered, such as an unknown `{{ variable }}`."""
+    """A page or template that cannot be rendered: an unknown `{{ variable }}`, say."""
 
 
 # --8<-- [start:database]
@@ -82,19 +83,21 @@ class Site:
         # The outputs whose query body ran: picante runs a body only to recompute it.
         self.rebuilt: set[str] = set()
 
-    # The text of a page or template, by its path in the content folder: "pages/about.md".
+    # The text of a page or template, by its path in the content folder:
+    # "pages/about.md".
     @picante.input
     async def file(self, path: str) -> str:
         raise NotImplementedError
 
-    # Every page and template path, sorted: what the last scan of the content folder found.
+    # Every page and template path, sorted: what the last scan of the content folder
+    # found.
     @picante.input
     async def paths(self) -> tuple[str, ...]:
         raise NotImplementedError
 
     @picante.query
     async def pages(self) -> tuple[str, ...]:
-        """The pages among `paths()`: equal, so nothing reruns, when only templates come and go."""
+        """The pages among `paths()`: equal when only templates come and go."""
         return tuple(path for path in await self.paths() if path.startswith("pages/"))
 
     # --8<-- [end:database]
@@ -119,16 +122,18 @@ class Site:
     @picante.query
     async def summaries(self) -> tuple[Summary, ...]:
         """Every page's summary, in path order: the one thing listings depend on."""
-        return tuple(await asyncio.gather(*(self.summary(p) for p in await self.pages())))
+        paths = await self.pages()
+        return tuple(await asyncio.gather(*(self.summary(p) for p in paths)))
 
     @picante.query
     async def html(self, path: str) -> str:
-        """The page's Markdown as HTML, with links to `other.md` pointing at `other.html`."""
+        """The page's Markdown as HTML, with links to `other.md` made `other.html`."""
         tokens = MARKDOWN.parse((await self.parse(path)).body)
         for token in tokens:
             for child in token.children or ():
                 if child.type == "link_open":
-                    child.attrSet("href", MD_LINK.sub(r"\1.html", str(child.attrGet("href"))))
+                    href = str(child.attrGet("href"))
+                    child.attrSet("href", MD_LINK.sub(r"\1.html", href))
         return str(MARKDOWN.renderer.render(tokens, MARKDOWN.options, {}))
 
     # --8<-- [end:parse]
@@ -136,10 +141,11 @@ class Site:
     # --8<-- [start:render]
     @picante.query
     async def template(self, name: str) -> str:
-        """The template *name* with each `{% include "..." %}` line replaced by that template.
+        """The template *name*, each `{% include "..." %}` line replaced by that one.
 
-        Each include is a query of its own, so a partial is resolved once, shared by every
-        template that includes it, and editing it rebuilds exactly the pages that use it.
+        Each include is a query of its own, so a partial is resolved once, shared by
+        every template that includes it, and editing it rebuilds exactly the pages that
+        use it.
         """
         lines: list[str] = []
         for line in (await self.file(f"templates/{name}")).splitlines(keepends=True):
@@ -153,7 +159,9 @@ class Site:
         name = output_name(path)
         self.rebuilt.add(name)
         page = await self.parse(path)
-        layout, content = await asyncio.gather(self.template(page.template), self.html(path))
+        layout, content = await asyncio.gather(
+            self.template(page.template), self.html(path)
+        )
         root = root_of(name)
         return fill(
             layout,
@@ -166,16 +174,18 @@ class Site:
     # --8<-- [start:index]
     @picante.query
     async def tags(self) -> tuple[str, ...]:
-        return tuple(sorted({tag for summary in await self.summaries() for tag in summary.tags}))
+        summaries = await self.summaries()
+        return tuple(sorted({tag for summary in summaries for tag in summary.tags}))
 
     @picante.query
     async def tagged(self, tag: str) -> tuple[Summary, ...]:
         """The pages tagged *tag*.
 
-        Recomputed whenever a summary changes, but equal unless a page with this tag changed:
-        then, and only then, `tag_page(tag)` is rebuilt (early cutoff).
+        Recomputed whenever a summary changes, but equal unless a page with this tag
+        changed: then, and only then, `tag_page(tag)` is rebuilt (early cutoff).
         """
-        return tuple(summary for summary in await self.summaries() if tag in summary.tags)
+        summaries = await self.summaries()
+        return tuple(summary for summary in summaries if tag in summary.tags)
 
     @picante.query
     async def index(self) -> str:
@@ -228,7 +238,7 @@ def parse_list(value: str) -> tuple[str, ...]:
 
 
 def fill(template: str, *, text: Mapping[str, str], html: Mapping[str, str]) -> str:
-    """Replace each `{{ name }}`: *text* values HTML-escaped, *html* values as they are."""
+    """Replace each `{{ name }}`: *text* values HTML-escaped, *html* ones as is."""
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
@@ -252,12 +262,14 @@ def tag_output(tag: str) -> str:
 
 
 def root_of(name: str) -> str:
-    """The relative link from output *name* to the site's root: `../` per folder level."""
+    """The relative link from output *name* to the site's root: `../` per folder."""
     return "../" * name.count("/")
 
 
 def tag_links(tags: Iterable[str], root: str) -> str:
-    return " ".join(f'<a href="{root}{tag_output(tag)}">{escape(tag)}</a>' for tag in tags)
+    return " ".join(
+        f'<a href="{root}{tag_output(tag)}">{escape(tag)}</a>' for tag in tags
+    )
 
 
 def link_list(summaries: Iterable[Summary], root: str) -> str:
@@ -273,7 +285,10 @@ def link_list(summaries: Iterable[Summary], root: str) -> str:
 
 # --8<-- [start:scan]
 def is_source(path: str) -> bool:
-    """Is *path* (relative to the content folder) a page or a template? Hidden files are not."""
+    """Is *path* (relative to the content folder) a page or a template?
+
+    Hidden files are not.
+    """
     name = path.rpartition("/")[2]
     return not name.startswith(".") and (
         (path.startswith("pages/") and name.endswith(".md"))
@@ -283,16 +298,20 @@ def is_source(path: str) -> bool:
 
 def list_sources(content: Path) -> set[str]:
     """The pages and templates under *content*, as `/`-separated relative paths."""
-    paths = (path.relative_to(content).as_posix() for path in content.rglob("*") if path.is_file())
+    paths = (
+        path.relative_to(content).as_posix()
+        for path in content.rglob("*")
+        if path.is_file()
+    )
     return {path for path in paths if is_source(path)}
 
 
 def refresh(db: Site, content: Path, changed: Iterable[str] | None = None) -> None:
     """Bring the inputs up to date with *content*, in one revision.
 
-    Re-reads the *changed* sources (all of them when `None`) and every source that appeared
-    or vanished since `paths()` was set. Setting an input to an equal value is a no-op, so
-    re-reading an unchanged file invalidates nothing.
+    Re-reads the *changed* sources (all of them when `None`) and every source that
+    appeared or vanished since `paths()` was set. Setting an input to an equal value is
+    a no-op, so re-reading an unchanged file invalidates nothing.
     """
     present = list_sources(content)
     known = set(db.paths.get(default=()))
@@ -348,7 +367,7 @@ async def outputs(db: Site) -> dict[str, Callable[[], Awaitable[str]]]:
 async def build(
     db: Site, out: Path, previous: Iterable[str] = (), progress: Progress | None = None
 ) -> Report:
-    """Render every output concurrently and write those that differ from the files in *out*.
+    """Render every output concurrently; write those that differ from those in *out*.
 
     Deletes the outputs named in *previous* that the site no longer has.
     """
@@ -369,7 +388,9 @@ async def build(
                 progress.advance(bar)
         return write_if_changed(out / name, text)
 
-    written = await asyncio.gather(*(render(name, query) for name, query in jobs.items()))
+    written = await asyncio.gather(
+        *(render(name, query) for name, query in jobs.items())
+    )
     for name in set(previous) - jobs.keys():
         (out / name).unlink(missing_ok=True)
     return Report(
@@ -383,7 +404,7 @@ async def build(
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Write *text* to *path* unless it already holds exactly that; say whether it wrote."""
+    """Write *text* to *path* unless it already holds exactly that; say if it wrote."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -417,8 +438,8 @@ def print_errors(report: Report) -> None:
         print(f"error: {message} (in {few(names)})")
 
 
-def few(names: list[str], shown: int = 3) -> str:
-    """`a, b, c and 5 more`."""
+def few(names: list[str], shown: int = 2) -> str:
+    """`a, b and 6 more`."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
@@ -458,27 +479,32 @@ async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
 
 
 # --8<-- [start:watch]
-async def watch_and_rebuild(db: Site, content: Path, out: Path, cache: Path, last: Report) -> None:
+async def watch_and_rebuild(
+    db: Site, content: Path, out: Path, cache: Path, last: Report
+) -> None:
     """Rebuild after every change under *content*, until Ctrl-C."""
-    # watchfiles types `stop_event` with trio's Event too: unknown to pyright without trio.
+    # watchfiles types `stop_event` with trio's Event too: unknown to pyright without
+    # trio.
     from watchfiles import awatch  # pyright: ignore[reportUnknownVariableType]
 
-    # Ctrl-C sets an event the watcher checks, rather than cancelling the task: the rebuild
-    # in progress finishes and is saved, and nothing is left waiting on the watcher's thread.
+    # Ctrl-C sets an event the watcher checks, rather than cancelling the task: the
+    # rebuild in progress finishes and is saved, and nothing is left waiting on the
+    # watcher's thread.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         print(f"watching {content} (Ctrl-C to stop)")
         async for changes in awatch(content, stop_event=stop):
-            changed = {Path(path).relative_to(content).as_posix() for _, path in changes}
+            changed = {Path(p).relative_to(content).as_posix() for _, p in changes}
             revision = picante.revision(db)
             refresh(db, content, changed)
             if picante.revision(db) == revision:
                 continue  # no page or template changed
             last = await build(db, out, last.outputs)
-            # Drop what this rebuild did not need (a deleted page's memos, say) before the
-            # save, so that neither the process nor the cache keeps every file ever seen.
+            # Drop what this rebuild did not need (a deleted page's memos, say) before
+            # the save, so that neither the process nor the cache keeps every file ever
+            # seen.
             swept = picante.sweep(db)
             print(
                 f"rebuilt {describe(last)} in {ms(last.seconds)}, "
@@ -508,9 +534,15 @@ def describe(report: Report) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build a static site, incrementally.")
-    parser.add_argument("content", type=Path, help="the folder with pages/ and templates/")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the site")
-    parser.add_argument("--cache", type=Path, help="cache file (default: OUT/.picante-cache)")
+    parser.add_argument(
+        "content", type=Path, help="the folder with pages/ and templates/"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="where to write the site"
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="cache file (default: OUT/.picante-cache)"
+    )
     parser.add_argument("--watch", action="store_true", help="rebuild on every change")
     args = parser.parse_args(argv)
     content: Path = args.content.resolve()

@@ -30,7 +30,7 @@ VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 class TemplateError(Exception):
-    """A layout that cannot be filled in, such as one with an unknown `{{ variable }}`."""
+    """A layout that cannot be filled in: one with an unknown `{{ variable }}`, say."""
 
 
 # --8<-- [start:database]
@@ -83,7 +83,7 @@ async def live_reload(updates: AsyncIterator[str], shown: asyncio.Event) -> None
     while True:
         try:
             html = await anext(updates)
-        except StopAsyncIteration:  # closed: before `except Exception`, which includes it
+        except StopAsyncIteration:  # closed; must come before `except Exception`
             return
         except Exception as error:  # noqa: BLE001 - show it, and keep watching
             print(f"  error: {error}")
@@ -111,8 +111,9 @@ async def main() -> None:
     await edit("index.md", "Welcome.", "Welcome. Have a look around.", "a new sentence")
     await shown.wait()
 
-    # parse("index") recomputes to an equal Page, so page("index") is not even recomputed
-    # and the watcher prints nothing. Read the page here to have that done before going on.
+    # parse("index") recomputes to an equal Page, so page("index") is not even
+    # recomputed and the watcher prints nothing. Read the page here to have that done
+    # before going on.
     await edit("index.md", "around.\n", "around.  \n\n\n", "trailing whitespace")
     await db.page("index")
 

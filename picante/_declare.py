@@ -168,12 +168,16 @@ def input(  # noqa: A001
         durability: How rarely the input changes (`Durability.LOW` by default). Memos
             that read only inputs of durability ≥ D are revalidated in O(1) while no such
             input changed.
-        eq: Equality deciding whether a `set` is a no-op (default `a is b or a == b`);
-            `False`: every `set` is a change.
+        eq: A function `(old, new) -> bool` deciding whether a `set` is a no-op
+            (default `a is b or a == b`); `False`: every `set` is a change.
         persist: Whether this input is written to cache files. With `False` it is left
             out entirely (for values that cannot be saved, or should not be): after a
             load it is absent until the program sets it, and the memos that read it are
             stale (they re-execute on first use, and keep their old value to backdate).
+
+    Returns:
+        The `InputIngredient`, a class attribute that reads as a `BoundInput` on an
+        instance (`db.source`). Called with options only, a decorator that returns it.
 
     Examples:
         ```python
@@ -227,9 +231,10 @@ def query(
     Args:
         lru: Keep at most this many memoized values of this query (per database
             instance; `picante.set_lru` changes it at run time).
-        eq: Equality used for early cutoff (default `a is b or a == b`; an `==` that
-            raises or does not return a `bool` counts as "changed"). `False`: every
-            recompute is a change, for values without a usable `==` (`ast.Module`).
+        eq: A function `(old, new) -> bool` used for early cutoff (default
+            `a is b or a == b`; an `==` that raises or does not return a `bool` counts
+            as "changed"). `False`: every recompute is a change, for values without a
+            usable `==` (`ast.Module`).
         persist: Whether the values of this query's memos are written to cache files. With
             `False`, the memos are saved without values (keys, revisions and dependencies
             only, so the key types must still be convertible): after a load they run
@@ -242,6 +247,10 @@ def query(
             opens one without changing an input). Its readers re-check it, and an equal
             value recomputes nothing more. Like calling `picante.report_untracked_read()`
             in every evaluation.
+
+    Returns:
+        The `QueryIngredient`, a class attribute that reads as a `BoundQuery` on an
+        instance (`db.words`). Called with options only, a decorator that returns it.
 
     Examples:
         ```python

@@ -452,7 +452,9 @@ def watch(query: QueryHandle[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Wat
     that leave it equal (early cutoff included) yield nothing. See `Watch` for errors.
 
     Args:
-        query: A bound query handle, `db.page`.
+        query: A bound query handle, `db.page` (a `picante.BoundQuery`; typed as
+            `QueryHandle`, the protocol through which a checker takes the key
+            arguments from the query).
         args: The query's arguments, as the query takes them (keywords too).
         kwargs: The same.
 

@@ -97,6 +97,10 @@ async def gather(*aws: Awaitable[Any], return_exceptions: bool = False) -> Any:
     and the other children go on running; cancelling `gather` cancels the children still
     running. A child that fails at once (a missing input, an unhashable key) fails before
     any other child's, whatever their order.
+
+    Returns:
+        The results, in the order of *aws*. Type checkers see the type of each one, as
+        with `asyncio.gather`: `a, b = await picante.gather(db.words(p), db.total())`.
     """
     results: list[Any] = [None] * len(aws)
     pending: list[tuple[int, asyncio.Future[Any]]] = []

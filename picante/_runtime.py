@@ -837,6 +837,13 @@ def batch(db: object) -> Generator[None]:
 
     Raises:
         LimitExceededError: The changes would exceed `max_state_bytes`; none is applied.
+
+    Examples:
+        ```python
+        with picante.batch(db):  # one revision for both, or none if the block raises
+            db.source.remove("old.md")
+            db.source.set("new.md", text)
+        ```
     """
     view = view_of(db, "batch")
     batches = _BATCHES.get()

@@ -267,6 +267,13 @@ def trace(db: object) -> Generator[Trace]:
     While the block runs, each query handle of *db* counts its calls and cache hits (the
     hit path costs nothing outside a trace), and every commit and query execution is
     recorded with a timestamp. Reads made through snapshots of *db* are not counted.
+
+    Examples:
+        ```python
+        with picante.debug.trace(db) as trace:
+            await db.total()
+        print(trace)  # a table: calls, hits and runs per query
+        ```
     """
     expect_database(db, "debug.trace")
     view = view_of(db)
@@ -481,7 +488,9 @@ def explain(
 
     Args:
         db: The database.
-        query: The query, as a bound handle (`db.words`) or its name (`"words"`).
+        query: The query, as a bound handle (`db.words`, a `picante.BoundQuery`; typed
+            as `QueryHandle`, the protocol through which a checker takes the key
+            arguments from the query) or its name (`"words"`).
         args: The query's arguments, as the query takes them (keywords too).
         kwargs: The same.
 
