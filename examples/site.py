@@ -541,14 +541,17 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, required=True, help="where to write the site"
     )
     parser.add_argument(
-        "--cache", type=Path, help="cache file (default: OUT/.picante-cache)"
+        "--cache",
+        type=Path,
+        help="cache file (default: OUT.picante-cache, beside OUT, not in it)",
     )
     parser.add_argument("--watch", action="store_true", help="rebuild on every change")
     args = parser.parse_args(argv)
     content: Path = args.content.resolve()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    cache: Path = args.cache or out / ".picante-cache"
+    # Beside the output folder, not in it: what is deployed is the site, not the cache.
+    cache: Path = args.cache or out.with_name(f"{out.name}.picante-cache")
     try:
         report = asyncio.run(run(content, out, cache, watch=args.watch))
     except KeyboardInterrupt:

@@ -135,7 +135,9 @@ def test_site_rebuilds_only_what_changed(site: Site) -> None:
     assert (site.out / "index.html").is_file()
     assert (site.out / "tags" / "guide.html").is_file()
     assert (site.out / "guides" / "caching.html").is_file()
-    assert (site.out / ".picante-cache").is_file()
+    # The cache lives beside the output folder: nothing but the site is deployed.
+    assert site.out.with_name(f"{site.out.name}.picante-cache").is_file()
+    assert not any(path.name.endswith("picante-cache") for path in site.out.rglob("*"))
 
     second = site.build()
     assert any(line.startswith("loaded the cache ") for line in second)
