@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,32 @@ def test_no_snippet_includes() -> None:
     pages = [page for page in PAGES if page.name != "changelog.md"]
     includes = [page.name for page in pages if "--8<--" in page.read_text("utf-8")]
     assert includes == []
+
+
+# A `<!-- runs: prints the output below -->` line before a Python block says that the
+# block is a whole program, and that the `text` block after it is what it prints.
+RUNS = "<!-- runs: prints the output below -->"
+
+
+def programs() -> list[tuple[str, str, str]]:
+    """(page:line, program, expected output) of every block marked as a program."""
+    found: list[tuple[str, str, str]] = []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        blocks = {start: body for start, _, body in fenced_blocks(page)}
+        for number, line in enumerate(lines, start=1):
+            if line.strip() != RUNS:
+                continue
+            program = blocks[number + 1]
+            after = min(start for start in blocks if start > number + 1)
+            found.append((f"{name(page)}:{number}", "\n".join(program), "\n".join(blocks[after])))
+    return found
+
+
+@pytest.mark.parametrize(("where", "program", "output"), programs())
+def test_marked_programs_print_what_the_docs_say(where: str, program: str, output: str) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert ran.returncode == 0, (where, ran.stderr)
+    assert ran.stdout.rstrip("\n") == output, where
