@@ -199,8 +199,28 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class _ClosedAtExit:
+    """`async with stream:` gives the stream and closes it (`aclose()`) when the block ends."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
 @final
-class EventStream:
+class EventStream(_ClosedAtExit):
     """
     The async iterator `picante.events(db)` returns: one subscriber's events, in order.
 
@@ -248,17 +268,6 @@ class EventStream:
             self._channel.missed = 0
         self._channel.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     """
@@ -290,7 +299,7 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
 
 
 @final
-class RevisionStream:
+class RevisionStream(_ClosedAtExit):
     """
     The async iterator `picante.revisions(db)` returns: the latest revision, on change.
 
@@ -335,17 +344,6 @@ class RevisionStream:
         self._subscription.cancel()
         self._channel.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 def revisions(db: object) -> RevisionStream:
     """
@@ -360,7 +358,7 @@ def revisions(db: object) -> RevisionStream:
 
 
 @final
-class Watch(Generic[R]):
+class Watch(_ClosedAtExit, Generic[R]):
     """
     The async iterator `picante.watch(db.q, *key)` returns.
 
@@ -417,17 +415,6 @@ class Watch(Generic[R]):
     async def aclose(self) -> None:
         """Stop watching; the iteration ends."""
         await self._revisions.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 _NOTHING: Any = object()

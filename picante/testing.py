@@ -20,7 +20,7 @@ consistency helpers import it, when called.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 from ._errors import UsageError, fmt_key
 from ._runtime import batch, snapshot, view_of
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from ._runtime import Subscription, View
     from ._store import Revision
     from .debug import Executed
+
+    Keys: TypeAlias = SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
+    """The keys a machine reads or sets: a strategy of key tuples, or one fixed key."""
 
 
 __all__ = [
@@ -256,10 +259,8 @@ class _Subject:
 def consistency_machine(
     make_db: Callable[[], object],
     *,
-    inputs: Mapping[
-        str, tuple[SearchStrategy[tuple[Any, ...]] | tuple[Any, ...], SearchStrategy[Any]]
-    ],
-    queries: Mapping[str, SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]],
+    inputs: Mapping[str, tuple[Keys, SearchStrategy[Any]]],
+    queries: Mapping[str, Keys],
     snapshots: bool = True,
     timeout: float = 10.0,
 ) -> type[RuleBasedStateMachine]:
@@ -325,9 +326,7 @@ def consistency_machine(
         option = spec.ingredients[name].eq_option
         equalities[name] = option if callable(option) else None
 
-    def keys_of(
-        keys: SearchStrategy[tuple[Any, ...]] | tuple[Any, ...],
-    ) -> SearchStrategy[tuple[Any, ...]]:
+    def keys_of(keys: Keys) -> SearchStrategy[tuple[Any, ...]]:
         return st.just(keys) if isinstance(keys, tuple) else keys
 
     changes = st.one_of(
@@ -432,10 +431,8 @@ def consistency_machine(
 def check_consistency(
     make_db: Callable[[], object],
     *,
-    inputs: Mapping[
-        str, tuple[SearchStrategy[tuple[Any, ...]] | tuple[Any, ...], SearchStrategy[Any]]
-    ],
-    queries: Mapping[str, SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]],
+    inputs: Mapping[str, tuple[Keys, SearchStrategy[Any]]],
+    queries: Mapping[str, Keys],
     snapshots: bool = True,
     timeout: float = 10.0,
     settings: hypothesis.settings | None = None,
