@@ -36,7 +36,6 @@ __all__ = [
     "PicanteError",
     "UsageError",
     "describe",
-    "expect_database",
     "fmt_key",
     "not_a_database",
 ]
@@ -159,12 +158,6 @@ def not_a_database(function: str, obj: object) -> UsageError:
         f"got {describe(obj)}{hint}"
     )
     return UsageError(msg)
-
-
-def expect_database(db: object, function: str) -> None:
-    """Raise `not_a_database(function, db)` unless *db* is a database instance."""
-    if getattr(type(db), "__picante__", None) is None or not hasattr(db, "__dict__"):
-        raise not_a_database(function, db)
 
 
 class CacheError(PicanteError):

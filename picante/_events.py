@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, 
 
 import attrs
 
-from ._errors import UsageError, describe, expect_database
+from ._errors import UsageError, describe
 from ._runtime import view_of
 from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
 
@@ -294,8 +294,7 @@ def events(db: object, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
     if type(buffer) is not int or buffer < 1:
         msg = f"events(): buffer must be a positive int, got {buffer!r}"
         raise UsageError(msg)
-    expect_database(db, "events")
-    return EventStream(view_of(db), buffer)
+    return EventStream(view_of(db, "events"), buffer)
 
 
 @final
@@ -353,8 +352,7 @@ def revisions(db: object) -> RevisionStream:
     step yields the newest revision, newer than the one yielded before (or than the
     revision when `revisions(db)` was called).
     """
-    expect_database(db, "revisions")
-    return RevisionStream(view_of(db))
+    return RevisionStream(view_of(db, "revisions"))
 
 
 @final

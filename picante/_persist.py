@@ -54,7 +54,7 @@ import attrs
 import orjson
 
 from ._codecs import Codec, Mismatch, codecs_of, database_name, legacy_names
-from ._errors import CacheError, LimitExceededError, UsageError, expect_database, fmt_key
+from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
     FORMAT_VERSION,
     HEADER,
@@ -410,8 +410,7 @@ async def save(
         asyncio.CancelledError: The save was cancelled; the previous file and log are
             intact (or, cancelled once complete, the save stands).
     """
-    expect_database(db, "save")
-    view = view_of(db)
+    view = view_of(db, "save")
     if view.parent is not None:
         msg = "save() needs a database, not a snapshot: save the database it was taken of"
         raise UsageError(msg)
@@ -1047,8 +1046,7 @@ async def load(
     if on_corrupt not in ("error", "ignore", "delete"):
         msg = f"load(): on_corrupt must be 'error', 'ignore' or 'delete', got {on_corrupt!r}"
         raise UsageError(msg)
-    expect_database(db, "load")
-    view = view_of(db)
+    view = view_of(db, "load")
     _check_idle(view)
     target = Path(path)
     codecs = codecs_of(type(db))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._errors import UsageError, expect_database
+from ._errors import UsageError
 from ._runtime import knows, view_of
 from ._store import ABSENT, NEVER, InputCell, QueryCell, deps_of, discard_dependent
 
@@ -55,11 +55,10 @@ def sweep(db: object, *, unused_for: int = 1) -> int:
         UsageError: *db* is not a database; *unused_for* is not a positive int; or a
             query of *db* is running.
     """
-    expect_database(db, "sweep")
+    view = view_of(db, "sweep")
     if type(unused_for) is not int or unused_for < 1:
         msg = f"sweep(): unused_for must be a positive int, got {unused_for!r}"
         raise UsageError(msg)
-    view = view_of(db)
     with view.lock:
         view.sync.prune(view, force=True)
         _check_idle(view)

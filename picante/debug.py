@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, final, overload
 
 import attrs
 
-from ._errors import UsageError, expect_database, fmt_key
+from ._errors import UsageError, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
 from ._runtime import view_of
@@ -135,8 +135,7 @@ def dependency_graph(db: object) -> DependencyGraph:
 
     A memo's edges are the reads of its last execution (or of the memo it adopted).
     """
-    expect_database(db, "debug.dependency_graph")
-    view = view_of(db)
+    view = view_of(db, "debug.dependency_graph")
     nodes: dict[Node, None] = {}
     edges: list[tuple[Node, Node]] = []
     with view.lock:
@@ -275,8 +274,7 @@ def trace(db: object) -> Generator[Trace]:
         print(trace)  # a table: calls, hits and runs per query
         ```
     """
-    expect_database(db, "debug.trace")
-    view = view_of(db)
+    view = view_of(db, "debug.trace")
     recording = Trace()
     spec: Any = type(db).__dict__["__picante__"]
     originals: dict[str, object] = {}
@@ -372,8 +370,7 @@ def stats(db: object, *, sizes: bool = False) -> Stats:
     Without *sizes* it takes time proportional to the number of records; with, to the
     size of every key and value, which for values such as syntax trees can be seconds.
     """
-    expect_database(db, "debug.stats")
-    view = view_of(db)
+    view = view_of(db, "debug.stats")
     per_query: dict[str, list[int]] = {}
     inputs = edges = 0
     size = 0
@@ -497,8 +494,7 @@ def explain(
     Raises:
         UsageError: *query* is not a query of *db*.
     """
-    expect_database(db, "debug.explain")
-    view = view_of(db)
+    view = view_of(db, "debug.explain")
     name = query if isinstance(query, str) else getattr(query, "__name__", "")
     spec: Any = type(db).__dict__["__picante__"]
     ingredient = spec.ingredients.get(name)
@@ -587,8 +583,7 @@ async def verify(db: object) -> Verification:
     A value that cannot be compared is not a mismatch: it goes to `not_comparable`, with
     the reason (`eq=False`; an `==` or `eq` that raises, or does not return a `bool`).
     """
-    expect_database(db, "debug.verify")
-    view = view_of(db)
+    view = view_of(db, "debug.verify")
     report = Verification()
     revision = view.revision
     cells = [
