@@ -7,9 +7,10 @@ reads back exactly) and its two fingerprints:
 
 * the *schema* fingerprint: the annotated key and value types, attrs classes and
   dataclasses described field by field, recursively;
-* the *code* fingerprint (queries only): the function's instructions with their resolved
-  arguments, nested code included, plus `version=`; line numbers and docstrings do not
-  count.
+* the *code* fingerprint (queries only, `_fingerprints`): the function's instructions
+  with their resolved arguments, nested code included, plus `version=`, plus the
+  functions, classes and constants of your own code that it refers to, recursively; line
+  numbers and docstrings do not count.
 
 Invariants: a dumper never returns what its loader would not read back identically (same
 value, same types at every level; it raises `Mismatch` instead), a loader never returns a
@@ -21,7 +22,6 @@ Nothing here knows the file format or touches a database.
 from __future__ import annotations
 
 import dataclasses
-import dis
 import hashlib
 import math
 import reprlib
@@ -30,16 +30,13 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 import attrs
 import orjson
 
 from ._errors import CacheError
-
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from ._fingerprints import Fingerprinter, code_fingerprint
 
 
 __all__ = [
@@ -97,33 +94,6 @@ def describe_type(tp: Any, seen: frozenset[int] = frozenset()) -> str:
             return f"{name}({fields})"
         return name
     return repr(tp)
-
-
-def _code_parts(code: types.CodeType) -> Iterable[object]:
-    """
-    The parts of *code* that decide behaviour: each instruction with its resolved argument.
-
-    Constants are hashed by value, not by their index in `co_consts`, so a docstring (a
-    constant no instruction loads, which shifts the others) and line numbers do not count.
-    """
-    for instruction in dis.get_instructions(code):
-        yield instruction.opname
-        argument = instruction.argval
-        if isinstance(argument, types.CodeType):
-            yield "<code>"
-            yield from _code_parts(argument)
-        else:
-            yield repr(argument)
-
-
-def code_fingerprint(fn: Any, version: str | int | None) -> str:
-    """Fingerprint a query's function: bytecode, constants, names, nested code, `version`."""
-    hasher = hashlib.blake2b(digest_size=8)
-    hasher.update(repr(version).encode())
-    for part in _code_parts(fn.__code__):
-        hasher.update(str(part).encode())
-        hasher.update(b"\x00")
-    return hasher.hexdigest()
 
 
 def _schema_fingerprint(key_types: tuple[Any, ...], value_type: Any) -> str:
@@ -456,6 +426,8 @@ def codecs_of(cls: type) -> dict[str, Codec]:
 
         converter = make_converter()
     codecs: dict[str, Codec] = {}
+    # One walk of the code for every query: helpers they share are disassembled once.
+    fingerprinter = Fingerprinter(cls)
     for name, ingredient in spec.ingredients.items():
         where = f"{cls.__qualname__}.{name}"
         if ingredient.kind == "input" and not ingredient.persist:
@@ -479,7 +451,7 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             msg = f"{where}: cannot persist its types: {error}"
             raise CacheError(msg) from error
         code = (
-            code_fingerprint(ingredient.fn, ingredient.version)
+            fingerprinter.fingerprint(ingredient.fn, ingredient.version)
             if ingredient.kind == "query"
             else None
         )
