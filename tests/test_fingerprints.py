@@ -1,5 +1,5 @@
 """
-Code fingerprints that follow helpers.
+Code fingerprints that follow helpers, the default salt, canonical bytes and digests.
 
 Helpers are tested by building the same module twice from source (`module_from`), once
 per version of a helper, each into a fresh module object registered in `sys.modules`:
@@ -13,19 +13,33 @@ import dis
 import hashlib
 import itertools
 import json
+import math
 import subprocess
 import sys
 import textwrap
 import types
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
 import pytest
+from cattrs.preconf.orjson import make_converter
+from hypothesis import given, strategies as st
 
 import picante
-from picante._codecs import code_fingerprint, codecs_of
+from picante import InternId
+from picante._codecs import (
+    VALUE_DIGEST_PREFIX,
+    canonical_bytes,
+    canonical_key_bytes,
+    code_fingerprint,
+    codecs_of,
+    default_salt,
+    record_key,
+    value_digest,
+)
 from picante._fingerprints import MAX_DEPTH, Fingerprinter, own_file
 from picante._persist import load_plan
 
@@ -581,3 +595,258 @@ def test_fingerprints_are_computed_once_per_class() -> None:
     first = codecs_of(Subjects)
     assert codecs_of(Subjects) is first
     assert first["everything"].code != first["plain"].code
+
+
+# -- the default salt ------------------------------------------------------------------------
+
+
+def test_default_salt_names_python_and_the_libraries() -> None:
+    """Python's implementation and minor version, and the versions of the four libraries."""
+    expected = "; ".join(
+        [
+            f"{sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}",
+            *(f"{name} {version(name)}" for name in ("picante", "attrs", "cattrs", "orjson")),
+        ]
+    )
+    assert default_salt() == expected
+
+
+# -- canonical bytes and digests ----------------------------------------------------------------
+
+
+@attrs.frozen
+class Tagged:
+    name: str
+    tags: frozenset[str]
+
+
+@picante.database
+class Values:
+    labels = picante.interned(str)
+
+    @picante.query
+    async def words(self, key: frozenset[str]) -> frozenset[str]:
+        raise NotImplementedError
+
+    @picante.query
+    async def tagged(self, key: str) -> Tagged:
+        raise NotImplementedError
+
+    @picante.query
+    async def counts(self, key: str) -> dict[str, set[int]]:
+        raise NotImplementedError
+
+    @picante.query
+    async def numbers(self, key: int) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    @picante.query
+    async def anything(self, key: str) -> Any:
+        raise NotImplementedError
+
+    @picante.query(persist=False)
+    async def opaque(self, key: str) -> str:
+        raise NotImplementedError
+
+    @picante.query
+    async def label(self, key: InternId) -> str:
+        raise NotImplementedError
+
+    @picante.query
+    async def label_id(self, key: str) -> InternId:
+        raise NotImplementedError
+
+
+ENCODE = """
+import attrs
+import orjson
+import picante
+from picante._codecs import canonical_bytes, codecs_of
+
+@attrs.frozen
+class Tagged:
+    name: str
+    tags: frozenset[str]
+
+@picante.database
+class Values:
+    @picante.query
+    async def tagged(self, key: str) -> Tagged:
+        raise NotImplementedError
+
+codec = codecs_of(Values)["tagged"]
+value = Tagged("x", frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}))
+print(orjson.dumps(codec.dump_value(value)).decode())
+print(canonical_bytes(codec, value).decode())
+"""
+
+
+def test_set_bytes_depend_on_the_hash_seed_and_canonical_bytes_do_not() -> None:
+    """The cache file writes a set in hash order; canonical bytes are the same everywhere."""
+    runs = [run_python(ENCODE, seed).splitlines() for seed in ("1", "2", "3")]
+    assert len({file_bytes for file_bytes, _ in runs}) > 1  # the cache file's encoding
+    assert {canonical for _, canonical in runs} == {
+        '{"name":"x","tags":["alpha","beta","delta","epsilon","gamma","zeta"]}'
+    }
+
+
+@given(st.lists(st.text(), unique=True))
+def test_canonical_bytes_of_a_set_ignore_the_order_it_was_built_in(items: list[str]) -> None:
+    """A set built forwards or backwards: the same bytes, sorted."""
+    codec = codecs_of(Values)["words"]
+    forwards = frozenset(items)
+    backwards = frozenset(reversed(items))
+    encoded = canonical_bytes(codec, forwards)
+    assert encoded is not None
+    assert encoded == canonical_bytes(codec, backwards)
+    assert orjson.loads(encoded) == sorted(items, key=orjson.dumps)
+    assert canonical_key_bytes(codec, (forwards,)) == canonical_key_bytes(codec, (backwards,))
+
+
+@given(st.dictionaries(st.text(), st.sets(st.integers(-(2**63), 2**63 - 1)), min_size=2))
+def test_canonical_bytes_sort_dict_keys(entries: dict[str, set[int]]) -> None:
+    """Two equal dicts built in other orders: the same canonical bytes (not the file's)."""
+    codec = codecs_of(Values)["counts"]
+    backwards = dict(reversed(entries.items()))
+    assert canonical_bytes(codec, entries) == canonical_bytes(codec, backwards)
+    assert orjson.dumps(codec.dump_value(entries)) != orjson.dumps(codec.dump_value(backwards))
+
+
+values_of_tagged = st.builds(Tagged, st.text(max_size=5), st.frozensets(st.text(max_size=3)))
+
+
+@given(values_of_tagged, values_of_tagged)
+def test_digests_differ_when_values_differ(one: Tagged, two: Tagged) -> None:
+    """Equal values, equal digests; different values, different digests."""
+    codec = codecs_of(Values)["tagged"]
+    assert (value_digest(codec, one) == value_digest(codec, two)) == (one == two)
+
+
+def test_value_digest_is_sha256_of_prefix_and_canonical_bytes() -> None:
+    """32 bytes: SHA-256 over a domain prefix and the canonical bytes."""
+    codec = codecs_of(Values)["numbers"]
+    encoded = canonical_bytes(codec, (1.5, -0.0))
+    assert encoded == b"[1.5,-0.0]"
+    expected = hashlib.sha256(b"picante value digest 1\x00" + encoded).digest()
+    assert value_digest(codec, (1.5, -0.0)) == expected
+    assert VALUE_DIGEST_PREFIX == b"picante value digest 1\x00"
+    assert value_digest(codec, (1.5, 0.0)) != expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("numbers", (math.nan,), id="nan"),
+        pytest.param("numbers", (math.inf,), id="infinity"),
+        pytest.param("numbers", (1,), id="not-the-annotated-type"),
+        pytest.param("anything", {1, 2}, id="would-not-load-back"),
+        pytest.param("tagged", Tagged("x", frozenset({1})), id="wrong-member-type"),
+        pytest.param("opaque", "text", id="persist-false"),
+        pytest.param("label_id", 3, id="intern-id-value"),
+    ],
+)
+def test_values_that_are_not_shareable_have_no_bytes(name: str, value: object) -> None:
+    """What the cache file would refuse, `persist=False`, interned ids: `None`."""
+    codec = codecs_of(Values)[name]
+    assert canonical_bytes(codec, value) is None
+    assert value_digest(codec, value) is None
+
+
+def test_keys_that_are_not_shareable_have_no_bytes() -> None:
+    """A key of interned ids is process-local: `None`; a `persist=False` query's key is not."""
+    codecs = codecs_of(Values)
+    assert canonical_key_bytes(codecs["label"], (InternId(1),)) is None
+    assert canonical_key_bytes(codecs["opaque"], ("k",)) == b'["k"]'
+    assert canonical_key_bytes(codecs["numbers"], ("one",)) is None
+
+
+def test_canonical_bytes_use_the_databases_converter() -> None:
+    """A converter of your own (its hooks) encodes canonical bytes too, sets still sorted."""
+    converter = make_converter()
+    converter.register_unstructure_hook(complex, lambda z: [z.real, z.imag])
+    converter.register_structure_hook(complex, lambda raw, _: complex(*raw))
+
+    @picante.database(converter=converter)
+    class Waves:
+        @picante.query
+        async def roots(self, n: int) -> frozenset[complex]:
+            raise NotImplementedError
+
+    codec = codecs_of(Waves)["roots"]
+    assert canonical_bytes(codec, frozenset({2j, 1 + 0j})) == b"[[0.0,2.0],[1.0,0.0]]"
+
+
+async def test_nothing_canonical_is_built_unless_asked(tmp_path: Path) -> None:
+    """Saving and loading never build the canonical converter or dumpers (not on any path)."""
+
+    @picante.database
+    class Lazy:
+        @picante.input
+        async def word(self, key: str) -> frozenset[str]:
+            raise NotImplementedError
+
+        @picante.query
+        async def size(self, key: str) -> int:
+            return len(await self.word(key))
+
+    db = Lazy()
+    db.word.set("k", frozenset({"a"}))
+    assert await db.size("k") == 1
+    await picante.save(db, tmp_path / "lazy.cache")
+    assert await picante.load(Lazy(), tmp_path / "lazy.cache")
+    codecs = codecs_of(Lazy)
+    assert all(codec.canonical_dumps is None for codec in codecs.values())
+    assert codecs["size"].canonical is not None
+    assert codecs["size"].canonical.converter is None
+
+
+# -- record keys ------------------------------------------------------------------------------
+
+
+FIELDS = ("format", "salt", "database", "query", "schema", "code", "key")
+
+
+def key_of(fields: tuple[Any, ...]) -> bytes:
+    return record_key(**dict(zip(FIELDS, fields, strict=True)))
+
+
+def test_record_key_is_16_bytes_of_length_prefixed_fields() -> None:
+    """BLAKE2b-128 over a prefix and each field's length and bytes."""
+    fields = (1, "salt", "app.Blog", "page", "abcd", "ef01", b'["a"]')
+    hasher = hashlib.blake2b(b"picante record key 1\x00", digest_size=16)
+    for field in ("1", "salt", "app.Blog", "page", "abcd", "ef01", b'["a"]'):
+        data = field.encode() if isinstance(field, str) else field
+        hasher.update(len(data).to_bytes(8, "big") + data)
+    assert key_of(fields) == hasher.digest()
+    assert len(key_of(fields)) == 16
+
+
+def test_record_key_fields_do_not_run_into_each_other() -> None:
+    """Moving bytes from one field to the next gives another key."""
+    base = (1, "s", "ab", "c", "x", "y", b"k")
+    shifted = (1, "s", "a", "bc", "x", "y", b"k")
+    assert key_of(base) != key_of(shifted)
+    assert key_of((1, "", "", "", "", "", b"")) != key_of((1, "", "", "", "", "", b"\x00"))
+
+
+text_or_bytes = st.one_of(st.text(max_size=4), st.binary(max_size=4))
+field_tuples = st.tuples(
+    st.integers(0, 3),
+    text_or_bytes,
+    st.text(max_size=4),
+    st.text(max_size=4),
+    st.text(max_size=4),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+)
+
+
+@given(field_tuples, field_tuples)
+def test_record_keys_differ_when_fields_differ(one: tuple[Any, ...], two: tuple[Any, ...]) -> None:
+    """Two tuples of fields collide only if they are the same (salt as text or UTF-8)."""
+
+    def normal(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+        salt = fields[1]
+        return (fields[0], salt.encode() if isinstance(salt, str) else salt, *fields[2:])
+
+    assert (key_of(one) == key_of(two)) == (normal(one) == normal(two))
