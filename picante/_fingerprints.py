@@ -344,6 +344,17 @@ class Fingerprinter:
 
     def _emit(self, obj: object, label: str, context: bool, depth: int, walk: _Walk) -> None:
         out = walk.out
+        mark = len(out)
+        try:
+            self._follow(obj, label, context, depth, walk)
+        except Exception as error:  # noqa: BLE001 - an object unlike any expected
+            # A fingerprint never makes `save` or `load` fail: what could not be read
+            # counts by its type and the error's.
+            del out[mark:]
+            out.append(f"{label}=<unreadable {_qualified(type(obj))}: {type(error).__name__}>")
+
+    def _follow(self, obj: object, label: str, context: bool, depth: int, walk: _Walk) -> None:
+        out = walk.out
         leaf = self._leaf(obj)
         if leaf is not None:
             out.append(f"{label}={leaf}")

@@ -452,6 +452,22 @@ def test_walk_is_bounded_in_depth(fresh: Any) -> None:
     )
 
 
+def test_an_unreadable_reference_never_fails_a_fingerprint(
+    fresh: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object the walk cannot read counts by type and error; the rest still counts."""
+    source = "class Box:\n    pass\n\ndef render(x):\n    return {body}\n\n"
+    source += "def query(x):\n    return Box, render(x)\n"
+
+    def broken(self: Fingerprinter, cls: type) -> None:
+        raise RuntimeError(cls)
+
+    monkeypatch.setattr(Fingerprinter, "_class_node", broken)
+    one = fingerprint_of(fresh(source.format(body="x")))
+    assert one == fingerprint_of(fresh(source.format(body="x")))
+    assert one != fingerprint_of(fresh(source.format(body="-x")))
+
+
 def test_frozenset_constants_in_code_do_not_depend_on_the_hash_seed() -> None:
     """`x in {...}` compiles to a frozenset constant, written sorted: same in every process."""
     script = textwrap.dedent(
