@@ -7,9 +7,15 @@ reads back exactly) and its two fingerprints:
 
 * the *schema* fingerprint: the annotated key and value types, attrs classes and
   dataclasses described field by field, recursively;
-* the *code* fingerprint (queries only): the function's instructions with their resolved
-  arguments, nested code included, plus `version=`; line numbers and docstrings do not
-  count.
+* the *code* fingerprint (queries only, `_fingerprints`): the function's instructions
+  with their resolved arguments, nested code included, plus `version=`, plus the
+  functions, classes and constants of your own code that it refers to, recursively; line
+  numbers and docstrings do not count.
+
+For the shared cache (issue 17), the canonical bytes of a key or value (`canonical_bytes`,
+`canonical_key_bytes`: the same converter, with sets sorted and dict keys sorted), their
+digest (`value_digest`), a record's key (`record_key`) and the default salt
+(`default_salt`); all computed only when asked, never on a query's path.
 
 Invariants: a dumper never returns what its loader would not read back identically (same
 value, same types at every level; it raises `Mismatch` instead), a loader never returns a
@@ -21,34 +27,36 @@ Nothing here knows the file format or touches a database.
 from __future__ import annotations
 
 import dataclasses
-import dis
+import functools
 import hashlib
 import math
 import reprlib
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, MutableSet, Set as AbstractSet
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 import attrs
 import orjson
 
 from ._errors import CacheError
-
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from ._fingerprints import Fingerprinter, code_fingerprint
 
 
 __all__ = [
     "Codec",
     "Mismatch",
+    "canonical_bytes",
+    "canonical_key_bytes",
     "code_fingerprint",
     "codecs_of",
     "database_name",
+    "default_salt",
     "describe_type",
+    "record_key",
+    "value_digest",
 ]
 
 _NATIVE: Final = frozenset({str, int, float, bool, type(None)})
@@ -99,33 +107,6 @@ def describe_type(tp: Any, seen: frozenset[int] = frozenset()) -> str:
     return repr(tp)
 
 
-def _code_parts(code: types.CodeType) -> Iterable[object]:
-    """
-    The parts of *code* that decide behaviour: each instruction with its resolved argument.
-
-    Constants are hashed by value, not by their index in `co_consts`, so a docstring (a
-    constant no instruction loads, which shifts the others) and line numbers do not count.
-    """
-    for instruction in dis.get_instructions(code):
-        yield instruction.opname
-        argument = instruction.argval
-        if isinstance(argument, types.CodeType):
-            yield "<code>"
-            yield from _code_parts(argument)
-        else:
-            yield repr(argument)
-
-
-def code_fingerprint(fn: Any, version: str | int | None) -> str:
-    """Fingerprint a query's function: bytecode, constants, names, nested code, `version`."""
-    hasher = hashlib.blake2b(digest_size=8)
-    hasher.update(repr(version).encode())
-    for part in _code_parts(fn.__code__):
-        hasher.update(str(part).encode())
-        hasher.update(b"\x00")
-    return hasher.hexdigest()
-
-
 def _schema_fingerprint(key_types: tuple[Any, ...], value_type: Any) -> str:
     text = "(" + ", ".join(describe_type(t) for t in key_types) + ") -> "
     text += describe_type(value_type)
@@ -133,6 +114,12 @@ def _schema_fingerprint(key_types: tuple[Any, ...], value_type: Any) -> str:
 
 
 # -- codecs ---------------------------------------------------------------------------------
+
+
+_Dump = Callable[[object], object]
+_KeyDump = Callable[[tuple[object, ...]], object]
+_Load = Callable[[Any], object]
+_Check = Callable[[object], bool]
 
 
 @attrs.define(slots=True, eq=False)
@@ -154,11 +141,15 @@ class Codec:
     """The type of a one-part key that JSON holds as it is (not `float`): no dumping."""
     exact_value: type | None = None
     """The type of a value that JSON holds as it is (not `float`): no dumping."""
-
-
-_Dump = Callable[[object], object]
-_Load = Callable[[Any], object]
-_Check = Callable[[object], bool]
+    key_types: tuple[Any, ...] = ()
+    value_type: Any = None
+    """The annotated value type, or `_NOT_PERSISTED` for a query with `persist=False`."""
+    canonical: _Canonical | None = None
+    """The class's canonical converter (shared by its codecs), for `canonical_bytes`."""
+    canonical_dumps: tuple[_KeyDump | None, _Dump | None] | None = attrs.field(
+        default=None, init=False
+    )
+    """The canonical key and value dumpers, built on first use (`None`: not shareable)."""
 
 
 class Mismatch(TypeError):  # noqa: N818 - internal signal, turned into CacheError
@@ -456,6 +447,9 @@ def codecs_of(cls: type) -> dict[str, Codec]:
 
         converter = make_converter()
     codecs: dict[str, Codec] = {}
+    canonical = _Canonical(converter)
+    # One walk of the code for every query: helpers they share are disassembled once.
+    fingerprinter = Fingerprinter(cls)
     for name, ingredient in spec.ingredients.items():
         where = f"{cls.__qualname__}.{name}"
         if ingredient.kind == "input" and not ingredient.persist:
@@ -479,7 +473,7 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             msg = f"{where}: cannot persist its types: {error}"
             raise CacheError(msg) from error
         code = (
-            code_fingerprint(ingredient.fn, ingredient.version)
+            fingerprinter.fingerprint(ingredient.fn, ingredient.version)
             if ingredient.kind == "query"
             else None
         )
@@ -496,6 +490,9 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             load_value,
             _exact(key_types[0]) if len(key_types) == 1 else None,
             _exact(value_type),
+            key_types,
+            value_type,
+            canonical,
         )
     spec.codecs = codecs
     return codecs
@@ -504,6 +501,188 @@ def codecs_of(cls: type) -> dict[str, Codec]:
 def _exact(tp: Any) -> type | None:
     """*tp* if a value of exactly that type is saved as it is, else `None` (see `Codec`)."""
     return cast("type", tp) if tp in _NATIVE and tp is not float else None
+
+
+# -- canonical bytes and digests, for the shared cache ---------------------------------------
+
+VALUE_DIGEST_PREFIX: Final = b"picante value digest 1\x00"
+"""What `value_digest` hashes first: no other hash of picante's starts the same way."""
+RECORD_KEY_PREFIX: Final = b"picante record key 1\x00"
+_SETS: Final = frozenset({set, frozenset, AbstractSet, MutableSet})
+_SORTED: Final = orjson.OPT_SORT_KEYS
+
+
+@attrs.define(slots=True, eq=False)
+class _Canonical:
+    """A class's converter for canonical bytes: its own one, copied, with sets sorted."""
+
+    base: Any
+    converter: Any = None
+
+    def get(self) -> Any:
+        if self.converter is None:
+            self.converter = _canonical_converter(self.base)
+        return self.converter
+
+
+def _canonical_converter(base: Any) -> Any:
+    """
+    A copy of converter *base* (its hooks kept) that writes every set as a sorted list.
+
+    cattrs writes a set in iteration order, which for strings depends on `PYTHONHASHSEED`:
+    two processes would encode one set two ways. Here the members are sorted by their own
+    canonical bytes; a set's order is arbitrary anyway, so nothing observable is lost.
+    """
+    converter = base.copy()
+
+    def is_set(tp: Any) -> bool:
+        return (typing.get_origin(tp) or tp) in _SETS
+
+    def sorted_set(tp: Any) -> Callable[[Any], list[object]]:
+        args = typing.get_args(tp)
+        member: Callable[[Any], object] = (
+            converter.get_unstructure_hook(args[0]) if args else converter.unstructure
+        )
+
+        def unstructure(value: Any) -> list[object]:
+            members = [member(item) for item in value]
+            members.sort(key=lambda raw: orjson.dumps(raw, option=_SORTED))
+            return members
+
+        return unstructure
+
+    converter.register_unstructure_hook_factory(is_set, sorted_set)
+    return converter
+
+
+def _canonical_dumps(codec: Codec) -> tuple[_KeyDump | None, _Dump | None]:
+    """*codec*'s canonical key and value dumpers, built once; `None` for what is not shared."""
+    if codec.canonical_dumps is not None:
+        return codec.canonical_dumps
+    dump_key: _KeyDump | None = None
+    dump_value: _Dump | None = None
+    converter: Any = None
+    if codec.canonical is not None:
+        try:
+            converter = codec.canonical.get()
+        except Exception:  # noqa: BLE001 - a converter that cannot be copied: nothing shared
+            converter = None
+    if converter is not None:
+        # Interned ids are numbers of this process's tables: never the same elsewhere.
+        if not _mentions_intern_id(codec.key_types):
+            try:
+                dump_key = _key_codec(converter, codec.key_types)[0]
+            except Exception:  # noqa: BLE001 - a type the converter cannot handle: not shared
+                dump_key = None
+        persisted = codec.value_type is not _NOT_PERSISTED
+        if persisted and not _mentions_intern_id((codec.value_type,)):
+            try:
+                dump_value = _value_codec(converter, codec.value_type)[0]
+            except Exception:  # noqa: BLE001 - same
+                dump_value = None
+    codec.canonical_dumps = (dump_key, dump_value)
+    return codec.canonical_dumps
+
+
+def _mentions_intern_id(types_: tuple[Any, ...]) -> bool:
+    return any("NewType(InternId, " in describe_type(tp) for tp in types_)
+
+
+def canonical_bytes(codec: Codec, value: object) -> bytes | None:
+    """
+    The canonical bytes of *value*, a value of *codec*'s ingredient; `None` if not shareable.
+
+    The same cattrs converter and checks as the cache file (a value that would not load
+    back identically is refused), then orjson with every set sorted and every dict's keys
+    sorted: equal values give equal bytes in any process, whatever its `PYTHONHASHSEED`
+    or the order a dict or set was built in (picante compares values with `==`, which
+    ignores both). `None` for a query with `persist=False`, a type that mentions
+    `picante.InternId`, and a value the cache file would refuse (a float that is nan or
+    infinite, a type the converter cannot handle): such values are never shared.
+    """
+    dump = _canonical_dumps(codec)[1]
+    if dump is None:
+        return None
+    try:
+        return orjson.dumps(dump(value), option=_SORTED)
+    except Exception:  # noqa: BLE001 - Mismatch, orjson's or a hook's error: not shareable
+        return None
+
+
+def canonical_key_bytes(codec: Codec, key: tuple[object, ...]) -> bytes | None:
+    """The canonical bytes of *key* (a tuple of *codec*'s key types): as `canonical_bytes`."""
+    dump = _canonical_dumps(codec)[0]
+    if dump is None:
+        return None
+    try:
+        return orjson.dumps(dump(key), option=_SORTED)
+    except Exception:  # noqa: BLE001 - same as `canonical_bytes`
+        return None
+
+
+def value_digest(codec: Codec, value: object) -> bytes | None:
+    """
+    The SHA-256 digest (32 bytes) of `VALUE_DIGEST_PREFIX` and *value*'s canonical bytes.
+
+    `None` where `canonical_bytes` is `None`. Equal values have equal digests in any
+    process; values of different ingredients may too (compare digests of one ingredient).
+    """
+    encoded = canonical_bytes(codec, value)
+    if encoded is None:
+        return None
+    return hashlib.sha256(VALUE_DIGEST_PREFIX + encoded).digest()
+
+
+def record_key(
+    *,
+    format: int | str,  # noqa: A002 - the field's name in SHARED-CACHE.md
+    salt: str | bytes,
+    database: str,
+    query: str,
+    schema: str,
+    code: str,
+    key: bytes,
+) -> bytes:
+    """
+    The key of a query's record in a shared cache: 16 bytes of BLAKE2b.
+
+    The fields are keyword-only: several are strings, and a swap would go unnoticed.
+
+    It hashes `RECORD_KEY_PREFIX`, then each field as its length (8 bytes, big-endian)
+    and its bytes (strings as UTF-8, *format* as its text), so no two tuples of fields
+    give the same input. *key* is `canonical_key_bytes` of the record's key; *schema*
+    and *code* are the ingredient's fingerprints (`Codec.schema`, `Codec.code`).
+    """
+    hasher = hashlib.blake2b(RECORD_KEY_PREFIX, digest_size=16)
+    fields: list[str | bytes] = [str(format), salt, database, query, schema, code, key]
+    for field in fields:
+        data = field.encode() if isinstance(field, str) else field
+        hasher.update(len(data).to_bytes(8, "big"))
+        hasher.update(data)
+    return hasher.digest()
+
+
+@functools.cache
+def default_salt() -> str:
+    """
+    The default salt of a shared cache: the Python and the libraries values depend on.
+
+    `"cpython 3.11; picante 0.1.0; attrs 25.1.0; cattrs 24.1.2; orjson 3.10.15"`: the
+    implementation and minor version of Python (bytecode, and so code fingerprints, and
+    the standard library's behaviour), and the versions of picante (its formats) and of
+    the three libraries that encode values. A record written under another salt is never
+    read. Cache files do not use it: see the persistence guide.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"{sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}"]
+    for distribution in ("picante", "attrs", "cattrs", "orjson"):
+        try:
+            found = version(distribution)
+        except PackageNotFoundError:
+            found = "unknown"
+        parts.append(f"{distribution} {found}")
+    return "; ".join(parts)
 
 
 def database_name(cls: type) -> str:

@@ -29,9 +29,10 @@ payload is plain JSON (nothing is executed), and a section whose schema or code
 fingerprint differs from the running program's is never decoded as if it matched:
 
 * schema changed (key or value types), or the ingredient is gone: the section is dropped;
-* code changed (a query's bytecode, constants, names or `version=`): its memos are kept
-  as *stale*: they re-execute on first use, and keep their old value only to backdate
-  (so dependents are not recomputed if the new code gives the same value);
+* code changed (a query's bytecode, constants, names or `version=`, or the helpers of
+  your own code it reaches: `_fingerprints`): its memos are kept as *stale*: they
+  re-execute on first use, and keep their old value only to backdate (so dependents
+  are not recomputed if the new code gives the same value);
 * a memo that depends on a dropped record is stale too.
 
 Before anything is installed, the record graph is checked (ids unique and in range,
