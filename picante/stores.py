@@ -76,6 +76,7 @@ NO_BLOBS: Final[Mapping[bytes, bytes]] = MappingProxyType({})
 
 _BATCH: Final = 256  # uploads written in one round trip, at most
 _HASH_OFF_LOOP: Final = 1 << 20  # blobs hashed in a worker thread above this many bytes
+_REFRESHED_LIMIT: Final = 100_000  # keys remembered as refreshed, before forgetting all
 
 
 def digest(blob: bytes) -> bytes:
@@ -382,6 +383,9 @@ class _BackedStore:
         # TTL to refresh, and bad blobs to delete (so that a correct one can be written).
         self._touched: dict[bytes, None] = {}
         self._bad: dict[bytes, bytes] = {}
+        # Keys whose TTL this store already refreshed: once per store is enough (TTLs
+        # are days long), and halves the commands of repeated lookups.
+        self._refreshed: set[bytes] = set()
         self._writer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -426,10 +430,10 @@ class _BackedStore:
         self._open_until = self._clock() + self.breaker
         self.counters.breaker_openings += 1
         logger.warning(
-            "%r is unavailable (%s while %s): it counts as empty for the next %g s",
+            "%r is unavailable: %s failed (%s); it counts as empty for the next %g s",
             self,
-            _summary(error),
             doing,
+            _summary(error),
             self.breaker,
         )
 
@@ -491,10 +495,13 @@ class _BackedStore:
         if self._closed:
             return
         room = self.max_pending * TRACE_LIMIT - len(self._touched) - len(self._bad)
+        if len(self._refreshed) > _REFRESHED_LIMIT:
+            self._refreshed.clear()
         for key in touched:
             if room <= 0:
                 break
-            if key not in self._touched:
+            if key not in self._refreshed:
+                self._refreshed.add(key)
                 self._touched[key] = None
                 room -= 1
         for key, data in bad.items():

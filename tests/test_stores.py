@@ -493,6 +493,11 @@ async def test_redis_hit_refreshes_ttl(
         await store.flush()
         assert admin.ttl(trace) > 10
         assert admin.ttl(value) > 10
+        # Once per store is enough: a second hit sends no EXPIRE.
+        admin.expire(trace, 10)
+        await store.candidates([b"K"])
+        await store.flush()
+        assert admin.ttl(trace) <= 10
 
 
 async def test_redis_batched_lookup_is_one_send(
