@@ -75,6 +75,8 @@ NO_BLOBS: Final[Mapping[bytes, bytes]] = MappingProxyType({})
 """The default of `Store.put`'s *blobs*: no blob (an immutable empty mapping)."""
 
 _BATCH: Final = 256  # uploads written in one round trip, at most
+_BATCH_BYTES: Final = 8 << 20  # and their bytes, at most (unless one upload is larger)
+_TRANSFER_RATE: Final = 4 << 20  # bytes per second a blob transfer is given, on top of timeout
 _HASH_OFF_LOOP: Final = 1 << 20  # blobs hashed in a worker thread above this many bytes
 _REFRESHED_LIMIT: Final = 100_000  # keys remembered as refreshed, before forgetting all
 
@@ -392,7 +394,8 @@ class _BackedStore:
 
     # What a subclass provides.
 
-    def _deadline(self) -> float | None:
+    def _deadline(self, nbytes: int) -> float | None:
+        """Seconds for one operation transferring up to *nbytes* of blobs; None: no limit."""
         raise NotImplementedError
 
     async def _read_candidates(self, keys: list[bytes]) -> dict[bytes, list[bytes]]:
@@ -448,7 +451,7 @@ class _BackedStore:
             if wanted and self.available:
                 self.counters.round_trips += 1
                 try:
-                    async with asyncio.timeout(self._deadline()):
+                    async with asyncio.timeout(self._deadline(0)):
                         found = await self._read_candidates(wanted)
                 except Exception as error:  # noqa: BLE001 - a failing store is a miss
                     self._failed(error, "reading trace entries")
@@ -466,7 +469,7 @@ class _BackedStore:
             if wanted and self.available:
                 self.counters.round_trips += 1
                 try:
-                    async with asyncio.timeout(self._deadline()):
+                    async with asyncio.timeout(self._deadline(self.max_value_bytes)):
                         found = await self._read_blobs(wanted)
                 except Exception as error:  # noqa: BLE001 - a failing store is a miss
                     self._failed(error, "reading blobs")
@@ -521,7 +524,7 @@ class _BackedStore:
     async def _drain(self) -> None:
         try:
             while self._pending or self._touched or self._bad:
-                puts = [self._pending.popleft() for _ in range(min(_BATCH, len(self._pending)))]
+                puts = self._next_batch()
                 touched, self._touched = list(self._touched), {}
                 bad, self._bad = self._bad, {}
                 if not self.available:
@@ -529,7 +532,7 @@ class _BackedStore:
                     continue
                 self.counters.round_trips += 1
                 try:
-                    async with asyncio.timeout(self._deadline()):
+                    async with asyncio.timeout(self._deadline(sum(put.nbytes for put in puts))):
                         refused, error = await self._write(puts, touched, bad)
                 except Exception as failure:  # noqa: BLE001 - a failing store drops writes
                     self._failed(failure, "writing")
@@ -544,6 +547,17 @@ class _BackedStore:
         finally:
             self._writer = None
             self._idle.set()
+
+    def _next_batch(self) -> list[_Put]:
+        """The oldest queued uploads: up to _BATCH of them and _BATCH_BYTES (at least one)."""
+        batch: list[_Put] = []
+        nbytes = 0
+        while self._pending and len(batch) < _BATCH:
+            if batch and nbytes + self._pending[0].nbytes > _BATCH_BYTES:
+                break
+            batch.append(self._pending.popleft())
+            nbytes += batch[-1].nbytes
+        return batch
 
     async def flush(self) -> None:
         """See `Store.flush`."""
@@ -740,7 +754,7 @@ class SqliteStore(_BackedStore):
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
 
-    def _deadline(self) -> float | None:
+    def _deadline(self, nbytes: int) -> float | None:
         return None  # SQLite's own busy timeout bounds every call
 
     def _is_outage(self, error: BaseException) -> bool:
@@ -893,11 +907,12 @@ class RedisStore(_BackedStore):
     does). Uploads are queued (at most *max_pending*; past that the oldest is dropped) and
     written in the background, one pipeline per batch.
 
-    No operation is retried. Each has *timeout* seconds; after a failure that concerns
-    the server (unreachable, timed out) every operation misses at once for *breaker*
-    seconds, and the opening logs one warning on the `picante` logger. A refused command
-    (an ACL denial, `OOM` under `maxmemory-policy noeviction`) is counted in `errors` and
-    misses or drops that operation only.
+    No operation is retried. Each has *timeout* seconds, plus a second per 4 MiB of blobs
+    it may transfer (a read from the socket that waits *timeout* fails it as well). After
+    a failure that concerns the server (unreachable, timed out), every operation misses
+    at once for *breaker* seconds, and the opening logs one warning on the `picante`
+    logger. A refused command (an ACL denial, `OOM` under `maxmemory-policy noeviction`)
+    is counted in `errors` and misses or drops that operation only.
     """
 
     def __init__(
@@ -1021,8 +1036,10 @@ class RedisStore(_BackedStore):
             )
         return self._client
 
-    def _deadline(self) -> float | None:
-        return self.timeout
+    def _deadline(self, nbytes: int) -> float | None:
+        # A server that stops answering is caught by the socket timeout of each read;
+        # this bounds the whole operation, and gives large blobs time to flow.
+        return self.timeout + nbytes / _TRANSFER_RATE
 
     def _is_outage(self, error: BaseException) -> bool:
         from redis.exceptions import ResponseError

@@ -865,3 +865,24 @@ async def test_redis_unreachable_from_the_start(
     warnings = [record.getMessage() for record in caplog.records if record.name == "picante"]
     assert len(warnings) == 1
     assert "ConnectionError" in warnings[0]
+
+
+async def test_redis_large_blobs_get_time(redis_server: RedisServer, namespace: str) -> None:
+    """A 12 MiB blob is written and read with a tiny timeout: transfers get time per MiB."""
+    wanted, data = blob("large", 12 << 20)
+    async with redis_store(redis_server, namespace, timeout=0.05) as store:
+        await store.put(b"K", b"entry", {wanted: data})
+        await store.flush()
+        assert await store.blobs([wanted]) == {wanted: data}
+        assert (store.counters.errors, store.counters.uploads) == (0, 1)
+
+
+async def test_uploads_batched_by_bytes(backed: Callable[..., Store]) -> None:
+    """Uploads go in batches of at most 8 MiB (a larger one alone): 5 x 3 MiB in 3 batches."""
+    async with backed() as store:
+        for number in range(5):
+            await store.put(b"K%d" % number, b"entry", dict([blob(str(number), 3 << 20)]))
+        before = store.counters.round_trips
+        await store.flush()
+        assert store.counters.round_trips - before == 3
+        assert store.counters.uploads == 5
