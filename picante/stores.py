@@ -45,7 +45,7 @@ from ._errors import UsageError
 if TYPE_CHECKING:
     import hmac
     import sqlite3
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from concurrent.futures import ThreadPoolExecutor
     from types import ModuleType, TracebackType
     from typing import Self
@@ -65,6 +65,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 logger: Final = logging.getLogger("picante")
 
@@ -391,6 +392,9 @@ class _BackedStore:
         self._writer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # Reads in flight: `aclose` waits for them before it closes the backend.
+        self._reading = 0
+        self._quiet = asyncio.Event()
 
     # What a subclass provides.
 
@@ -444,39 +448,42 @@ class _BackedStore:
 
     async def candidates(self, keys: Sequence[bytes]) -> dict[bytes, list[bytes]]:
         """See `Store.candidates`."""
-        started = time.perf_counter()
         wanted = list(dict.fromkeys(keys))
-        found: dict[bytes, list[bytes]] = {}
-        try:
-            if wanted and self.available:
-                self.counters.round_trips += 1
-                try:
-                    async with asyncio.timeout(self._deadline(0)):
-                        found = await self._read_candidates(wanted)
-                except Exception as error:  # noqa: BLE001 - a failing store is a miss
-                    self._failed(error, "reading trace entries")
-        finally:
-            self.counters.seconds_waiting += time.perf_counter() - started
+        found = await self._read(self._read_candidates, wanted, 0, "reading trace entries")
         _count_lookups(self.counters, len(wanted), len(found))
         return found
 
     async def blobs(self, digests: Sequence[bytes]) -> dict[bytes, bytes]:
         """See `Store.blobs`."""
-        started = time.perf_counter()
         wanted = list(dict.fromkeys(digests))
-        found: dict[bytes, bytes] = {}
-        try:
-            if wanted and self.available:
-                self.counters.round_trips += 1
-                try:
-                    async with asyncio.timeout(self._deadline(self.max_value_bytes)):
-                        found = await self._read_blobs(wanted)
-                except Exception as error:  # noqa: BLE001 - a failing store is a miss
-                    self._failed(error, "reading blobs")
-        finally:
-            self.counters.seconds_waiting += time.perf_counter() - started
+        found = await self._read(self._read_blobs, wanted, self.max_value_bytes, "reading blobs")
         _count_lookups(self.counters, len(wanted), len(found))
         return found
+
+    async def _read(
+        self,
+        read: Callable[[list[bytes]], Awaitable[dict[bytes, V]]],
+        wanted: list[bytes],
+        nbytes: int,
+        doing: str,
+    ) -> dict[bytes, V]:
+        """`read(wanted)`, or nothing if the store is unavailable or the read fails."""
+        if not wanted or not self.available:
+            return {}
+        started = time.perf_counter()
+        self.counters.round_trips += 1
+        self._reading += 1
+        try:
+            async with asyncio.timeout(self._deadline(nbytes)):
+                return await read(wanted)
+        except Exception as error:  # noqa: BLE001 - a failing store is a miss
+            self._failed(error, doing)
+            return {}
+        finally:
+            self._reading -= 1
+            if not self._reading:
+                self._quiet.set()
+            self.counters.seconds_waiting += time.perf_counter() - started
 
     # Writes.
 
@@ -569,11 +576,14 @@ class _BackedStore:
             self.counters.seconds_waiting += time.perf_counter() - started
 
     async def aclose(self) -> None:
-        """See `Store.aclose`: queued writes are written first, within the timeout."""
+        """See `Store.aclose`: queued writes are written and reads in flight end first."""
         if self._closed:
             return
         await self.flush()
         self._closed = True
+        while self._reading:  # each ends within its deadline
+            self._quiet.clear()
+            await self._quiet.wait()
         try:
             await self._close_backend()
         except Exception as error:  # noqa: BLE001 - closing a failed backend is no failure
@@ -908,7 +918,7 @@ class RedisStore(_BackedStore):
     written in the background, one pipeline per batch.
 
     No operation is retried. Each has *timeout* seconds, plus a second per 4 MiB of blobs
-    it may transfer (a read from the socket that waits *timeout* fails it as well). After
+    it may transfer (so a lookup of trace entries has *timeout* seconds). After
     a failure that concerns the server (unreachable, timed out), every operation misses
     at once for *breaker* seconds, and the opening logs one warning on the `picante`
     logger. A refused command (an ACL denial, `OOM` under `maxmemory-policy noeviction`)
@@ -1029,7 +1039,10 @@ class RedisStore(_BackedStore):
                 self._redis_module.Redis.from_url(
                     self.url,
                     retry=Retry(NoBackoff(), 0),
-                    socket_timeout=self.timeout,
+                    # Each operation's own deadline (`_deadline`) is the timeout that
+                    # counts; the socket's is long enough for the largest blob, because
+                    # redis-py applies it to a whole command's write, however large.
+                    socket_timeout=self._deadline(self.max_value_bytes),
                     socket_connect_timeout=self.timeout,
                     decode_responses=False,
                 ),
@@ -1037,8 +1050,8 @@ class RedisStore(_BackedStore):
         return self._client
 
     def _deadline(self, nbytes: int) -> float | None:
-        # A server that stops answering is caught by the socket timeout of each read;
-        # this bounds the whole operation, and gives large blobs time to flow.
+        # The timeout that counts, for a server that stops answering as for one that is
+        # slow; blobs get time to flow. (The sockets' own timeout is longer: see above.)
         return self.timeout + nbytes / _TRANSFER_RATE
 
     def _is_outage(self, error: BaseException) -> bool:
