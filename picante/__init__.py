@@ -7,7 +7,7 @@ memoizes; after an input changes, picante recomputes only what is affected and s
 early when a recomputed value comes out equal.
 """
 
-from . import debug as debug, testing as testing
+from . import debug as debug, stores as stores, testing as testing
 from ._declare import (
     database as database,
     input as input,
@@ -103,6 +103,7 @@ __all__ = [
     "save",
     "set_lru",
     "snapshot",
+    "stores",
     "sweep",
     "testing",
     "watch",

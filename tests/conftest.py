@@ -1,11 +1,21 @@
-"""Shared fixtures: the recompute log, and hypothesis profiles."""
+"""Shared fixtures: the recompute log, hypothesis profiles, and Redis servers."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.redis_server import RedisServer
+
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 # Three profiles (`HYPOTHESIS_PROFILE`), by how many examples each property test gets; the
@@ -29,3 +39,30 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def log() -> list[str]:
     """A list that query bodies append their call to: `words('a.md')`."""
     return []
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis server for the whole session, on a unix socket (`tests/redis_server.py`)."""
+    # Not pytest's tmp_path: a unix socket's path must stay under about 100 bytes.
+    directory = Path(tempfile.mkdtemp(prefix="picante-redis-"))
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A Redis server of the test's own, which it may kill and restart."""
+    directory = Path(tempfile.mkdtemp(prefix="picante-redis-"))
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -16,8 +16,8 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 # Type aliases, documented as such (`Revision = int`, `Event` a union of the event
-# classes), and the `picante.debug` and `picante.testing` modules.
-ALIASES = {"Revision", "Event", "debug", "testing"}
+# classes), and the `picante.debug`, `picante.stores` and `picante.testing` modules.
+ALIASES = {"Revision", "Event", "debug", "stores", "testing"}
 
 
 def test_public_objects_report_picante_module() -> None:
@@ -30,6 +30,7 @@ def test_public_objects_report_picante_module() -> None:
     assert picante.Revision is int
     assert picante.debug.__name__ == "picante.debug"
     assert picante.testing.__name__ == "picante.testing"
+    assert picante.stores.__name__ == "picante.stores"
 
 
 def test_error_tree() -> None:
