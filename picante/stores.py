@@ -686,6 +686,27 @@ class _SqliteThread:
 
 
 def _open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
+    """
+    Open *path*, in WAL mode, with the schema: tried again while SQLite refuses at once
+    (`PRAGMA journal_mode` does not wait out the busy timeout while another process
+    opens the same file), until *timeout* has passed.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return _open_sqlite_once(path, timeout)
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
+
+
+def _open_sqlite_once(path: str, timeout: float) -> sqlite3.Connection:
     import sqlite3
 
     connection = sqlite3.connect(
@@ -815,6 +836,28 @@ class SqliteStore(_BackedStore):
         del touched  # no TTLs here
 
         def write(connection: sqlite3.Connection) -> None:
+            # SQLite can refuse a write at once, without waiting out the busy timeout
+            # (another process opening the file, or recovering its WAL): then the batch
+            # is tried again, rolled back first, until this store's timeout has passed.
+            import sqlite3
+
+            deadline = time.monotonic() + self.timeout
+            pause = 0.005
+            while True:
+                try:
+                    attempt(connection)
+                except sqlite3.OperationalError as error:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    busy = "locked" in str(error) or "busy" in str(error)
+                    if not busy or time.monotonic() + pause > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.1)
+                else:
+                    return
+
+        def attempt(connection: sqlite3.Connection) -> None:
             now = int(time.time())
             connection.execute("BEGIN IMMEDIATE")
             for wanted, data in bad.items():

@@ -353,7 +353,7 @@ async def test_sqlite_two_processes_at_once(tmp_path: Path) -> None:
     assert [process.returncode for process in processes] == [0, 0]
     for output in outputs:
         report = json.loads(output)
-        assert report["own"] == 200
+        assert report["own"] == 200, json.dumps(report)
         counters = report["counters"]
         assert (counters["uploads"], counters["dropped"], counters["errors"]) == (400, 0, 0)
     async with SqliteStore(path) as store:
