@@ -56,6 +56,7 @@ from ._runtime import (
     revision as revision,
     snapshot as snapshot,
 )
+from ._share import flush_shared as flush_shared, share as share
 from ._store import Durability as Durability, InternId as InternId, Revision as Revision
 from ._sweep import sweep as sweep
 
@@ -91,6 +92,7 @@ __all__ = [
     "database",
     "debug",
     "events",
+    "flush_shared",
     "gather",
     "input",
     "interned",
@@ -102,6 +104,7 @@ __all__ = [
     "revisions",
     "save",
     "set_lru",
+    "share",
     "snapshot",
     "stores",
     "sweep",

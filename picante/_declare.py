@@ -210,6 +210,7 @@ def query(
     persist: bool = True,
     version: str | int | None = None,
     volatile: bool = False,
+    share: bool | None = None,
 ) -> _QueryDecorator: ...
 def query(
     fn: Callable[..., Any] | None = None,
@@ -220,6 +221,7 @@ def query(
     persist: bool = True,
     version: str | int | None = None,
     volatile: bool = False,
+    share: bool | None = None,
 ) -> Any:
     """
     Declare a derived query: an `async def` method whose result picante memoizes.
@@ -247,6 +249,9 @@ def query(
             opens one without changing an input). Its readers re-check it, and an equal
             value recomputes nothing more. Like calling `picante.report_untracked_read()`
             in every evaluation.
+        share: Whether this query's results go to, and come from, the stores attached
+            with `picante.share` (default: when it is persisted and not volatile). Say
+            `False` for a query cheaper to run than to look up.
 
     Returns:
         The `QueryIngredient`, a class attribute that reads as a `BoundQuery` on an
@@ -263,7 +268,13 @@ def query(
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
         _expect_method("query", fn)
         return QueryIngredient(
-            fn, lru=lru, eq=eq, persist=persist, version=version, volatile=volatile
+            fn,
+            lru=lru,
+            eq=eq,
+            persist=persist,
+            version=version,
+            volatile=volatile,
+            share=share,
         )
 
     return decorate if fn is None else decorate(fn)
@@ -551,4 +562,10 @@ def _validate_options(
         raise fail(msg)
     if type(ingredient.volatile) is not bool:
         msg = f"volatile must be a bool, got {ingredient.volatile!r}"
+        raise fail(msg)
+    if ingredient.share_option is not None and type(ingredient.share_option) is not bool:
+        msg = f"share must be a bool or None, got {ingredient.share_option!r}"
+        raise fail(msg)
+    if ingredient.share_option and (not ingredient.persist or ingredient.volatile):
+        msg = "share=True needs a persisted, non-volatile query (persist=True, volatile=False)"
         raise fail(msg)

@@ -38,7 +38,16 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._frames import ACTIVE, RETRY, Frame, add_wait, check_wait, remove_wait, waits_on
+from ._frames import (
+    ACTIVE,
+    NOT_SHARED,
+    RETRY,
+    Frame,
+    add_wait,
+    check_wait,
+    remove_wait,
+    waits_on,
+)
 from ._runtime import memo_at, relink, take
 from ._store import (
     EVICTED,
@@ -445,6 +454,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         and sync.views == 1
                         and revision == view.revision
                         and not view.listeners
+                        and view.shared is None
                     ):
                         # What `_run` then `execute` do, inline (see the docstring).
                         child = Frame(view, memo, revision, frame)
@@ -548,9 +558,16 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         listeners = view.listeners
         started_at = time.perf_counter() if listeners else 0.0
         _prepare(view, frame)
+        shared = view.shared if cell.ingredient.share else None
         token = ACTIVE.set(frame)
         try:
-            result: Any = await cell.ingredient.fn(view.db, *cell.key)
+            # A shared result is adopted when the reads its entry records come out equal
+            # here, read in this frame, as the body would have (`_share`).
+            result: Any = NOT_SHARED if shared is None else await shared.adopt(frame)
+            if result is NOT_SHARED:
+                result = await cell.ingredient.fn(view.db, *cell.key)
+                if shared is not None:
+                    shared.publish(frame, result)
         except BaseException as error:  # noqa: BLE001 - sorted by `caught`
             result = caught(error)
         finally:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE",
+    "NOT_SHARED",
     "PAUSED",
     "PROBING",
     "RETRY",
@@ -168,6 +169,17 @@ class Retry:
 
 
 RETRY: Final = Retry()
+
+
+class _NotShared:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_SHARED"
+
+
+NOT_SHARED: Final = _NotShared()
+"""What `Shared.adopt` returns when no shared result applies: the body runs."""
 
 Waits = dict[object, tuple[Frame, Frame]]
 

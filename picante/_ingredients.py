@@ -284,12 +284,19 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         persist: bool = True,
         version: str | int | None = None,
         volatile: bool = False,
+        share: bool | None = None,
     ) -> None:
         super().__init__(fn, eq)
         self.lru = lru
         self.persist = persist
         self.version = version
         self.volatile = volatile
+        self.share_option = share
+        # Whether its results are shared (`picante.share`): never a volatile query's, nor
+        # one whose values are not persisted (they have no portable bytes).
+        self.share = (
+            (persist and not volatile) if share is None else (share and persist and not volatile)
+        )
 
     @overload
     def __get__(self, instance: None, owner: type[Any]) -> Self: ...

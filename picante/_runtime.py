@@ -223,6 +223,7 @@ class View:
         "persistence",
         "readers",
         "revision",
+        "shared",
         "sync",
         "tables",
         "tallies",
@@ -287,6 +288,9 @@ class View:
             self.input_bytes = parent.input_bytes
         # The family's flights and readers, one attribute load away from the fetch path.
         self.sync = self.family.sync
+        # The stores results are shared through (`picante.share`; `_share.Shared`), or
+        # `None`: then no digest is ever computed. A snapshot shares as its parent did.
+        self.shared: Any = None if parent is None else parent.shared
 
     def subscribe(self, listener: Callable[[object], None]) -> Subscription:
         """Give *listener* every trace record of this view from now on."""

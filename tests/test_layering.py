@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "_events": {"_errors", "_store", "_runtime"},
     "_sweep": {"_errors", "_store", "_runtime"},
     "_gather": {"_frames", "_handles"},
+    "_share": {"_codecs", "_errors", "_frames", "_runtime", "_store", "stores"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
     "testing": {"_errors", "_store", "_runtime", "debug"},
     # The stores know nothing of the engine: bytes in, bytes out.

@@ -19,7 +19,8 @@ concurrently, with callers cancelled after a seed-chosen number of steps and wit
 evaluation tasks picante created cancelled; run a query that leaves behind a task that
 reads an input after the query returned; refresh any view (directly, in a batch, from a
 thread), change the outside world a volatile query reads (modeled as one more input of
-that view), sweep any view, and change `square`'s LRU capacity at run time. The graph
+that view), sweep any view, change `square`'s LRU capacity at run time, and share any
+view's results through one `MemoryStore` (`picante.share`) or stop. The graph
 has an LRU-limited query (`square`, `lru=2`) under a chain, so eviction happens all the
 time, an interned table shared by all views, a failing query, fan-out through
 `asyncio.gather`, `picante.gather` and `asyncio.TaskGroup`, absent inputs and a
@@ -51,6 +52,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import picante
 from picante import MissingInputError
+from picante.stores import MemoryStore
 from tests.schedule import Schedule, ScheduledLoop, in_thread, new_loop, schedules
 
 
@@ -361,6 +363,8 @@ class ViewConsistency(RuleBasedStateMachine):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.all: list[View] = []
         self.interned: dict[tuple[str, str], int] = {}
+        # One store that every view may share results through (`picante.share`).
+        self.store = MemoryStore()
 
     def teardown(self) -> None:
         if self.loop is None:
@@ -532,6 +536,15 @@ class ViewConsistency(RuleBasedStateMachine):
         view = self.view(which)
         picante.set_lru(view.db.square, capacity)
         view.lru = capacity
+
+    @rule(which=WHICH, attach=st.booleans())
+    def share(self, which: int, attach: bool) -> None:
+        """Share one view's results through the machine's store, or stop sharing them."""
+        db = self.view(which).db
+        if attach:
+            picante.share(db, self.store)
+        else:
+            picante.share(db)
 
     @rule(which=WHICH)
     def take_snapshot(self, which: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import assert_type
 
+import picante
 from picante.stores import (
     MemoryStore,
     RedisStore,
@@ -49,3 +50,18 @@ async def concrete() -> None:
     async with SqliteStore("cache.sqlite") as sqlite:
         assert_type(sqlite, SqliteStore)
     RedisStore("redis://localhost", namespace="ns", ttl="1d")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+@picante.database
+class Notes:
+    @picante.input
+    async def text(self, path: str) -> str:
+        raise NotImplementedError
+
+
+async def sharing() -> None:
+    db = Notes()
+    picante.share(db, MemoryStore())
+    assert_type(await picante.flush_shared(db), None)
+    picante.share(db)
+    picante.share(db, "redis://")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -1,0 +1,286 @@
+"""
+Sharing results through stores (`picante.share`): constructive traces.
+
+When a query must run and stores are attached, `execute` first asks them for the
+*trace entries* recorded under the query's record key (`_codecs.record_key`: the
+database, the query, its schema and code fingerprints, the key). An entry lists what an
+evaluation of the query read, in first-read order, each with the digest of the value it
+read, and the digest of the result. `Shared.adopt` checks an entry by reading those
+records again in this evaluation's frame, in that order, exactly as the body would have
+read them (so the reads are recorded, single flight and cycle detection apply, and a
+query read is itself looked up or run): the first read whose digest differs ends the
+check. When every read matches, the result is taken from the entry (or its blob) and
+memoized like a result of the body, with those reads as its dependencies. A body that
+reads the same values computes the same result, so this is what running it would give;
+that is also why a check that stops part-way, and then runs the body, loses nothing:
+the body reads the same records first.
+
+After a body runs, `Shared.publish` records its entry in every store, in the background
+(`flush_shared` waits for it). Nothing is shared that is not portable: errors,
+evaluations that read the outside world, values and keys with no canonical bytes
+(`persist=False`, interned ids, what the cache file refuses). A store's trouble is a
+miss, never an error: the stores see to that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from ._codecs import (
+    canonical_bytes,
+    canonical_key_bytes,
+    codecs_of,
+    database_name,
+    default_salt,
+    record_key,
+    value_digest,
+)
+from ._errors import MissingInputError, UsageError, describe
+from ._frames import NOT_SHARED
+from ._runtime import view_of
+from ._store import ABSENT, EVICTED, Failure, InputCell
+from .stores import digest as blob_digest
+
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine, Sequence
+
+    from ._codecs import Codec
+    from ._frames import Frame
+    from .stores import Store
+
+
+__all__ = ["Shared", "flush_shared", "share"]
+
+FORMAT: Final = 1
+"""The version of trace entries (a new one makes every old entry unreadable)."""
+
+ABSENT_DIGEST: Final = "-"
+"""The digest an entry records for an input that was absent when it was read."""
+
+logger = logging.getLogger("picante")
+
+
+class Shared:
+    """The stores a database shares results through, in lookup order (`picante.share`)."""
+
+    __slots__ = ("codecs", "database", "pending", "salt", "stores")
+
+    def __init__(self, cls: type, stores: Sequence[Store]) -> None:
+        self.stores = tuple(stores)
+        self.codecs: dict[str, Codec] = codecs_of(cls)
+        self.database = database_name(cls)
+        self.salt = default_salt()
+        # Uploads in progress: `flush_shared` waits for them.
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def key_of(self, name: str, key: tuple[object, ...]) -> bytes | None:
+        """The record key of query *name* at *key*, or `None` if it cannot be shared."""
+        codec = self.codecs.get(name)
+        if codec is None or codec.code is None:
+            return None
+        encoded = canonical_key_bytes(codec, key)
+        if encoded is None:
+            return None
+        return record_key(
+            format=FORMAT,
+            salt=self.salt,
+            database=self.database,
+            query=name,
+            schema=codec.schema,
+            code=codec.code,
+            key=encoded,
+        )
+
+    # -- adopting a result --------------------------------------------------------------
+
+    async def adopt(self, frame: Frame) -> object:
+        """The result of *frame*'s query from a matching entry, or `NOT_SHARED`."""
+        cell = frame.cell
+        key = self.key_of(cell.ingredient.name, cell.key)
+        if key is None:
+            return NOT_SHARED
+        for tier, store in enumerate(self.stores):
+            entries = (await store.candidates([key])).get(key)
+            for entry in entries or ():
+                adopted = await self._check(frame, store, entry)
+                if adopted is None:
+                    continue
+                value, blobs = adopted
+                # Found in a lower tier: the tiers above get it too.
+                for upper in self.stores[:tier]:
+                    self._background(upper.put(key, entry, blobs))
+                return value
+        return NOT_SHARED
+
+    async def _check(
+        self, frame: Frame, store: Store, entry: bytes
+    ) -> tuple[object, dict[bytes, bytes]] | None:
+        """Read *entry*'s records in *frame* in order; its result if every digest matches."""
+        try:
+            data = orjson.loads(entry)
+            reads: list[list[str]] = data["d"]
+            result = bytes.fromhex(data["r"])
+            inline: str | None = data.get("v")
+            blob = None if inline is not None else bytes.fromhex(data["b"])
+            if not all(type(read) is list and len(read) == 3 for read in reads):
+                return None
+        except Exception:  # noqa: BLE001 - a malformed entry is not a match
+            return None
+        db = frame.view.db
+        for name, key_text, expected in reads:
+            codec = self.codecs.get(name)
+            if codec is None or type(key_text) is not str:
+                return None
+            try:
+                key = codec.load_key(orjson.loads(key_text))
+                handle = getattr(db, name)
+            except Exception:  # noqa: BLE001 - a key or name this class cannot read
+                return None
+            try:
+                value = await handle(*key)
+            except MissingInputError:
+                value = ABSENT
+            except Exception:  # noqa: BLE001 - an error is never shared: no match
+                return None
+            if value is ABSENT:
+                if expected != ABSENT_DIGEST:
+                    return None
+                continue
+            found = value_digest(codec, value)
+            if found is None or found.hex() != expected:
+                return None
+        blobs: dict[bytes, bytes] = {}
+        if inline is not None:
+            encoded = inline.encode()
+        else:
+            assert blob is not None  # set above when there is no inline value
+            fetched = (await store.blobs([blob])).get(blob)
+            if fetched is None:
+                return None
+            encoded = blobs[blob] = fetched
+        codec = self.codecs[frame.cell.ingredient.name]
+        try:
+            value = codec.load_value(orjson.loads(encoded))
+        except Exception:  # noqa: BLE001 - bytes this class cannot load
+            return None
+        # The value must be the one the entry names (not only bytes that load).
+        if value_digest(codec, value) != result:
+            return None
+        return value, blobs
+
+    # -- publishing a result ------------------------------------------------------------
+
+    def publish(self, frame: Frame, outcome: object) -> None:
+        """Record *frame*'s evaluation, which ran its body to *outcome*, in every store."""
+        if type(outcome) is Failure or frame.untracked:
+            return
+        cell = frame.cell
+        key = self.key_of(cell.ingredient.name, cell.key)
+        codec = self.codecs.get(cell.ingredient.name)
+        if key is None or codec is None:
+            return
+        reads = self._reads(frame)
+        encoded = canonical_bytes(codec, outcome)
+        if reads is None or encoded is None:
+            return
+        result = value_digest(codec, outcome)
+        assert result is not None  # canonical bytes exist, so the digest does
+        for store in self.stores:
+            entry: dict[str, Any] = {"d": reads, "r": result.hex()}
+            blobs: dict[bytes, bytes] = {}
+            if len(encoded) <= store.inline_bytes:
+                entry["v"] = encoded.decode()
+            else:
+                blob = blob_digest(encoded)
+                entry["b"] = blob.hex()
+                blobs[blob] = encoded
+            self._background(store.put(key, orjson.dumps(entry), blobs))
+
+    def _reads(self, frame: Frame) -> list[list[str]] | None:
+        """*frame*'s reads as an entry lists them, or `None` if one cannot be shared."""
+        revision = frame.revision
+        reads: list[list[str]] = []
+        for dep in frame.deps:
+            name = dep.ingredient.name
+            codec = self.codecs.get(name)
+            key = None if codec is None else canonical_key_bytes(codec, dep.key)
+            if codec is None or key is None:
+                return None
+            if type(dep) is InputCell:
+                value = dep.value if dep.changed_at <= revision else dep.version_at(revision)[1]
+                if value is ABSENT:
+                    reads.append([name, key.decode(), ABSENT_DIGEST])
+                    continue
+            elif dep.failure is not None or dep.value is EVICTED or dep.changed_at > revision:
+                # An error read (and caught), or not the version this frame read.
+                return None
+            else:
+                value = dep.value
+            found = value_digest(codec, value)
+            if found is None:
+                return None
+            reads.append([name, key.decode(), found.hex()])
+        return reads
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def _background(self, upload: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(upload)
+        self.pending.add(task)
+        task.add_done_callback(self._uploaded)
+
+    def _uploaded(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Stores turn their own trouble into misses; this is a bug worth a line.
+            logger.warning("picante: an upload to a shared store failed: %r", error)
+
+    async def flush(self) -> None:
+        """Wait for the uploads in progress, then for each store's queued writes."""
+        while self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+        for store in self.stores:
+            await store.flush()
+
+
+def share(db: object, *stores: Store) -> None:
+    """
+    Share *db*'s query results through *stores*, looked up in that order; with no store,
+    stop sharing.
+
+    A query that must run (no memo, or one its dependencies invalidated) first asks the
+    stores for an evaluation of the same query and key whose reads come out equal here;
+    if one does, its result is memoized without running the body. A body that runs has
+    its evaluation recorded in every store, in the background (`flush_shared` waits for
+    it). Only persisted, non-volatile queries are shared (`@picante.query(share=False)`
+    opts out), and never an error, an evaluation that read the outside world, or a value
+    or key that has no portable bytes. A store found in a lower tier is written back to
+    the tiers above. Snapshots taken later share as *db* does. Call it on the loop's
+    thread.
+
+    Raises:
+        UsageError: *db* is not a database or a snapshot, or a store is not a
+            `picante.stores.Store`.
+        CacheError: The database's types cannot be encoded (see `picante.save`).
+    """
+    view = view_of(db, "share")
+    for store in stores:
+        if not callable(getattr(store, "candidates", None)) or not callable(
+            getattr(store, "put", None)
+        ):
+            msg = f"share(): expected picante.stores stores, got {describe(store)}"
+            raise UsageError(msg)
+    view.shared = Shared(type(db), stores) if stores else None
+
+
+async def flush_shared(db: object) -> None:
+    """Wait until every result *db* has recorded in its stores is written (or dropped)."""
+    view = view_of(db, "flush_shared")
+    shared: Shared | None = view.shared
+    if shared is not None:
+        await shared.flush()

@@ -1,0 +1,203 @@
+"""picante.share: results reused across databases, and after a revert, through stores."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+import picante
+from picante.stores import MemoryStore, SqliteStore
+
+
+TIMEOUT = 10
+
+
+@picante.database
+class Site:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.input
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
+
+    @picante.input
+    async def draft(self) -> bool:
+        raise NotImplementedError
+
+    @picante.query
+    async def words(self, path: str) -> int:
+        self.log.append(f"words({path!r})")
+        return len((await self.source(path)).split())
+
+    @picante.query
+    async def total(self) -> int:
+        self.log.append("total()")
+        return await self.words("a") + await self.words("b")
+
+    @picante.query
+    async def shown(self) -> int:
+        """A dynamic dependency: which page it reads depends on `draft`."""
+        self.log.append("shown()")
+        return await self.words("b" if await self.draft() else "a")
+
+    @picante.query
+    async def fails(self) -> int:
+        self.log.append("fails()")
+        raise ValueError(await self.source("a"))
+
+    @picante.query(share=False)
+    async def private(self) -> int:
+        self.log.append("private()")
+        return await self.words("a")
+
+    @picante.query(volatile=True)
+    async def clock(self) -> int:
+        self.log.append("clock()")
+        return await self.words("a")
+
+
+def site(store: Any, **sources: str) -> Site:
+    db = Site()
+    for path, text in sources.items():
+        db.source.set(path, text)
+    db.draft.set(False)
+    picante.share(db, store)
+    return db
+
+
+async def settle(db: Site) -> None:
+    await asyncio.wait_for(picante.flush_shared(db), TIMEOUT)
+
+
+async def test_a_second_database_runs_no_body_for_the_same_inputs() -> None:
+    store = MemoryStore()
+    first = site(store, a="one two", b="three")
+    assert await first.total() == 3
+    await settle(first)
+    assert first.log == ["total()", "words('a')", "words('b')"]
+    second = site(store, a="one two", b="three")
+    assert await second.total() == 3
+    assert second.log == []
+    # Adopted memos are memos: an edit re-runs exactly what it affects.
+    second.source.set("b", "three four")
+    assert await second.total() == 4
+    assert second.log == ["words('b')", "total()"]
+
+
+async def test_a_revert_reuses_the_old_results() -> None:
+    store = MemoryStore()
+    db = site(store, a="one two", b="three")
+    assert await db.total() == 3
+    await settle(db)
+    db.source.set("a", "one")
+    assert await db.total() == 2
+    await settle(db)
+    db.log.clear()
+    db.source.set("a", "one two")  # back to the first text
+    assert await db.total() == 3
+    assert db.log == []
+
+
+async def test_dynamic_dependencies_are_checked_in_read_order() -> None:
+    store = MemoryStore()
+    db = site(store, a="one two", b="three")
+    assert await db.shown() == 2  # read draft (False), then words('a')
+    await settle(db)
+    other = site(store, a="one two", b="three")
+    other.draft.set(True)
+    # The entry's first read differs (draft is True): the body runs and reads words('b').
+    assert await other.shown() == 1
+    assert other.log == ["shown()", "words('b')"]
+    await settle(other)
+    # Both evaluations are in the store now: each database finds its own.
+    third = site(store, a="one two", b="three")
+    third.draft.set(True)
+    assert await third.shown() == 1
+    assert third.log == []
+
+
+async def test_a_differing_read_runs_the_body() -> None:
+    store = MemoryStore()
+    first = site(store, a="one two", b="three")
+    await first.total()
+    await settle(first)
+    second = site(store, a="one two", b="three four five")
+    assert await second.total() == 5
+    # words('a') was adopted; words('b') differs, so it and total() ran.
+    assert second.log == ["words('b')", "total()"]
+
+
+async def test_what_is_never_shared() -> None:
+    store = MemoryStore()
+    first = site(store, a="one two", b="three")
+    with pytest.raises(ValueError, match="one two"):
+        await first.fails()
+    await first.private()
+    await first.clock()
+    await settle(first)
+    second = site(store, a="one two", b="three")
+    with pytest.raises(ValueError, match="one two"):
+        await second.fails()
+    await second.private()
+    await second.clock()
+    # Errors, share=False and volatile queries ran again; words('a') came from the store.
+    assert second.log == ["fails()", "private()", "clock()"]
+
+
+async def test_a_forged_or_broken_entry_is_not_adopted() -> None:
+    store = MemoryStore()
+    first = site(store, a="one two", b="three")
+    await first.words("a")
+    await settle(first)
+    shared = vars(first)["__picante__"].shared
+    key = shared.key_of("words", ("a",))
+    (entry,) = (await store.candidates([key]))[key]
+    data = orjson.loads(entry)
+    lying = {**data, "v": "7"}  # another result under the same reads: its digest differs
+    broken = b"{not json"
+    store2 = MemoryStore()
+    for bad in (orjson.dumps(lying), broken):
+        await store2.put(key, bad)
+    second = site(store2, a="one two", b="three")
+    assert await second.words("a") == 2
+    assert second.log == ["words('a')"]
+
+
+async def test_lower_tiers_fill_the_upper_ones(tmp_path: Any) -> None:
+    async with SqliteStore(tmp_path / "shared.sqlite") as disk:
+        first = site(disk, a="one two", b="three")
+        await first.total()
+        await settle(first)
+        memory = MemoryStore()
+        second = Site()
+        second.source.set("a", "one two")
+        second.source.set("b", "three")
+        second.draft.set(False)
+        picante.share(second, memory, disk)
+        assert await second.total() == 3
+        assert second.log == []
+        await settle(second)
+        # The memory tier now answers on its own.
+        third = site(memory, a="one two", b="three")
+        assert await third.total() == 3
+        assert third.log == []
+
+
+async def test_share_needs_stores_and_detaches() -> None:
+    db = site(MemoryStore(), a="x", b="y")
+    with pytest.raises(picante.UsageError, match=r"^share\(\): expected picante.stores"):
+        picante.share(db, object())  # type: ignore[arg-type]
+    picante.share(db)
+    assert vars(db)["__picante__"].shared is None
+    await picante.flush_shared(db)  # nothing attached: nothing to wait for
+    with pytest.raises(picante.UsageError, match="share=True needs a persisted"):
+
+        @picante.database
+        class Bad:
+            @picante.query(share=True, persist=False)
+            async def q(self) -> int:
+                return 1
