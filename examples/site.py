@@ -37,12 +37,15 @@ import attrs
 from markdown_it import MarkdownIt
 
 import picante
+from picante.stores import RedisStore, SqliteStore
 
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from rich.progress import Progress
+
+    from picante.stores import Store
 
 
 MARKDOWN = MarkdownIt("commonmark").enable("table")
@@ -444,9 +447,12 @@ def few(names: list[str], shown: int = 2) -> str:
     return ", ".join(names[:shown]) + more
 
 
-async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
+async def run(
+    content: Path, out: Path, cache: Path, *, watch: bool, share: Sequence[Store] = ()
+) -> Report:
     start = time.perf_counter()
     db = Site()
+    picante.share(db, *share)  # reuse what other builds computed (no store: nothing)
     if await picante.load(db, cache, on_corrupt="delete"):
         print(f"loaded the cache {cache} in {ms(time.perf_counter() - start)}")
         previous: set[str] = set(await outputs(db))
@@ -465,6 +471,7 @@ async def run(content: Path, out: Path, cache: Path, *, watch: bool) -> Report:
     print_report(report)
     saving = time.perf_counter()
     await picante.save(db, cache)
+    await picante.flush_shared(db)
     print(
         f"built in {ms(report.seconds)}, wrote {report.written} file"
         f"{'' if report.written == 1 else 's'} to {out}, "
@@ -532,6 +539,21 @@ def describe(report: Report) -> str:
 # --8<-- [end:watch]
 
 
+async def shared_run(
+    content: Path, out: Path, cache: Path, watch: bool, url: str | None
+) -> Report:
+    """`run`, sharing results through the store at *url* if one is given."""
+    if url is None:
+        return await run(content, out, cache, watch=watch)
+    store: Store
+    if url.startswith("sqlite:"):
+        store = SqliteStore(url.removeprefix("sqlite:"))
+    else:
+        store = RedisStore(url, namespace="site")
+    async with store:
+        return await run(content, out, cache, watch=watch, share=[store])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build a static site, incrementally.")
     parser.add_argument(
@@ -546,6 +568,11 @@ def main(argv: list[str] | None = None) -> None:
         help="cache file (default: OUT.picante-cache, beside OUT, not in it)",
     )
     parser.add_argument("--watch", action="store_true", help="rebuild on every change")
+    parser.add_argument(
+        "--share",
+        metavar="URL",
+        help="share results with other builds: sqlite:PATH, or redis://... (or unix://)",
+    )
     args = parser.parse_args(argv)
     content: Path = args.content.resolve()
     out: Path = args.out
@@ -553,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
     # Beside the output folder, not in it: what is deployed is the site, not the cache.
     cache: Path = args.cache or out.with_name(f"{out.name}.picante-cache")
     try:
-        report = asyncio.run(run(content, out, cache, watch=args.watch))
+        report = asyncio.run(shared_run(content, out, cache, args.watch, args.share))
     except KeyboardInterrupt:
         print("stopped")
         return

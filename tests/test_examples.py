@@ -118,8 +118,10 @@ class Site:
         self.content = content
         self.out = out
 
-    def build(self, status: int = 0) -> list[str]:
-        return run_example(EXAMPLES / "site.py", self.content, "--out", self.out, status=status)
+    def build(self, *extra: str, status: int = 0) -> list[str]:
+        return run_example(
+            EXAMPLES / "site.py", self.content, "--out", self.out, *extra, status=status
+        )
 
     def edit(self, path: str, old: str, new: str) -> None:
         file = self.content / path
@@ -259,3 +261,25 @@ async def test_site_watch(site: Site) -> None:
         rest, _ = await asyncio.wait_for(process.communicate(), 30)
     assert rest.decode().splitlines()[-1:] == ["stopped"]
     assert process.returncode == 0
+
+
+def test_site_shared_between_two_checkouts(site: Site, tmp_path: Path) -> None:
+    """A second clean checkout, building through the same store, runs no page body."""
+    store = f"sqlite:{tmp_path / 'shared.sqlite'}"
+    other = Site(tmp_path / "other-content", tmp_path / "other-out")
+    shutil.copytree(site.content, other.content)
+    first = site.build("--share", store)
+    assert f"{PAGES} of {PAGES} pages rebuilt, 0 reused" in first
+    second = other.build("--share", store)
+    assert second[0].startswith("no cache at ")  # nothing local: all from the store
+    assert f"0 of {PAGES} pages rebuilt, {PAGES} reused" in second
+    assert f"index reused, 0 of {TAGS} tag pages rebuilt" in second
+    written = sorted(path.relative_to(site.out) for path in site.out.rglob("*"))
+    assert written == sorted(path.relative_to(other.out) for path in other.out.rglob("*"))
+    for path in written:
+        if (site.out / path).is_file():
+            assert (site.out / path).read_bytes() == (other.out / path).read_bytes()
+    # An edit in one checkout: that page is built, nothing else.
+    other.edit("pages/guides/caching.md", "## Clearing the cache", "More.\n\n##")
+    third = other.build("--share", store)
+    assert f"1 of {PAGES} pages rebuilt, {PAGES - 1} reused" in third

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 
 import picante
-from picante.stores import MemoryStore, SqliteStore
+from picante.stores import MemoryStore, RedisStore, SqliteStore
+
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 
 TIMEOUT = 10
@@ -201,3 +208,86 @@ async def test_share_needs_stores_and_detaches() -> None:
             @picante.query(share=True, persist=False)
             async def q(self) -> int:
                 return 1
+
+
+PROCESS = """
+import asyncio, json, sys
+
+import picante
+from picante.stores import RedisStore
+
+
+@picante.database(name="shared-site")
+class Site:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.input
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
+
+    @picante.query
+    async def words(self, path: str) -> int:
+        self.log.append(f"words({path!r})")
+        return len((await self.source(path)).split())
+
+    @picante.query
+    async def total(self) -> int:
+        self.log.append("total()")
+        return sum([await self.words(p) for p in ("a", "b", "c")])
+
+
+async def main(url: str, b: str) -> None:
+    async with RedisStore(url, namespace="site/main", secret=b"k" * 32) as store:
+        db = Site()
+        db.source.set("a", "one two")
+        db.source.set("b", b)
+        db.source.set("c", "six")
+        picante.share(db, store)
+        total = await db.total()
+        await picante.flush_shared(db)
+        print(json.dumps({"total": total, "ran": db.log}))
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def run_process(url: str, b: str) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROCESS, url, b, stdout=subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    assert process.returncode == 0
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+async def test_two_processes_share_through_redis(redis_server: RedisServer) -> None:
+    """The second process runs no body; a third, with one input changed, only what it affects."""
+    first = await run_process(redis_server.url, "three four five")
+    assert first == {
+        "total": 6,
+        "ran": ["total()", "words('a')", "words('b')", "words('c')"],
+    }
+    second = await run_process(redis_server.url, "three four five")
+    assert second == {"total": 6, "ran": []}
+    third = await run_process(redis_server.url, "three")
+    assert third == {"total": 4, "ran": ["words('b')", "total()"]}
+
+
+async def test_a_server_killed_mid_run_changes_no_result(
+    own_redis_server: RedisServer,
+) -> None:
+    """Lookups and uploads fail: every query runs locally, with the right results."""
+    async with RedisStore(own_redis_server.url, namespace="t", timeout=0.5) as store:
+        first = site(store, a="one two", b="three")
+        assert await first.total() == 3
+        await settle(first)
+        own_redis_server.kill()
+        second = site(store, a="one two", b="three four")
+        assert await asyncio.wait_for(second.total(), TIMEOUT) == 4
+        await settle(second)
+        assert second.log == ["total()", "words('a')", "words('b')"]
+        assert store.counters.breaker_openings == 1
