@@ -68,7 +68,7 @@ logger = logging.getLogger("picante")
 class Shared:
     """The stores a database shares results through, in lookup order (`picante.share`)."""
 
-    __slots__ = ("codecs", "database", "pending", "salt", "stores")
+    __slots__ = ("adopting", "codecs", "database", "pending", "prefetched", "salt", "stores")
 
     def __init__(self, cls: type, stores: Sequence[Store]) -> None:
         self.stores = tuple(stores)
@@ -77,6 +77,12 @@ class Shared:
         self.salt = default_salt()
         # Uploads in progress: `flush_shared` waits for them.
         self.pending: set[asyncio.Task[None]] = set()
+        # Candidate lists fetched ahead, by (tier, record key): while an entry is checked,
+        # the lists of the queries it read are fetched in one round trip, so that a graph
+        # comes from a store in about as many round trips as it is deep. Kept while an
+        # adoption is in progress (`adopting` counts them), then dropped.
+        self.prefetched: dict[tuple[int, bytes], list[bytes]] = {}
+        self.adopting = 0
 
     def key_of(self, name: str, key: tuple[object, ...]) -> bytes | None:
         """The record key of query *name* at *key*, or `None` if it cannot be shared."""
@@ -104,21 +110,64 @@ class Shared:
         key = self.key_of(cell.ingredient.name, cell.key)
         if key is None:
             return NOT_SHARED
-        for tier, store in enumerate(self.stores):
-            entries = (await store.candidates([key])).get(key)
-            for entry in entries or ():
-                adopted = await self._check(frame, store, entry)
-                if adopted is None:
-                    continue
-                value, blobs = adopted
-                # Found in a lower tier: the tiers above get it too.
-                for upper in self.stores[:tier]:
-                    self._background(upper.put(key, entry, blobs))
-                return value
-        return NOT_SHARED
+        self.adopting += 1
+        try:
+            for tier, store in enumerate(self.stores):
+                entries = self.prefetched.pop((tier, key), None)
+                if entries is None:
+                    entries = (await store.candidates([key])).get(key, [])
+                for entry in entries:
+                    adopted = await self._check(frame, tier, store, entry)
+                    if adopted is None:
+                        continue
+                    value, blobs = adopted
+                    # Found in a lower tier: the tiers above get it too.
+                    for upper in self.stores[:tier]:
+                        self._background(upper.put(key, entry, blobs))
+                    return value
+            return NOT_SHARED
+        finally:
+            self.adopting -= 1
+            if not self.adopting:
+                self.prefetched.clear()
+
+    async def _prefetch(self, tier: int, store: Store, reads: list[list[str]]) -> None:
+        """
+        Fetch ahead the candidate lists of the queries among *reads*, then those of the
+        queries their entries read, and so on: one round trip per level of the graph.
+        """
+        level = self._query_keys(tier, reads)
+        while level:
+            found = await store.candidates(level)
+            below: list[bytes] = []
+            for record in level:
+                entries = self.prefetched[tier, record] = found.get(record, [])
+                for entry in entries:
+                    try:
+                        entry_reads: list[list[str]] = orjson.loads(entry)["d"]
+                    except Exception:  # noqa: BLE001 - refused when checked
+                        continue
+                    below.extend(self._query_keys(tier, entry_reads))
+            level = list(dict.fromkeys(below))
+
+    def _query_keys(self, tier: int, reads: list[list[str]]) -> list[bytes]:
+        """The record keys of the queries among *reads* not fetched ahead yet."""
+        keys: list[bytes] = []
+        for read in reads:
+            codec = self.codecs.get(read[0]) if type(read) is list and len(read) == 3 else None
+            if codec is None or codec.code is None:
+                continue  # an input, a malformed read, or a name this class does not know
+            try:
+                key = codec.load_key(orjson.loads(read[1]))
+            except Exception:  # noqa: BLE001 - refused when checked
+                continue
+            record = self.key_of(read[0], key)
+            if record is not None and (tier, record) not in self.prefetched:
+                keys.append(record)
+        return keys
 
     async def _check(
-        self, frame: Frame, store: Store, entry: bytes
+        self, frame: Frame, tier: int, store: Store, entry: bytes
     ) -> tuple[object, dict[bytes, bytes]] | None:
         """Read *entry*'s records in *frame* in order; its result if every digest matches."""
         try:
@@ -131,6 +180,7 @@ class Shared:
                 return None
         except Exception:  # noqa: BLE001 - a malformed entry is not a match
             return None
+        await self._prefetch(tier, store, reads)
         db = frame.view.db
         for name, key_text, expected in reads:
             codec = self.codecs.get(name)

@@ -291,3 +291,48 @@ async def test_a_server_killed_mid_run_changes_no_result(
         await settle(second)
         assert second.log == ["total()", "words('a')", "words('b')"]
         assert store.counters.breaker_openings == 1
+
+
+@picante.database
+class Tree:
+    def __init__(self) -> None:
+        self.ran = 0
+
+    @picante.input
+    async def leaf(self, i: int) -> int:
+        raise NotImplementedError
+
+    @picante.query
+    async def node(self, level: int, i: int) -> int:
+        self.ran += 1
+        if level == 0:
+            return await self.leaf(i)
+        return sum([await self.node(level - 1, 3 * i + j) for j in range(3)])
+
+
+async def test_a_tree_comes_in_about_as_many_round_trips_as_it_is_deep(
+    tmp_path: Any,
+) -> None:
+    """While an entry is checked, the lists of the queries it read are fetched at once."""
+    depth = 4  # 1 + 3 + 9 + 27 + 81 = 121 queries
+
+    def tree() -> Tree:
+        db = Tree()
+        with picante.batch(db):
+            for i in range(3**depth):
+                db.leaf.set(i, i)
+        return db
+
+    async with SqliteStore(tmp_path / "shared.sqlite") as store:
+        first = tree()
+        picante.share(first, store)
+        assert await first.node(depth, 0) == sum(range(3**depth))
+        await settle(first)
+        before = store.counters.round_trips
+        second = tree()
+        picante.share(second, store)
+        assert await second.node(depth, 0) == sum(range(3**depth))
+        assert second.ran == 0
+        # One round trip for the root's list, then one per level below it (and none per
+        # query: there are 121).
+        assert store.counters.round_trips - before <= depth + 2
