@@ -41,9 +41,8 @@ def log() -> list[str]:
     return []
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A Redis server for the whole session, on a unix socket (`tests/redis_server.py`)."""
+def _running_server() -> Iterator[RedisServer]:
+    """Start a Redis server in a directory of its own, yield it, stop it and clean up."""
     # Not pytest's tmp_path: a unix socket's path must stay under about 100 bytes.
     directory = Path(tempfile.mkdtemp(prefix="picante-redis-"))
     server = RedisServer(directory)
@@ -55,14 +54,13 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis server for the whole session, on a unix socket (`tests/redis_server.py`)."""
+    yield from _running_server()
+
+
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A Redis server of the test's own, which it may kill and restart."""
-    directory = Path(tempfile.mkdtemp(prefix="picante-redis-"))
-    server = RedisServer(directory)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    yield from _running_server()
