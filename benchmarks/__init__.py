@@ -26,6 +26,7 @@ from . import (
     p9_persist,
     p10_cold_tree,
     p11_scale,
+    p12_shared,
 )
 
 
@@ -49,6 +50,7 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p9": p9_persist.run,
     "p10": p10_cold_tree.run,
     "p11": p11_scale.run,
+    "p12": p12_shared.run,
     "gather": gather_fanout.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""

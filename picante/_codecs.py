@@ -653,13 +653,40 @@ def record_key(
     give the same input. *key* is `canonical_key_bytes` of the record's key; *schema*
     and *code* are the ingredient's fingerprints (`Codec.schema`, `Codec.code`).
     """
+    hasher = record_hasher(
+        format=format, salt=salt, database=database, query=query, schema=schema, code=code
+    )
+    return keyed_record(hasher, key)
+
+
+def record_hasher(
+    *,
+    format: int | str,  # noqa: A002 - as in `record_key`
+    salt: str | bytes,
+    database: str,
+    query: str,
+    schema: str,
+    code: str,
+) -> Any:
+    """`record_key`'s hash of every field but the key: copied for each key of the query."""
     hasher = hashlib.blake2b(RECORD_KEY_PREFIX, digest_size=16)
-    fields: list[str | bytes] = [str(format), salt, database, query, schema, code, key]
-    for field in fields:
-        data = field.encode() if isinstance(field, str) else field
-        hasher.update(len(data).to_bytes(8, "big"))
-        hasher.update(data)
-    return hasher.digest()
+    for field in (str(format), salt, database, query, schema, code):
+        _hash_field(hasher, field)
+    return hasher
+
+
+def keyed_record(hasher: Any, key: bytes) -> bytes:
+    """The record key of *key* from a query's `record_hasher` (which it leaves as it was)."""
+    copy = hasher.copy()
+    _hash_field(copy, key)
+    digest: bytes = copy.digest()
+    return digest
+
+
+def _hash_field(hasher: Any, field: str | bytes) -> None:
+    data = field.encode() if isinstance(field, str) else field
+    hasher.update(len(data).to_bytes(8, "big"))
+    hasher.update(data)
 
 
 @functools.cache

@@ -28,6 +28,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import orjson
 
 from ._codecs import (
@@ -36,7 +37,8 @@ from ._codecs import (
     codecs_of,
     database_name,
     default_salt,
-    record_key,
+    keyed_record,
+    record_hasher,
     value_digest,
 )
 from ._errors import MissingInputError, UsageError, describe
@@ -65,16 +67,42 @@ ABSENT_DIGEST: Final = "-"
 logger = logging.getLogger("picante")
 
 
+Read = tuple[str, tuple[object, ...], str, "bytes | None"]
+"""A read of an entry: ingredient, key, value digest (hex, or `-`), record key if a query."""
+
+
+@attrs.frozen
+class Parsed:
+    """A trace entry, decoded: its reads in order, its result's digest, value or blob."""
+
+    reads: list[Read]
+    result: bytes
+    inline: str | None
+    blob: bytes | None
+
+
 class Shared:
     """The stores a database shares results through, in lookup order (`picante.share`)."""
 
-    __slots__ = ("adopting", "codecs", "database", "pending", "prefetched", "salt", "stores")
+    __slots__ = (
+        "adopting",
+        "codecs",
+        "database",
+        "hashers",
+        "parsed",
+        "pending",
+        "prefetched",
+        "records",
+        "salt",
+        "stores",
+    )
 
     def __init__(self, cls: type, stores: Sequence[Store]) -> None:
         self.stores = tuple(stores)
         self.codecs: dict[str, Codec] = codecs_of(cls)
         self.database = database_name(cls)
         self.salt = default_salt()
+        self.hashers: dict[str, Any] = {}
         # Uploads in progress: `flush_shared` waits for them.
         self.pending: set[asyncio.Task[None]] = set()
         # Candidate lists fetched ahead, by (tier, record key): while an entry is checked,
@@ -82,6 +110,9 @@ class Shared:
         # comes from a store in about as many round trips as it is deep. Kept while an
         # adoption is in progress (`adopting` counts them), then dropped.
         self.prefetched: dict[tuple[int, bytes], list[bytes]] = {}
+        # Entries decoded, and the record keys of the queries they read, meanwhile.
+        self.parsed: dict[bytes, Parsed | None] = {}
+        self.records: dict[tuple[str, tuple[object, ...]], bytes] = {}
         self.adopting = 0
 
     def key_of(self, name: str, key: tuple[object, ...]) -> bytes | None:
@@ -92,22 +123,26 @@ class Shared:
         encoded = canonical_key_bytes(codec, key)
         if encoded is None:
             return None
-        return record_key(
-            format=FORMAT,
-            salt=self.salt,
-            database=self.database,
-            query=name,
-            schema=codec.schema,
-            code=codec.code,
-            key=encoded,
-        )
+        hasher = self.hashers.get(name)
+        if hasher is None:
+            # Every field but the key, hashed once per query (`record_key`).
+            hasher = self.hashers[name] = record_hasher(
+                format=FORMAT,
+                salt=self.salt,
+                database=self.database,
+                query=name,
+                schema=codec.schema,
+                code=codec.code,
+            )
+        return keyed_record(hasher, encoded)
 
     # -- adopting a result --------------------------------------------------------------
 
     async def adopt(self, frame: Frame) -> object:
         """The result of *frame*'s query from a matching entry, or `NOT_SHARED`."""
         cell = frame.cell
-        key = self.key_of(cell.ingredient.name, cell.key)
+        name = cell.ingredient.name
+        key = self.records.get((name, cell.key)) or self.key_of(name, cell.key)
         if key is None:
             return NOT_SHARED
         self.adopting += 1
@@ -130,69 +165,74 @@ class Shared:
             self.adopting -= 1
             if not self.adopting:
                 self.prefetched.clear()
+                self.parsed.clear()
+                self.records.clear()
 
-    async def _prefetch(self, tier: int, store: Store, reads: list[list[str]]) -> None:
+    def _parse(self, entry: bytes) -> Parsed | None:
+        """*entry* decoded (once per adoption), or `None` if it is malformed."""
+        if entry in self.parsed:
+            return self.parsed[entry]
+        parsed: Parsed | None = None
+        try:
+            data = orjson.loads(entry)
+            inline: str | None = data.get("v")
+            reads: list[Read] = []
+            for name, key_text, expected in data["d"]:
+                codec = self.codecs[name]
+                key = codec.load_key(orjson.loads(key_text))
+                record = None
+                if codec.code is not None:  # a query: its own record key, to fetch ahead
+                    record = self.key_of(name, key)
+                    if record is not None:
+                        self.records[name, key] = record
+                reads.append((name, key, expected, record))
+            parsed = Parsed(
+                reads,
+                bytes.fromhex(data["r"]),
+                inline if type(inline) is str else None,
+                None if type(inline) is str else bytes.fromhex(data["b"]),
+            )
+        except Exception:  # noqa: BLE001 - a malformed entry, or names this class lacks
+            parsed = None
+        self.parsed[entry] = parsed
+        return parsed
+
+    async def _prefetch(self, tier: int, store: Store, parsed: Parsed) -> None:
         """
-        Fetch ahead the candidate lists of the queries among *reads*, then those of the
+        Fetch ahead the candidate lists of the queries *parsed* read, then those of the
         queries their entries read, and so on: one round trip per level of the graph.
         """
-        level = self._query_keys(tier, reads)
+        level = self._unfetched(tier, parsed)
         while level:
             found = await store.candidates(level)
             below: list[bytes] = []
             for record in level:
                 entries = self.prefetched[tier, record] = found.get(record, [])
                 for entry in entries:
-                    try:
-                        entry_reads: list[list[str]] = orjson.loads(entry)["d"]
-                    except Exception:  # noqa: BLE001 - refused when checked
-                        continue
-                    below.extend(self._query_keys(tier, entry_reads))
+                    if (each := self._parse(entry)) is not None:
+                        below.extend(self._unfetched(tier, each))
             level = list(dict.fromkeys(below))
 
-    def _query_keys(self, tier: int, reads: list[list[str]]) -> list[bytes]:
-        """The record keys of the queries among *reads* not fetched ahead yet."""
-        keys: list[bytes] = []
-        for read in reads:
-            codec = self.codecs.get(read[0]) if type(read) is list and len(read) == 3 else None
-            if codec is None or codec.code is None:
-                continue  # an input, a malformed read, or a name this class does not know
-            try:
-                key = codec.load_key(orjson.loads(read[1]))
-            except Exception:  # noqa: BLE001 - refused when checked
-                continue
-            record = self.key_of(read[0], key)
-            if record is not None and (tier, record) not in self.prefetched:
-                keys.append(record)
-        return keys
+    def _unfetched(self, tier: int, parsed: Parsed) -> list[bytes]:
+        """The record keys of the queries *parsed* read, not fetched ahead yet."""
+        return [
+            record
+            for _, _, _, record in parsed.reads
+            if record is not None and (tier, record) not in self.prefetched
+        ]
 
     async def _check(
         self, frame: Frame, tier: int, store: Store, entry: bytes
     ) -> tuple[object, dict[bytes, bytes]] | None:
         """Read *entry*'s records in *frame* in order; its result if every digest matches."""
-        try:
-            data = orjson.loads(entry)
-            reads: list[list[str]] = data["d"]
-            result = bytes.fromhex(data["r"])
-            inline: str | None = data.get("v")
-            blob = None if inline is not None else bytes.fromhex(data["b"])
-            if not all(type(read) is list and len(read) == 3 for read in reads):
-                return None
-        except Exception:  # noqa: BLE001 - a malformed entry is not a match
+        parsed = self._parse(entry)
+        if parsed is None:
             return None
-        await self._prefetch(tier, store, reads)
+        await self._prefetch(tier, store, parsed)
         db = frame.view.db
-        for name, key_text, expected in reads:
-            codec = self.codecs.get(name)
-            if codec is None or type(key_text) is not str:
-                return None
+        for name, key, expected, _ in parsed.reads:
             try:
-                key = codec.load_key(orjson.loads(key_text))
-                handle = getattr(db, name)
-            except Exception:  # noqa: BLE001 - a key or name this class cannot read
-                return None
-            try:
-                value = await handle(*key)
+                value = await getattr(db, name)(*key)
             except MissingInputError:
                 value = ABSENT
             except Exception:  # noqa: BLE001 - an error is never shared: no match
@@ -201,9 +241,10 @@ class Shared:
                 if expected != ABSENT_DIGEST:
                     return None
                 continue
-            found = value_digest(codec, value)
+            found = value_digest(self.codecs[name], value)
             if found is None or found.hex() != expected:
                 return None
+        inline, blob, result = parsed.inline, parsed.blob, parsed.result
         blobs: dict[bytes, bytes] = {}
         if inline is not None:
             encoded = inline.encode()

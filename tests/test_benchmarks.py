@@ -35,6 +35,7 @@ EXPECTED_PEERS = {
     "p9": {"plain"},
     "p10": {"async-lru", "plain"},
     "p11": {"observ", "reaktiv"},
+    "p12": {"plain"},
     "gather": {"asyncio.gather", "loop"},
 }
 # The units of each scenario's rows, when not nanoseconds per operation: P8 counts bytes
