@@ -688,12 +688,12 @@ def sweep(*, quick: bool = False) -> Sweep:
     share = 100 * (1 - 1 / GC_RATIO)
     return Sweep(
         scenario="p11",
-        title="P11: share of a cold build spent in the garbage collector (default GC)",
+        title="Share of a cold build spent in the garbage collector (default GC)",
         xlabel="memos in the graph (10 per file + a fan-in-10 tree)",
         ylabel="time in collections / build time",
         sizes=tuple(memo_count(files) for files in sizes),
         series={name: tuple(values) for name, values in series.items()},
         missing=tuple(name for name in PEERS if name not in installed),
-        goal=(share, f"≈ goal: ≤ {share:.0f} % (default GC ≤ {GC_RATIO}x GC off)"),
+        goal=(share, f"{share:.0f} %: a default-GC build {GC_RATIO}x one with GC off"),
         unit="%",
     )

@@ -118,11 +118,11 @@ def sweep(*, quick: bool = False) -> Sweep:
     series = _run(Profile.of(quick=quick), depths)
     return Sweep(
         scenario="p3",
-        title="P3: change the input of a chain, await the tail (every query recomputes)",
+        title="Change the input of a chain, await the tail (every query recomputes)",
         xlabel="chain depth (queries)",
         ylabel="time per recomputed query",
         sizes=depths,
         series={name: tuple(by_depth[d] for d in depths) for name, by_depth in series.items()},
         missing=tuple(name for name in PEERS if name not in series),
-        goal=(1_000.0, "goal: 1.0 µs per query"),
+        goal=(1_000.0, "1.0 µs per query"),
     )

@@ -114,13 +114,13 @@ def sweep(*, quick: bool = False) -> Sweep:
     shallow = series["picante"][depths[0]]
     return Sweep(
         scenario="p4",
-        title="P4: change an unrelated input, await the tail of a chain",
+        title="Change an unrelated input, await the tail of a chain",
         xlabel="chain depth (queries)",
         ylabel="time per change and read",
         sizes=depths,
         series={name: tuple(by_depth[d] for d in depths) for name, by_depth in series.items()},
         missing=tuple(name for name in PEERS if name not in series),
-        goal=(2 * shallow, f"goal: ≤ 2x picante at depth {depths[0]}"),
+        goal=(2 * shallow, f"2x picante at depth {depths[0]}"),
         # reaktiv grows with the depth, picante and observ do not: orders of magnitude apart.
         log_y=True,
     )
