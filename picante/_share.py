@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .stores import Store
 
 
-__all__ = ["Shared", "flush_shared", "share"]
+__all__ = ["Shared", "SharingCounters", "flush_shared", "share"]
 
 FORMAT: Final = 1
 """The version of trace entries (a new one makes every old entry unreadable)."""
@@ -69,6 +69,22 @@ logger = logging.getLogger("picante")
 
 Read = tuple[str, tuple[object, ...], str, "bytes | None"]
 """A read of an entry: ingredient, key, value digest (hex, or `-`), record key if a query."""
+
+
+@attrs.define
+class SharingCounters:
+    """What sharing did for one database (`picante.debug.stats(db).shared`)."""
+
+    lookups: int = 0
+    """Evaluations that asked the stores for a result."""
+    adopted: int = 0
+    """Results taken from a store: the body did not run."""
+    checked: int = 0
+    """Entries checked (several may be, for one lookup)."""
+    published: int = 0
+    """Evaluations recorded in the stores after their body ran."""
+    unshareable: int = 0
+    """Evaluations not recorded: an error, an untracked read, a value with no bytes."""
 
 
 @attrs.frozen
@@ -87,6 +103,7 @@ class Shared:
     __slots__ = (
         "adopting",
         "codecs",
+        "counters",
         "database",
         "hashers",
         "parsed",
@@ -102,6 +119,7 @@ class Shared:
         self.codecs: dict[str, Codec] = codecs_of(cls)
         self.database = database_name(cls)
         self.salt = default_salt()
+        self.counters = SharingCounters()
         self.hashers: dict[str, Any] = {}
         # Uploads in progress: `flush_shared` waits for them.
         self.pending: set[asyncio.Task[None]] = set()
@@ -145,6 +163,7 @@ class Shared:
         key = self.records.get((name, cell.key)) or self.key_of(name, cell.key)
         if key is None:
             return NOT_SHARED
+        self.counters.lookups += 1
         self.adopting += 1
         try:
             for tier, store in enumerate(self.stores):
@@ -152,9 +171,11 @@ class Shared:
                 if entries is None:
                     entries = (await store.candidates([key])).get(key, [])
                 for entry in entries:
+                    self.counters.checked += 1
                     adopted = await self._check(frame, tier, store, entry)
                     if adopted is None:
                         continue
+                    self.counters.adopted += 1
                     value, blobs = adopted
                     # Found in a lower tier: the tiers above get it too.
                     for upper in self.stores[:tier]:
@@ -268,17 +289,18 @@ class Shared:
 
     def publish(self, frame: Frame, outcome: object) -> None:
         """Record *frame*'s evaluation, which ran its body to *outcome*, in every store."""
-        if type(outcome) is Failure or frame.untracked:
-            return
         cell = frame.cell
         key = self.key_of(cell.ingredient.name, cell.key)
         codec = self.codecs.get(cell.ingredient.name)
-        if key is None or codec is None:
+        if type(outcome) is Failure or frame.untracked or key is None or codec is None:
+            self.counters.unshareable += 1
             return
         reads = self._reads(frame)
         encoded = canonical_bytes(codec, outcome)
         if reads is None or encoded is None:
+            self.counters.unshareable += 1
             return
+        self.counters.published += 1
         result = value_digest(codec, outcome)
         assert result is not None  # canonical bytes exist, so the digest does
         for store in self.stores:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ._events import QueryHandle
     from ._runtime import View
     from ._store import Revision
+    from .stores import StoreCounters
 
 P = ParamSpec("P")
 
@@ -60,6 +61,7 @@ __all__ = [
     "NotComparable",
     "QueryStats",
     "QueryTrace",
+    "SharedStats",
     "Stats",
     "Trace",
     "Verification",
@@ -331,6 +333,27 @@ class QueryStats:
 
 @final
 @attrs.frozen
+class SharedStats:
+    """
+    What sharing did for a database, and each store's counters (`picante.share`).
+
+    `lookups` evaluations asked the stores, `adopted` results came from them without
+    running the body, `checked` entries were checked, `published` evaluations were
+    recorded after their body ran, `unshareable` were not (an error, an untracked read,
+    a value with no portable bytes). `stores` has each store's `StoreCounters`, in lookup
+    order: round trips, misses, rejected entries, dropped writes, errors.
+    """
+
+    lookups: int
+    adopted: int
+    checked: int
+    published: int
+    unshareable: int
+    stores: tuple[StoreCounters, ...]
+
+
+@final
+@attrs.frozen
 class Stats:
     """
     A database's cache at one moment.
@@ -342,7 +365,8 @@ class Stats:
     snapshot) was created.
     `approximate_bytes` is the deep `sys.getsizeof` of input keys and values, interned
     values and memo keys and values, measured only when asked (`stats(db, sizes=True)`):
-    `None` otherwise.
+    `None` otherwise. `shared` says what sharing did (`picante.share`), `None` with no
+    store attached.
     """
 
     revision: Revision
@@ -355,6 +379,7 @@ class Stats:
     dependency_checks: int
     invalidations: int
     approximate_bytes: int | None
+    shared: SharedStats | None = None
 
     @property
     def memos(self) -> int:
@@ -413,6 +438,22 @@ def stats(db: object, *, sizes: bool = False) -> Stats:
         counters.dependency_checks,
         counters.invalidations,
         size if sizes else None,
+        _shared_stats(view),
+    )
+
+
+def _shared_stats(view: View) -> SharedStats | None:
+    shared: Any = view.shared
+    if shared is None:
+        return None
+    counters = shared.counters
+    return SharedStats(
+        counters.lookups,
+        counters.adopted,
+        counters.checked,
+        counters.published,
+        counters.unshareable,
+        tuple(attrs.evolve(store.counters) for store in shared.stores),
     )
 
 

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "_sweep": {"_errors", "_store", "_runtime"},
     "_gather": {"_frames", "_handles"},
     "_share": {"_codecs", "_errors", "_frames", "_runtime", "_store", "stores"},
-    "debug": {"_errors", "_store", "_frames", "_runtime", "_events"},
+    "debug": {"_errors", "_store", "_frames", "_runtime", "_events", "stores"},
     "testing": {"_errors", "_store", "_runtime", "debug"},
     # The stores know nothing of the engine: bytes in, bytes out.
     "stores": {"_errors"},

@@ -89,6 +89,13 @@ async def test_a_second_database_runs_no_body_for_the_same_inputs() -> None:
     second = site(store, a="one two", b="three")
     assert await second.total() == 3
     assert second.log == []
+    shared = picante.debug.stats(second).shared
+    assert shared is not None
+    assert (shared.lookups, shared.adopted, shared.published) == (3, 3, 0)
+    first_stats = picante.debug.stats(first).shared
+    assert first_stats is not None
+    assert (first_stats.adopted, first_stats.published) == (0, 3)
+    assert picante.debug.stats(Site()).shared is None  # no store attached
     # Adopted memos are memos: an edit re-runs exactly what it affects.
     second.source.set("b", "three four")
     assert await second.total() == 4
