@@ -343,3 +343,30 @@ async def test_a_tree_comes_in_about_as_many_round_trips_as_it_is_deep(
         # One round trip for the root's list, then one per level below it (and none per
         # query: there are 121).
         assert store.counters.round_trips - before <= depth + 2
+
+
+async def test_entries_a_reader_does_not_trust_are_not_adopted(
+    redis_server: RedisServer,
+) -> None:
+    """Signed with another secret, or written to a namespace it does not read: run."""
+    url = redis_server.url
+    async with RedisStore(url, namespace="share/pr-1", secret=b"a" * 32) as writer:
+        first = site(writer, a="one two", b="three")
+        await first.total()
+        await settle(first)
+    readers = [
+        RedisStore(url, namespace="share/pr-1", secret=b"b" * 32),  # another secret
+        RedisStore(url, namespace="share/main", secret=b"a" * 32),  # pr-1 not trusted
+    ]
+    for reader in readers:
+        async with reader:
+            db = site(reader, a="one two", b="three")
+            assert await db.total() == 3
+            assert db.log == ["total()", "words('a')", "words('b')"]
+    # Trusted, with the right secret, from a namespace of its own (empty): adopted from
+    # the entries of pr-1 signed with that secret.
+    trusting = RedisStore(url, namespace="share/other", read_from=["share/pr-1"], secret=b"a" * 32)
+    async with trusting:
+        db = site(trusting, a="one two", b="three")
+        assert await db.total() == 3
+        assert db.log == []
