@@ -560,6 +560,7 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         _prepare(view, frame)
         shared = view.shared if cell.ingredient.share else None
         token = ACTIVE.set(frame)
+        adopted = False
         try:
             # A shared result is adopted when the reads its entry records come out equal
             # here, read in this frame, as the body would have (`_share`).
@@ -568,13 +569,18 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
                 result = await cell.ingredient.fn(view.db, *cell.key)
                 if shared is not None:
                     shared.publish(frame, result)
+            else:
+                adopted = True
         except BaseException as error:  # noqa: BLE001 - sorted by `caught`
             result = caught(error)
         finally:
             ACTIVE.reset(token)
         install(view, frame, result)
         outcome = result
-        if listeners:
+        if adopted:
+            # No body ran: not an execution, for `stats` and the trace hook alike.
+            view.counters.executions -= 1
+        elif listeners:
             record = TraceExecuted(
                 frame.revision,
                 cell.ingredient.name,

@@ -56,10 +56,13 @@ if TYPE_CHECKING:
     from .stores import Store
 
 
-__all__ = ["Shared", "SharingCounters", "flush_shared", "share"]
+__all__ = ["ADOPTED", "Shared", "SharingCounters", "flush_shared", "share"]
 
 FORMAT: Final = 1
 """The version of trace entries (a new one makes every old entry unreadable)."""
+
+ADOPTED: Final = "adopted"
+"""The mark `why` holds for a memo taken from a store: `(revision, ADOPTED)`."""
 
 ABSENT_DIGEST: Final = "-"
 """The digest an entry records for an input that was absent when it was read."""
@@ -176,6 +179,8 @@ class Shared:
                     if adopted is None:
                         continue
                     self.counters.adopted += 1
+                    # What `debug.explain` says of this memo until it next runs its body.
+                    cell.why = (frame.revision, ADOPTED)
                     value, blobs = adopted
                     # Found in a lower tier: the tiers above get it too.
                     for upper in self.stores[:tier]:

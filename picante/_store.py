@@ -337,7 +337,8 @@ class QueryCell:
         # The evaluation in progress for the current revision, if any (a `Frame`).
         self.flight: Any = None
         # `why`: the state the memo last re-executed from, `(revision, verified_at, deps,
-        # untracked, evicted)` (see `debug.explain`). Unset until it re-executes, so a first
+        # untracked, evicted)`, or `(revision, "adopted")` for a result taken from a
+        # shared store (see `debug.explain`). Unset until it re-executes, so a first
         # execution does not pay for it: read it with `getattr(cell, "why", None)`.
         self.why: tuple[Any, ...]
 

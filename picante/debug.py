@@ -466,7 +466,8 @@ class Explanation:
     """
     Why a memo holds what it holds: `reason` is one of `"never computed"`, `"first"`,
     `"changed"`, `"evicted"`, `"untracked"` (it had read the outside world: a volatile
-    query, `report_untracked_read`, a query of another database, a cycle) or `"code"`;
+    query, `report_untracked_read`, a query of another database, a cycle), `"adopted"`
+    (taken from a shared store, `picante.share`: its body did not run) or `"code"`;
     `revision` is the revision of the last execution (for `"first"`, of the first one)
     and `verified_at` the revision the memo had last been verified at before it; when
     the reason is `"changed"`, `changed` lists the dependencies that changed after the
@@ -500,6 +501,11 @@ class Explanation:
             return (
                 f"{self.record} recomputed at revision {self.revision} because its value "
                 "had been evicted (lru=)"
+            )
+        if self.reason == "adopted":
+            return (
+                f"{self.record} was taken from a shared store at revision {self.revision}: "
+                "an evaluation elsewhere had read the same values (picante.share)"
             )
         if self.reason == "untracked":
             return (
@@ -550,6 +556,8 @@ def explain(
         return Explanation(label, "never computed", None, None)
     if why is None:
         return Explanation(label, "first", cell.changed_at, cell.verified_at)
+    if len(why) == 2:  # `(revision, "adopted")`: taken from a shared store
+        return Explanation(label, "adopted", why[0], None)
     revision, verified_at, deps, untracked, evicted = why
     if verified_at == NEVER:
         return Explanation(label, "code", revision, None)

@@ -370,3 +370,21 @@ async def test_entries_a_reader_does_not_trust_are_not_adopted(
         db = site(trusting, a="one two", b="three")
         assert await db.total() == 3
         assert db.log == []
+
+
+async def test_an_adopted_memo_is_no_execution_and_says_where_it_came_from() -> None:
+    store = MemoryStore()
+    first = site(store, a="one two", b="three")
+    await first.total()
+    await settle(first)
+    second = site(store, a="one two", b="three")
+    with picante.testing.record(second) as log:
+        assert await second.total() == 3
+    assert log.executed == []  # no body ran: no trace of an execution
+    assert picante.debug.stats(second).executions == 0
+    why = picante.debug.explain(second, second.total)
+    assert (why.reason, why.revision) == ("adopted", picante.revision(second))
+    assert "taken from a shared store" in str(why)
+    second.source.set("a", "one")
+    await second.total()
+    assert picante.debug.explain(second, second.total).reason == "changed"
