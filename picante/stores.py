@@ -687,9 +687,16 @@ class _SqliteThread:
 
 def _open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
     """
-    Open *path*, in WAL mode, with the schema: tried again while SQLite refuses at once
-    (`PRAGMA journal_mode` does not wait out the busy timeout while another process
-    opens the same file), until *timeout* has passed.
+    Open *path*, in WAL mode, with the schema (`_while_busy`: `PRAGMA journal_mode` does
+    not wait out the busy timeout while another process opens the same file).
+    """
+    return _while_busy(timeout, lambda: _open_sqlite_once(path, timeout))
+
+
+def _while_busy(timeout: float, attempt: Callable[[], T]) -> T:
+    """
+    Return `attempt()`, tried again while SQLite refuses at once (database locked or
+    busy, without waiting out its busy timeout), until *timeout* seconds have passed.
     """
     import sqlite3
 
@@ -697,7 +704,7 @@ def _open_sqlite(path: str, timeout: float) -> sqlite3.Connection:
     pause = 0.005
     while True:
         try:
-            return _open_sqlite_once(path, timeout)
+            return attempt()
         except sqlite3.OperationalError as error:
             busy = "locked" in str(error) or "busy" in str(error)
             if not busy or time.monotonic() + pause > deadline:
@@ -836,26 +843,17 @@ class SqliteStore(_BackedStore):
         del touched  # no TTLs here
 
         def write(connection: sqlite3.Connection) -> None:
-            # SQLite can refuse a write at once, without waiting out the busy timeout
-            # (another process opening the file, or recovering its WAL): then the batch
-            # is tried again, rolled back first, until this store's timeout has passed.
-            import sqlite3
-
-            deadline = time.monotonic() + self.timeout
-            pause = 0.005
-            while True:
+            # SQLite can refuse a write at once (another process opening the file, or
+            # recovering its WAL): the batch is tried again, rolled back first.
+            def once() -> None:
                 try:
                     attempt(connection)
-                except sqlite3.OperationalError as error:
+                except BaseException:
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
-                    busy = "locked" in str(error) or "busy" in str(error)
-                    if not busy or time.monotonic() + pause > deadline:
-                        raise
-                    time.sleep(pause)
-                    pause = min(2 * pause, 0.1)
-                else:
-                    return
+                    raise
+
+            _while_busy(self.timeout, once)
 
         def attempt(connection: sqlite3.Connection) -> None:
             now = int(time.time())
