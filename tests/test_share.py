@@ -203,8 +203,10 @@ async def test_lower_tiers_fill_the_upper_ones(tmp_path: Any) -> None:
 
 async def test_share_needs_stores_and_detaches() -> None:
     db = site(MemoryStore(), a="x", b="y")
+    before = vars(db)["__picante__"].shared
     with pytest.raises(picante.UsageError, match=r"^share\(\): expected picante.stores"):
-        picante.share(db, object())  # type: ignore[arg-type]
+        picante.share(db, MemoryStore(), object())  # type: ignore[arg-type]
+    assert vars(db)["__picante__"].shared is before  # a refused share changes nothing
     picante.share(db)
     assert vars(db)["__picante__"].shared is None
     await picante.flush_shared(db)  # nothing attached: nothing to wait for
