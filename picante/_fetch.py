@@ -265,14 +265,11 @@ def _abandon(reader: weakref.ref[Frame], task: asyncio.Task[Any]) -> None:
 async def _follow(flight: Frame, caller: Frame | None) -> Any:
     """Wait for *flight*'s outcome (or `RETRY` if it was cancelled)."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
     if caller is not None:
         check_wait(caller, flight, waits_on(loop).values())
+    future = follow(flight)
+    if caller is not None:
         add_wait(loop, future, (caller, flight))
-    if flight.followers is None:
-        flight.followers = [future]
-    else:
-        flight.followers.append(future)
     try:
         return await future
     finally:
@@ -353,10 +350,10 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     dependencies changed after it was verified is marked verified; one that must be
     recomputed is, unless it is *root*, which the caller executes (then `False`).
 
-    In the common case (no snapshot, nobody else evaluating it, no trace listener) a
-    memo is recomputed right here, as `execute` would: its body is awaited from the walk,
-    with no coroutine of its own, and the context's frame is set once per body and
-    restored once, when the walk ends.
+    In the common case (no snapshot, nobody else evaluating it, no trace listener, no
+    shared store) a memo is recomputed right here, as `execute` would: its body is
+    awaited from the walk, with no coroutine of its own, and the context's frame is set
+    once per body and restored once, when the walk ends.
     """
     revision = frame.revision
     last_changed = view.last_changed

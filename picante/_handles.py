@@ -132,8 +132,8 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {
             and _picante_flight.revision == _picante_view.revision
             and _picante_flight.view is _picante_view
         ):
-            # From outside any query, with this state's flight running: follow it (what
-            # `fetch` does then, inline).
+            # From outside any query, with this state's flight running: follow it on a
+            # bare future (`follow`), with no `single_flight` coroutine in between.
             _picante_value = await _picante_follow(_picante_flight)
         else:
             _picante_value = await _picante_fetch(_picante_view, _picante_cell, _picante_frame)
