@@ -415,9 +415,8 @@ def _native_key_loader(key_types: tuple[type, ...]) -> Callable[[object], tuple[
     def load_key(raw: object) -> tuple[object, ...]:
         if type(raw) is list:
             parts = cast("list[Any]", raw)  # type: ignore[redundant-cast]  # pyright needs it
-            if len(parts) == len(key_types) and all(
-                type(part) is tp for part, tp in zip(parts, key_types, strict=True)
-            ):
+            # One comparison of the parts' exact types (a shorter or longer key differs).
+            if tuple(map(type, parts)) == key_types:
                 return tuple(parts)
         msg = f"expected a key of types {key_types}, got {raw!r}"
         raise TypeError(msg)
@@ -630,6 +629,11 @@ def value_digest(codec: Codec, value: object) -> bytes | None:
     encoded = canonical_bytes(codec, value)
     if encoded is None:
         return None
+    return encoded_digest(encoded)
+
+
+def encoded_digest(encoded: bytes) -> bytes:
+    """`value_digest` of the value whose canonical bytes are *encoded*."""
     return hashlib.sha256(VALUE_DIGEST_PREFIX + encoded).digest()
 
 
@@ -685,8 +689,7 @@ def keyed_record(hasher: Any, key: bytes) -> bytes:
 
 def _hash_field(hasher: Any, field: str | bytes) -> None:
     data = field.encode() if isinstance(field, str) else field
-    hasher.update(len(data).to_bytes(8, "big"))
-    hasher.update(data)
+    hasher.update(len(data).to_bytes(8, "big") + data)
 
 
 @functools.cache

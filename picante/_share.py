@@ -37,6 +37,7 @@ from ._codecs import (
     codecs_of,
     database_name,
     default_salt,
+    encoded_digest,
     keyed_record,
     record_hasher,
     value_digest,
@@ -108,6 +109,8 @@ class Shared:
         "codecs",
         "counters",
         "database",
+        "digests",
+        "expanded",
         "hashers",
         "parsed",
         "pending",
@@ -134,6 +137,11 @@ class Shared:
         # Entries decoded, and the record keys of the queries they read, meanwhile.
         self.parsed: dict[bytes, Parsed | None] = {}
         self.records: dict[tuple[str, tuple[object, ...]], bytes] = {}
+        # The entries whose reads are fetched ahead already, by (tier, id of the entry).
+        self.expanded: set[tuple[int, int]] = set()
+        # The digests of the results adopted, by (query, key): a later check that reads
+        # one of them compares the value by identity instead of encoding it again.
+        self.digests: dict[tuple[str, tuple[object, ...]], tuple[object, bytes]] = {}
         self.adopting = 0
 
     def key_of(self, name: str, key: tuple[object, ...]) -> bytes | None:
@@ -144,9 +152,13 @@ class Shared:
         encoded = canonical_key_bytes(codec, key)
         if encoded is None:
             return None
+        return keyed_record(self._hasher(name, codec), encoded)
+
+    def _hasher(self, name: str, codec: Codec) -> Any:
+        """Query *name*'s `record_hasher`: every field but the key, hashed once."""
         hasher = self.hashers.get(name)
         if hasher is None:
-            # Every field but the key, hashed once per query (`record_key`).
+            assert codec.code is not None  # only queries have record keys
             hasher = self.hashers[name] = record_hasher(
                 format=FORMAT,
                 salt=self.salt,
@@ -155,7 +167,7 @@ class Shared:
                 schema=codec.schema,
                 code=codec.code,
             )
-        return keyed_record(hasher, encoded)
+        return hasher
 
     # -- adopting a result --------------------------------------------------------------
 
@@ -193,6 +205,8 @@ class Shared:
                 self.prefetched.clear()
                 self.parsed.clear()
                 self.records.clear()
+                self.expanded.clear()
+                self.digests.clear()
 
     def _parse(self, entry: bytes) -> Parsed | None:
         """*entry* decoded (once per adoption), or `None` if it is malformed."""
@@ -208,9 +222,11 @@ class Shared:
                 key = codec.load_key(orjson.loads(key_text))
                 record = None
                 if codec.code is not None:  # a query: its own record key, to fetch ahead
-                    record = self.key_of(name, key)
-                    if record is not None:
-                        self.records[name, key] = record
+                    # From the key's bytes as written: the writer's canonical bytes, under
+                    # the same salt (so the same libraries). Bytes that are not would only
+                    # point the lookup to another record, which a writer could fill anyway.
+                    record = keyed_record(self._hasher(name, codec), key_text.encode())
+                    self.records[name, key] = record
                 reads.append((name, key, expected, record))
             parsed = Parsed(
                 reads,
@@ -228,6 +244,10 @@ class Shared:
         Fetch ahead the candidate lists of the queries *parsed* read, then those of the
         queries their entries read, and so on: one round trip per level of the graph.
         """
+        expanded = self.expanded
+        if (tier, id(parsed)) in expanded:
+            return
+        expanded.add((tier, id(parsed)))
         level = self._unfetched(tier, parsed)
         while level:
             found = await store.candidates(level)
@@ -236,6 +256,8 @@ class Shared:
                 entries = self.prefetched[tier, record] = found.get(record, [])
                 for entry in entries:
                     if (each := self._parse(entry)) is not None:
+                        # (`parsed` keeps it, and so its id, until the adoption ends.)
+                        expanded.add((tier, id(each)))
                         below.extend(self._unfetched(tier, each))
             level = list(dict.fromkeys(below))
 
@@ -256,7 +278,8 @@ class Shared:
             return None
         await self._prefetch(tier, store, parsed)
         db = frame.view.db
-        for name, key, expected, _ in parsed.reads:
+        digests = self.digests
+        for name, key, expected, record in parsed.reads:
             try:
                 value = await getattr(db, name)(*key)
             except MissingInputError:
@@ -267,7 +290,11 @@ class Shared:
                 if expected != ABSENT_DIGEST:
                     return None
                 continue
-            found = value_digest(self.codecs[name], value)
+            known = digests.get((name, key)) if record is not None else None
+            if known is not None and known[0] is value:
+                found: bytes | None = known[1]
+            else:
+                found = value_digest(self.codecs[name], value)
             if found is None or found.hex() != expected:
                 return None
         inline, blob, result = parsed.inline, parsed.blob, parsed.result
@@ -280,14 +307,17 @@ class Shared:
             if fetched is None:
                 return None
             encoded = blobs[blob] = fetched
-        codec = self.codecs[frame.cell.ingredient.name]
+        # The bytes must be those the entry names: the canonical bytes of its result,
+        # which load back to that very value (`canonical_bytes` refuses values that would
+        # not), so their digest is the value's.
+        if encoded_digest(encoded) != result:
+            return None
+        cell = frame.cell
         try:
-            value = codec.load_value(orjson.loads(encoded))
+            value = self.codecs[cell.ingredient.name].load_value(orjson.loads(encoded))
         except Exception:  # noqa: BLE001 - bytes this class cannot load
             return None
-        # The value must be the one the entry names (not only bytes that load).
-        if value_digest(codec, value) != result:
-            return None
+        self.digests[cell.ingredient.name, cell.key] = (value, result)
         return value, blobs
 
     # -- publishing a result ------------------------------------------------------------
