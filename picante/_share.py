@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 import orjson
@@ -91,8 +91,7 @@ class SharingCounters:
     """Evaluations not recorded: an error, an untracked read, a value with no bytes."""
 
 
-@attrs.frozen
-class Parsed:
+class Parsed(NamedTuple):
     """A trace entry, decoded: its reads in order, its result's digest, value or blob."""
 
     reads: list[Read]
@@ -245,8 +244,6 @@ class Shared:
         queries their entries read, and so on: one round trip per level of the graph.
         """
         expanded = self.expanded
-        if (tier, id(parsed)) in expanded:
-            return
         expanded.add((tier, id(parsed)))
         level = self._unfetched(tier, parsed)
         while level:
@@ -276,7 +273,8 @@ class Shared:
         parsed = self._parse(entry)
         if parsed is None:
             return None
-        await self._prefetch(tier, store, parsed)
+        if (tier, id(parsed)) not in self.expanded:
+            await self._prefetch(tier, store, parsed)
         db = frame.view.db
         digests = self.digests
         for name, key, expected, record in parsed.reads:
