@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import orjson
@@ -91,13 +91,12 @@ class SharingCounters:
     """Evaluations not recorded: an error, an untracked read, a value with no bytes."""
 
 
-class Parsed(NamedTuple):
-    """A trace entry, decoded: its reads in order, its result's digest, value or blob."""
+Parsed = tuple[tuple[Read, ...], bytes, "str | None", "bytes | None"]
+"""A trace entry, decoded: its reads in order, its result's digest, inline value or blob.
 
-    reads: list[Read]
-    result: bytes
-    inline: str | None
-    blob: bytes | None
+Plain tuples of strings, bytes and keys: the collector stops tracking them at its first
+look, so the entries an adoption keeps decoded do not make it collect the whole heap.
+"""
 
 
 class Shared:
@@ -132,7 +131,7 @@ class Shared:
         # the lists of the queries it read are fetched in one round trip, so that a graph
         # comes from a store in about as many round trips as it is deep. Kept while an
         # adoption is in progress (`adopting` counts them), then dropped.
-        self.prefetched: dict[tuple[int, bytes], list[bytes]] = {}
+        self.prefetched: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
         # Entries decoded, and the record keys of the queries they read, meanwhile.
         self.parsed: dict[bytes, Parsed | None] = {}
         self.records: dict[tuple[str, tuple[object, ...]], bytes] = {}
@@ -181,7 +180,7 @@ class Shared:
         self.adopting += 1
         try:
             for tier, store in enumerate(self.stores):
-                entries = self.prefetched.pop((tier, key), None)
+                entries: Sequence[bytes] | None = self.prefetched.pop((tier, key), None)
                 if entries is None:
                     entries = (await store.candidates([key])).get(key, [])
                 for entry in entries:
@@ -227,8 +226,8 @@ class Shared:
                     record = keyed_record(self._hasher(name, codec), key_text.encode())
                     self.records[name, key] = record
                 reads.append((name, key, expected, record))
-            parsed = Parsed(
-                reads,
+            parsed = (
+                tuple(reads),
                 bytes.fromhex(data["r"]),
                 inline if type(inline) is str else None,
                 None if type(inline) is str else bytes.fromhex(data["b"]),
@@ -250,7 +249,7 @@ class Shared:
             found = await store.candidates(level)
             below: list[bytes] = []
             for record in level:
-                entries = self.prefetched[tier, record] = found.get(record, [])
+                entries = self.prefetched[tier, record] = tuple(found.get(record, ()))
                 for entry in entries:
                     if (each := self._parse(entry)) is not None:
                         # (`parsed` keeps it, and so its id, until the adoption ends.)
@@ -262,7 +261,7 @@ class Shared:
         """The record keys of the queries *parsed* read, not fetched ahead yet."""
         return [
             record
-            for _, _, _, record in parsed.reads
+            for _, _, _, record in parsed[0]
             if record is not None and (tier, record) not in self.prefetched
         ]
 
@@ -277,7 +276,8 @@ class Shared:
             await self._prefetch(tier, store, parsed)
         db = frame.view.db
         digests = self.digests
-        for name, key, expected, record in parsed.reads:
+        reads, result, inline, blob = parsed
+        for name, key, expected, record in reads:
             try:
                 value = await getattr(db, name)(*key)
             except MissingInputError:
@@ -295,7 +295,6 @@ class Shared:
                 found = value_digest(self.codecs[name], value)
             if found is None or found.hex() != expected:
                 return None
-        inline, blob, result = parsed.inline, parsed.blob, parsed.result
         blobs: dict[bytes, bytes] = {}
         if inline is not None:
             encoded = inline.encode()
