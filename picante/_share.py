@@ -46,7 +46,7 @@ from ._errors import MissingInputError, UsageError, describe
 from ._frames import NOT_SHARED
 from ._runtime import view_of
 from ._store import ABSENT, EVICTED, Failure, InputCell
-from .stores import digest as blob_digest
+from .stores import MemoryStore, digest as blob_digest
 
 
 if TYPE_CHECKING:
@@ -104,16 +104,19 @@ class Shared:
 
     __slots__ = (
         "adopting",
+        "batches",
         "codecs",
         "counters",
         "database",
         "digests",
         "expanded",
         "hashers",
+        "inflight",
         "parsed",
         "pending",
         "prefetched",
         "records",
+        "requests",
         "salt",
         "stores",
     )
@@ -132,6 +135,13 @@ class Shared:
         # comes from a store in about as many round trips as it is deep. Kept while an
         # adoption is in progress (`adopting` counts them), then dropped.
         self.prefetched: dict[tuple[int, bytes], tuple[bytes, ...]] = {}
+        # Lists asked for in this turn of the event loop, by tier: every adoption that
+        # asks before the turn ends joins one request (`_lists`). And the lists being
+        # fetched, by (tier, record key): the request's future, which a second asker
+        # awaits instead of asking again. The requests' tasks are in `requests`.
+        self.batches: dict[int, tuple[list[bytes], asyncio.Future[None]]] = {}
+        self.inflight: dict[tuple[int, bytes], asyncio.Future[None]] = {}
+        self.requests: set[asyncio.Task[None]] = set()
         # Entries decoded, and the record keys of the queries they read, meanwhile.
         self.parsed: dict[bytes, Parsed | None] = {}
         self.records: dict[tuple[str, tuple[object, ...]], bytes] = {}
@@ -180,10 +190,9 @@ class Shared:
         self.adopting += 1
         try:
             for tier, store in enumerate(self.stores):
-                entries: Sequence[bytes] | None = self.prefetched.pop((tier, key), None)
-                if entries is None:
-                    entries = (await store.candidates([key])).get(key, [])
-                for entry in entries:
+                if (tier, key) not in self.prefetched:
+                    await self._lists(tier, store, [key])
+                for entry in self.prefetched.get((tier, key), ()):
                     self.counters.checked += 1
                     adopted = await self._check(frame, tier, store, entry)
                     if adopted is None:
@@ -246,23 +255,80 @@ class Shared:
         expanded.add((tier, id(parsed)))
         level = self._unfetched(tier, parsed)
         while level:
-            found = await store.candidates(level)
+            await self._lists(tier, store, level)
             below: list[bytes] = []
             for record in level:
-                entries = self.prefetched[tier, record] = tuple(found.get(record, ()))
-                for entry in entries:
-                    if (each := self._parse(entry)) is not None:
-                        # (`parsed` keeps it, and so its id, until the adoption ends.)
+                for entry in self.prefetched.get((tier, record), ()):
+                    each = self._parse(entry)
+                    # (`parsed` keeps it, and so its id, until the adoption ends.)
+                    if each is not None and (tier, id(each)) not in expanded:
                         expanded.add((tier, id(each)))
                         below.extend(self._unfetched(tier, each))
             level = list(dict.fromkeys(below))
 
+    async def _lists(self, tier: int, store: Store, keys: Sequence[bytes]) -> None:
+        """
+        Fetch the candidate lists of *keys* from *store* into `prefetched`. The keys asked
+        for in one turn of the event loop, by any adoption, go in one request, and a key
+        already on its way is not asked for again: concurrent adoptions (a `gather` of
+        many roots) come from a store in as many round trips as one would.
+        """
+        if type(store) is MemoryStore:
+            # In process: no round trip to pool, and no turn of the loop to wait for.
+            wanted = [key for key in keys if (tier, key) not in self.prefetched]
+            found = await store.candidates(wanted)
+            for key in wanted:
+                self.prefetched[tier, key] = tuple(found.get(key, ()))
+            return
+        waits: list[asyncio.Future[None]] = []
+        for key in keys:
+            slot = (tier, key)
+            if slot in self.prefetched:
+                continue
+            wait = self.inflight.get(slot)
+            if wait is None:
+                batch = self.batches.get(tier)
+                if batch is None:
+                    batch = self.batches[tier] = ([], asyncio.get_running_loop().create_future())
+                    asyncio.get_running_loop().call_soon(self._send, tier, store)
+                batch[0].append(key)
+                wait = self.inflight[slot] = batch[1]
+            if wait not in waits:
+                waits.append(wait)
+        for wait in waits:
+            # Shielded: an adoption cancelled here must not cancel the others' request.
+            await asyncio.shield(wait)
+
+    def _send(self, tier: int, store: Store) -> None:
+        keys, done = self.batches.pop(tier)
+        request = asyncio.ensure_future(self._request(tier, store, keys, done))
+        self.requests.add(request)
+        request.add_done_callback(self.requests.discard)
+
+    async def _request(
+        self, tier: int, store: Store, keys: list[bytes], done: asyncio.Future[None]
+    ) -> None:
+        found: dict[bytes, list[bytes]] = {}
+        try:
+            found = await store.candidates(keys)
+        except Exception as error:  # noqa: BLE001 - stores return misses; a bug is a miss too
+            logger.warning("picante: a lookup in a shared store failed: %r", error)
+        finally:
+            # Even when cancelled (the loop closing): the askers get misses, not a hang.
+            for key in keys:
+                self.prefetched[tier, key] = tuple(found.get(key, ()))
+                self.inflight.pop((tier, key), None)
+            if not done.done():
+                done.set_result(None)
+
     def _unfetched(self, tier: int, parsed: Parsed) -> list[bytes]:
-        """The record keys of the queries *parsed* read, not fetched ahead yet."""
+        """The record keys of the queries *parsed* read, not fetched (nor asked for) yet."""
         return [
             record
             for _, _, _, record in parsed[0]
-            if record is not None and (tier, record) not in self.prefetched
+            if record is not None
+            and (tier, record) not in self.prefetched
+            and (tier, record) not in self.inflight
         ]
 
     async def _check(

@@ -347,6 +347,36 @@ async def test_a_tree_comes_in_about_as_many_round_trips_as_it_is_deep(
         assert store.counters.round_trips - before <= depth + 2
 
 
+async def test_concurrent_roots_share_their_round_trips(tmp_path: Any) -> None:
+    """Adoptions that start together (a `gather` of roots) pool their lookups."""
+    roots = 50
+
+    def forest() -> Tree:
+        db = Tree()
+        with picante.batch(db):
+            for i in range(3 * roots):
+                db.leaf.set(i, i)
+        return db
+
+    async def build(db: Tree) -> list[int]:
+        reads = [db.node(1, i) for i in range(roots)]
+        return list(await asyncio.wait_for(asyncio.gather(*reads), TIMEOUT))
+
+    async with SqliteStore(tmp_path / "shared.sqlite") as store:
+        first = forest()
+        picante.share(first, store)
+        expected = await build(first)
+        await settle(first)
+        before = store.counters.round_trips
+        second = forest()
+        picante.share(second, store)
+        assert await build(second) == expected
+        assert second.ran == 0
+        # The 50 roots' lists in one request, then the 150 leaves' in another: not one
+        # request per root (50), nor per adoption (200).
+        assert store.counters.round_trips - before == 2
+
+
 async def test_entries_a_reader_does_not_trust_are_not_adopted(
     redis_server: RedisServer,
 ) -> None:
