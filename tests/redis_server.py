@@ -5,6 +5,10 @@ A real Redis (or Valkey) server for the tests, on a unix socket in a temporary d
 network. The binary is `$PICANTE_TEST_STORE_SERVER` if set, else `redis-server` or
 `valkey-server` from `PATH` (`.ci/run` installs Debian's `redis-server`). A server that
 cannot start fails the test: a green run must not hide a missing server.
+
+The ACL users of the sharing guide (`docs/guides/sharing.md`, "ACLs for CI") are read from
+the guide itself (`documented_acl_users`), so that the tests run the commands operators
+are told to run, and a change to them is tested.
 """
 
 from __future__ import annotations
@@ -15,17 +19,16 @@ import signal
 import socket
 import subprocess
 import time
-from typing import TYPE_CHECKING
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-
 START_TIMEOUT = 10.0  # seconds for the server to answer PING
 STOP_TIMEOUT = 5.0  # seconds for it to exit after SIGTERM, before SIGKILL
+SHARING_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "sharing.md"
 
 
 def server_binary() -> str:
@@ -56,6 +59,11 @@ class RedisServer:
     def url(self) -> str:
         """The URL that `RedisStore` and redis-py take: `unix:///…/redis.sock`."""
         return f"unix://{self.socket}"
+
+    def url_as(self, user: AclUser) -> str:
+        """The URL to connect as *user*: `unix://user:password@/…/redis.sock`."""
+        name, password = (urllib.parse.quote(part, safe="") for part in (user.name, user.password))
+        return f"unix://{name}:{password}@{self.socket}"
 
     def start(self) -> None:
         """Start the server and wait until it answers PING; fail the test otherwise."""
@@ -124,3 +132,41 @@ class RedisServer:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
         self.process = None
+
+
+# -- the ACL users of the sharing guide -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AclUser:
+    """One `ACL SETUSER` command of the sharing guide, and the user it creates."""
+
+    name: str
+    password: str
+    command: tuple[str, ...]
+    """The command's words: `ACL`, `SETUSER`, the name, then its rules."""
+
+
+def documented_acl_users() -> dict[str, AclUser]:
+    """
+    The users of the guide's "ACLs for CI" block, by name: `main-builds`, `pr-123` and
+    `developers`, each with its command as the guide writes it (its continuation lines,
+    indented there to fit the page, joined).
+    """
+    lines = SHARING_GUIDE.read_text(encoding="utf-8").splitlines()
+    start = lines.index("### ACLs for CI")
+    opening = next(n for n in range(start, len(lines)) if lines[n].startswith("```"))
+    closing = lines.index("```", opening + 1)
+    commands: list[list[str]] = []
+    for line in lines[opening + 1 : closing]:
+        if line.startswith("ACL SETUSER "):
+            commands.append(line.split())
+        else:
+            assert commands, f"no command before {line!r}"
+            assert line.startswith(" "), f"not a command, nor the rest of one: {line!r}"
+            commands[-1].extend(line.split())
+    users: dict[str, AclUser] = {}
+    for words in commands:
+        (password,) = [word[1:] for word in words if word.startswith(">")]
+        users[words[2]] = AclUser(words[2], password, tuple(words))
+    return users

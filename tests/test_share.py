@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import pytest
+import redis
 
 import picante
 from picante.stores import MemoryStore, RedisStore, SqliteStore
+from tests.redis_server import documented_acl_users
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from tests.redis_server import RedisServer
 
 
@@ -76,7 +81,7 @@ def site(store: Any, **sources: str) -> Site:
     return db
 
 
-async def settle(db: Site) -> None:
+async def settle(db: object) -> None:
     await asyncio.wait_for(picante.flush_shared(db), TIMEOUT)
 
 
@@ -420,3 +425,155 @@ async def test_an_adopted_memo_is_no_execution_and_says_where_it_came_from() -> 
     second.source.set("a", "one")
     await second.total()
     assert picante.debug.explain(second, second.total).reason == "changed"
+
+
+# -- ACLs: the sharing guide's CI set-up, end to end ------------------------------------------
+#
+# docs/guides/sharing.md ("ACLs for CI") tells operators which Redis users to create; the
+# tests below create them with the guide's own commands, on a server of their own, and
+# build through `picante.share` as those users. (A reader with another secret adopts
+# nothing: `test_entries_a_reader_does_not_trust_are_not_adopted`.)
+
+MAIN, PR = "site/main", "site/pr-123"
+
+
+class CiServer:
+    """A server with the guide's users, and an admin connection to look at it."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.users = documented_acl_users()
+        # Any: redis-py leaves parts of its client untyped (execute_command, the keyword
+        # arguments of keys and acl_log); what it returns is typed where it is used.
+        client = redis.Redis(unix_socket_path=str(server.socket), socket_timeout=TIMEOUT)
+        self.admin: Any = cast("Any", client)
+        try:
+            for user in self.users.values():
+                assert self.admin.execute_command(*user.command) == b"OK"
+        except BaseException:
+            client.close()
+            raise
+
+    def store(self, user: str, namespace: str, read_from: Sequence[str] = ()) -> RedisStore:
+        """
+        A store connecting as *user*, with one secret for all. `inline_bytes=0` files every
+        result in a blob, so that blobs go through the ACLs as well as trace entries.
+        """
+        url = self.server.url_as(self.users[user])
+        return RedisStore(
+            url, namespace=namespace, read_from=read_from, secret=b"k" * 32, inline_bytes=0
+        )
+
+    def contents(self, namespace: str) -> dict[bytes, tuple[bytes, int]]:
+        """Each key of *namespace*: its value's bytes (DUMP) and its expiry time in ms."""
+        keys: list[bytes] = self.admin.keys(f"picante:{namespace}:*")
+        return {key: (self.admin.dump(key), self.admin.pexpiretime(key)) for key in keys}
+
+    def refusals(self) -> list[tuple[str, str, str]]:
+        """
+        The server's ACL log: (user, reason, key or command) of each refusal, but for the
+        `CLIENT SETINFO` that redis-py sends on connecting, and ignores the refusal of
+        (Redis 7.2 and later; the guide's users may not run it).
+        """
+        log: list[dict[str, Any]] = self.admin.acl_log()
+        return [
+            (entry["username"], entry["reason"], entry["object"])
+            for entry in log
+            if entry["object"] != "client|setinfo"
+        ]
+
+
+@pytest.fixture
+def ci(own_redis_server: RedisServer) -> Iterator[CiServer]:
+    """A server of the test's own (the guide's users and namespaces, unchanged)."""
+    made = CiServer(own_redis_server)
+    yield made
+    made.admin.close()
+
+
+def kinds(keys: dict[bytes, Any]) -> list[str]:
+    """The kinds of *keys*, sorted: `t` for a trace list, `v` for a blob."""
+    return sorted(key.decode().split(":")[2] for key in keys)
+
+
+async def build_main(ci: CiServer) -> dict[bytes, tuple[bytes, int]]:
+    """A build of main, as main's user; what it left in main's namespace."""
+    async with ci.store("main-builds", MAIN) as on_main:
+        main = site(on_main, a="one two", b="three")
+        assert await main.total() == 3
+        await settle(main)
+    assert main.log == ["total()", "words('a')", "words('b')"]
+    assert (on_main.counters.uploads, on_main.counters.errors) == (3, 0)
+    written = ci.contents(MAIN)
+    assert kinds(written) == ["t", "t", "t", "v", "v", "v"]
+    return written
+
+
+async def test_acl_a_pull_request_adopts_mains_results_and_writes_its_own_namespace(
+    ci: CiServer,
+) -> None:
+    """
+    As the guide's users: a pull request's build with main's inputs runs no body, from
+    main's entries and blobs; after an edit it runs exactly what the edit affects, and
+    uploads to its own namespace only. Main's keys stay byte for byte as they were, expiry
+    times included, and the server refused no command of either user.
+    """
+    async with asyncio.timeout(TIMEOUT):
+        main_before = await build_main(ci)
+        async with ci.store("pr-123", PR, read_from=[MAIN]) as on_pr:
+            pr = site(on_pr, a="one two", b="three")
+            assert await pr.total() == 3
+            assert pr.log == []
+            shared = picante.debug.stats(pr).shared
+            assert shared is not None
+            assert (shared.adopted, shared.published) == (3, 0)
+            await settle(pr)
+            assert ci.contents(PR) == {}  # what was adopted is not uploaded again
+            pr.source.set("b", "three four five")
+            assert await pr.total() == 5
+            assert pr.log == ["words('b')", "total()"]
+            await settle(pr)
+        counters = on_pr.counters
+        assert (counters.uploads, counters.dropped, counters.errors) == (2, 0, 0)
+        assert kinds(ci.contents(PR)) == ["t", "t", "v", "v"]
+        assert ci.contents(MAIN) == main_before
+        assert ci.refusals() == []
+
+
+async def test_acl_a_pull_request_store_writing_to_main_is_refused(
+    ci: CiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    The pull request's user with a store misconfigured to write `site/main` (a poisoning
+    attempt, or a slip): the server refuses its uploads and its TTL refreshes of main's
+    keys. Nothing reaches the build, whose results are right; the store counts the refused
+    uploads in `dropped` and the refusals in `errors`, opens no breaker and logs no
+    warning; main's namespace stays byte for byte as it was, expiry times included.
+    """
+    async with asyncio.timeout(TIMEOUT):
+        main_before = await build_main(ci)
+        with caplog.at_level(logging.DEBUG, logger="picante"):
+            async with ci.store("pr-123", MAIN) as posing_as_main:
+                pr = site(posing_as_main, a="one two", b="three four five")
+                assert await pr.total() == 5
+                assert await pr.words("a") == 2
+                # words('a') was adopted from main's namespace, which this user may read.
+                assert pr.log == ["words('b')", "total()"]
+                await settle(pr)
+        counters = posing_as_main.counters
+        assert (counters.uploads, counters.dropped) == (0, 2)
+        assert counters.errors >= 1
+        assert counters.breaker_openings == 0
+        assert ci.contents(MAIN) == main_before
+        refusals = ci.refusals()
+        assert {(user, reason) for user, reason, _ in refusals} == {("pr-123", "key")}
+        refused = {key for _, _, key in refusals}
+        assert all(key.startswith(f"picante:{MAIN}:") for key in refused)
+        # words('a') uploaded nothing: its list was only to have its TTL refreshed.
+        record = vars(pr)["__picante__"].shared.key_of("words", ("a",))
+        assert f"picante:{MAIN}:t:{record.hex()}" in refused
+    # The refusals are logged at the debug level only: each concerns one operation.
+    ours = [record for record in caplog.records if record.name == "picante"]
+    assert ours
+    assert {record.levelno for record in ours} == {logging.DEBUG}
+    assert all("writing failed: NoPermissionError" in record.getMessage() for record in ours)
