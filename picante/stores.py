@@ -1180,10 +1180,12 @@ class RedisStore(_BackedStore):
         for put in puts:
             start = count
             for wanted, data in put.blobs.items():
-                pipe.set(
-                    self._blob_key(self.namespace, self._salted(wanted)), data, nx=True, ex=self.ttl
-                )
-                count += 1
+                blob_key = self._blob_key(self.namespace, self._salted(wanted))
+                # An existing blob is not rewritten (NX), but it gets the entry's expiry:
+                # an entry must not outlive the blob it names.
+                pipe.set(blob_key, data, nx=True, ex=self.ttl)
+                pipe.expire(blob_key, self.ttl)
+                count += 2
             salted = self._salted(put.key)
             key = self._trace_key(self.namespace, salted)
             entry = self._wrap(salted, put.entry)

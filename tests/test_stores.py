@@ -478,6 +478,22 @@ async def test_redis_layout(redis_server: RedisServer, admin: redis.Redis, names
     assert 0 < admin.ttl(value) <= 1000
 
 
+async def test_redis_an_entry_does_not_outlive_the_blob_it_names(
+    redis_server: RedisServer, admin: redis.Redis, namespace: str
+) -> None:
+    """Writing an entry that names a blob already stored renews the blob's TTL."""
+    wanted, data = blob("value")
+    value = f"picante:{namespace}:v:{wanted.hex()}"
+    async with redis_store(redis_server, namespace, ttl=1000) as store:
+        await store.put(b"K", b"first", {wanted: data})
+        await store.flush()
+        admin.expire(value, 10)
+        await store.put(b"K2", b"second", {wanted: data})
+        await store.flush()
+    assert admin.ttl(value) > 10
+    assert admin.get(value) == data
+
+
 async def test_redis_hit_refreshes_ttl(
     redis_server: RedisServer, admin: redis.Redis, namespace: str
 ) -> None:
