@@ -276,7 +276,7 @@ class Shared:
         if type(store) is MemoryStore:
             # In process: no round trip to pool, and no turn of the loop to wait for.
             wanted = [key for key in keys if (tier, key) not in self.prefetched]
-            found = await store.candidates(wanted)
+            found = await MemoryStore.candidates(store, wanted)
             for key in wanted:
                 self.prefetched[tier, key] = tuple(found.get(key, ()))
             return
