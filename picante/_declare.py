@@ -211,6 +211,10 @@ def query(
     version: str | int | None = None,
     volatile: bool = False,
     share: bool | None = None,
+    cycle_initial: Callable[..., Any] | None = None,
+    cycle_fn: Callable[..., Any] | None = None,
+    max_iterations: int = 200,
+    cycle_fallback: Callable[..., Any] | None = None,
 ) -> _QueryDecorator: ...
 def query(
     fn: Callable[..., Any] | None = None,
@@ -222,6 +226,10 @@ def query(
     version: str | int | None = None,
     volatile: bool = False,
     share: bool | None = None,
+    cycle_initial: Callable[..., Any] | None = None,
+    cycle_fn: Callable[..., Any] | None = None,
+    max_iterations: int = 200,
+    cycle_fallback: Callable[..., Any] | None = None,
 ) -> Any:
     """
     Declare a derived query: an `async def` method whose result picante memoizes.
@@ -252,6 +260,21 @@ def query(
         share: Whether this query's results go to, and come from, the stores attached
             with `picante.share` (default: when it is persisted and not volatile). Say
             `False` for a query cheaper to run than to look up.
+        cycle_initial: `(db, *key) -> value`: make this query resolve the cycles it
+            heads by fixpoint iteration instead of raising `CycleError`. When its
+            evaluation is re-entered (it needs its own value, directly or through other
+            queries), the inner read returns this initial value, then each iteration's
+            value; the body runs again until its value equals the previous one (`eq`).
+            See the cycles guide.
+        cycle_fn: `(db, iteration, previous, value, *key) -> value`: what an iteration's
+            value becomes before it is compared and read by the next one (to join or
+            widen; default: the value). Needs `cycle_initial`.
+        max_iterations: Iterations before a fixpoint that does not converge raises
+            `CycleError` (default 200).
+        cycle_fallback: `(db, *key) -> value`: resolve the cycles this query is on
+            with a fallback value: the inner read returns it, and the evaluation, once
+            its body has run, takes it as its value. May be `async` (its reads are
+            dependencies). Not with `cycle_initial`.
 
     Returns:
         The `QueryIngredient`, a class attribute that reads as a `BoundQuery` on an
@@ -267,6 +290,7 @@ def query(
 
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
         _expect_method("query", fn)
+        _check_cycle_options(fn, cycle_initial, cycle_fn, max_iterations, cycle_fallback)
         return QueryIngredient(
             fn,
             lru=lru,
@@ -275,9 +299,41 @@ def query(
             version=version,
             volatile=volatile,
             share=share,
+            cycle_initial=cycle_initial,
+            cycle_fn=cycle_fn,
+            max_iterations=max_iterations,
+            cycle_fallback=cycle_fallback,
         )
 
     return decorate if fn is None else decorate(fn)
+
+
+def _check_cycle_options(
+    fn: Callable[..., Any],
+    initial: object,
+    step: object,
+    max_iterations: object,
+    fallback: object,
+) -> None:
+    """Refuse cycle options that cannot work together, naming the query."""
+    name = getattr(fn, "__qualname__", "query")
+    for option, value in (
+        ("cycle_initial", initial),
+        ("cycle_fn", step),
+        ("cycle_fallback", fallback),
+    ):
+        if value is not None and not callable(value):
+            msg = f"{name}: {option} must be a function, got {describe(value)}"
+            raise UsageError(msg)
+    if step is not None and initial is None:
+        msg = f"{name}: cycle_fn needs cycle_initial (the value the first iteration reads)"
+        raise UsageError(msg)
+    if fallback is not None and initial is not None:
+        msg = f"{name}: a query resolves its cycles with cycle_initial or cycle_fallback, not both"
+        raise UsageError(msg)
+    if type(max_iterations) is not int or max_iterations < 1:
+        msg = f"{name}: max_iterations must be an int >= 1, got {max_iterations!r}"
+        raise UsageError(msg)
 
 
 def _expect_method(decorator: str, fn: object) -> None:

@@ -88,20 +88,56 @@ class CycleError(PicanteError):
     catches it. A cycle never deadlocks, also when it runs through child tasks or through
     independent tasks waiting on each other.
 
+    A query that declares `cycle_initial` or `cycle_fallback` resolves the cycles it
+    heads instead (see `picante.query`); then `CycleError` means that a cycle it headed
+    did not converge within `max_iterations` (`iterations` and `last` say how far it got),
+    or that a cycle was headed by a query that did not opt in (the message names the
+    queries on the cycle that did not).
+
     Attributes:
         path: The chain of `(query name, key)` records, starting and ending with the same
-            record: `(("words", ("a",)), ("page", ("a", "en")), ("words", ("a",)))`.
+            record: `(("words", ("a",)), ("page", ("a", "en")), ("words", ("a",)))`. For
+            a cycle that did not converge, the head alone.
+        iterations: How many iterations a fixpoint ran before giving up, else `None`.
+        last: The reprs of the last two values a fixpoint computed, else `()`.
     """
 
     path: tuple[tuple[str, tuple[object, ...]], ...]
+    iterations: int | None
+    last: tuple[str, ...]
 
-    def __init__(self, path: Sequence[tuple[str, tuple[object, ...]]]) -> None:
+    def __init__(
+        self,
+        path: Sequence[tuple[str, tuple[object, ...]]],
+        iterations: int | None = None,
+        last: Sequence[str] = (),
+        opted_out: Sequence[tuple[str, tuple[object, ...]]] = (),
+    ) -> None:
         path = tuple(path)
-        super().__init__(path)
+        last = tuple(last)
+        opted_out = tuple(opted_out)
+        if iterations is None and not last and not opted_out:
+            super().__init__(path)
+        else:
+            super().__init__(path, iterations, last, opted_out)
         self.path = path
+        self.iterations = iterations
+        self.last = last
+        self._opted_out = opted_out
 
     def __str__(self) -> str:
         chain = " → ".join(fmt_key(name, key) for name, key in self.path)
+        if self.iterations is not None:
+            return (
+                f"cycle headed by {chain} did not converge in {self.iterations} "
+                f"iterations; the last two values: {', '.join(self.last)}"
+            )
+        if self._opted_out:
+            names = ", ".join(fmt_key(name, key) for name, key in self._opted_out)
+            return (
+                f"cycle: {chain} (entered at a query that resolves no cycle; on this "
+                f"cycle, these do not declare cycle_initial or cycle_fallback: {names})"
+            )
         return f"cycle: {chain}"
 
 

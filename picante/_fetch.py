@@ -38,13 +38,14 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._cycles import answer, iterate, provisional, resolve_participant
 from ._frames import (
     ACTIVE,
     NOT_SHARED,
     RETRY,
     Frame,
     add_wait,
-    check_wait,
+    find_cycle,
     remove_wait,
     waits_on,
 )
@@ -266,7 +267,10 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
     """Wait for *flight*'s outcome (or `RETRY` if it was cancelled)."""
     loop = asyncio.get_running_loop()
     if caller is not None:
-        check_wait(caller, flight, waits_on(loop).values())
+        cycle = find_cycle(caller, flight, waits_on(loop).values())
+        if cycle is not None:
+            # The head's provisional value, if the cycle resolves; else the CycleError.
+            return await answer(caller, flight, cycle)
     future = follow(flight)
     if caller is not None:
         add_wait(loop, future, (caller, flight))
@@ -278,8 +282,13 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
 
 
 def settle(frame: Frame, outcome: Any) -> None:
-    """Hand *outcome* to every follower of *frame* still waiting."""
+    """
+    Hand *outcome* to every follower of *frame* still waiting (`RETRY` if the outcome is
+    provisional: a cycle's value before it converged is not theirs to see).
+    """
     if frame.followers:
+        if frame.heads:
+            outcome = RETRY
         for future in frame.followers:
             if not future.done():
                 future.set_result(outcome)
@@ -359,6 +368,9 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
     last_changed = view.last_changed
     sync = view.sync
     counters = view.counters
+    cyclic = view.family.cyclic
+    if cyclic and (root.ingredient.name, root.key) in cyclic:
+        return await _verify_component(view, root, frame)
     checks = 0
     token: contextvars.Token[Frame | None] | None = None
     # Entries are [memo, index of the next dependency to check]; index -1 means one of
@@ -391,6 +403,14 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                             if dep.changed_at <= revision
                             else dep.version_at(revision)[0]
                         )
+                    elif (
+                        cyclic
+                        and (dep.ingredient.name, dep.key) in cyclic
+                        and not _valid(view, dep, revision)
+                    ):
+                        # A memo of a converged cycle: its component is checked as one.
+                        valid = await _verify_component(view, dep, frame)
+                        changed_at = dep.changed_at if valid else revision
                     elif (
                         # The common way down a walk, decided inline: a memo neither clean
                         # nor valid by durability, in a database with no snapshot (nothing
@@ -452,6 +472,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         and revision == view.revision
                         and not view.listeners
                         and view.shared is None
+                        and not memo.ingredient.cycle
                     ):
                         # What `_run` then `execute` do, inline (see the docstring).
                         child = Frame(view, memo, revision, frame)
@@ -504,6 +525,63 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
         counters.dependency_checks += checks
         if token is not None:
             ACTIVE.reset(token)
+
+
+async def _verify_component(view: View, start: QueryCell, frame: Frame) -> bool:
+    """
+    Tell whether the memos of the converged cycles *start* belongs to are valid at
+    *frame*'s revision, and if so mark them verified.
+
+    They read each other, so the walk of `deep_verify` would go round. Checked as one
+    instead: if nothing any of them read from outside the component changed since it was
+    verified, a new evaluation of the cycle would read the same values and converge to
+    the same fixpoint, so all are valid. Otherwise none is known to be: the caller
+    executes, and the cycle iterates again.
+    """
+    cyclic = view.family.cyclic
+    revision = frame.revision
+    members: list[QueryCell] = []
+    seen: set[QueryCell] = {start}
+    todo = [start]
+    while todo:
+        member = todo.pop()
+        members.append(member)
+        for dep in deps_of(member):
+            if (
+                type(dep) is QueryCell
+                and dep not in seen
+                and (dep.ingredient.name, dep.key) in cyclic
+            ):
+                seen.add(dep)
+                todo.append(dep)
+    for member in members:
+        verified_at = member.verified_at
+        if not (NEVER < verified_at <= revision) or member.value is EVICTED:
+            return False
+        if verified_at == revision:
+            continue
+        if member.durability == UNTRACKED:
+            return False
+        for dep in deps_of(member):
+            if dep in seen:
+                continue
+            if type(dep) is InputCell:
+                changed_at = (
+                    dep.changed_at if dep.changed_at <= revision else dep.version_at(revision)[0]
+                )
+            else:
+                if not _valid(view, dep, revision):
+                    try:
+                        await fetch(view, dep, frame)
+                    except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                        return False
+                changed_at = dep.changed_at if dep.verified_at == revision else revision
+            if changed_at > verified_at:
+                return False
+    for member in members:
+        if member.verified_at != revision:
+            _mark_verified(view, member, revision)
+    return True
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
@@ -564,7 +642,7 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             result: Any = NOT_SHARED if shared is None else await shared.adopt(frame)
             if result is NOT_SHARED:
                 result = await cell.ingredient.fn(view.db, *cell.key)
-                if shared is not None:
+                if shared is not None and not frame.heads:
                     shared.publish(frame, result)
             else:
                 adopted = True
@@ -572,7 +650,16 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             result = caught(error)
         finally:
             ACTIVE.reset(token)
-        install(view, frame, result)
+        component: dict[Any, tuple[Frame, Any]] | None = None
+        if frame.cycle is not None:
+            # This evaluation headed a cycle (its value was read while it ran): iterate.
+            result, component = await iterate(frame, result, functools.partial(_iteration, frame))
+        elif frame.heads and cell.ingredient.cycle:
+            result = await resolve_participant(frame, result)
+        if component:
+            _install_component(view, frame, result, component)
+        else:
+            install(view, frame, result)
         outcome = result
         if adopted:
             # No body ran: not an execution, for `stats` and the trace hook alike.
@@ -593,6 +680,37 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         if frame.followers:
             settle(frame, outcome)
     return outcome
+
+
+def _install_component(
+    view: View, head: Frame, outcome: Any, component: dict[Any, tuple[Frame, Any]]
+) -> None:
+    """
+    Memoize a converged cycle: *head*'s *outcome* and its other participants' last
+    outcomes. Each read the others, so none is valid before all are: their reads of each
+    other count as consistent (`install`'s *component*), and the family records them as
+    cyclic so that `deep_verify` checks them as one (`_verify_component`).
+    """
+    cells = {head.cell, *component}
+    install(view, head, outcome, cells)
+    for frame, member in component.values():
+        frame.heads = None
+        install(view, frame, member, cells)
+    view.family.cyclic.update((cell.ingredient.name, cell.key) for cell in cells)
+
+
+async def _iteration(frame: Frame) -> Any:
+    """Run *frame*'s body once more, for the next iteration of the cycle it heads."""
+    view = frame.view
+    cell = frame.cell
+    view.counters.executions += 1
+    token = ACTIVE.set(frame)
+    try:
+        return await cell.ingredient.fn(view.db, *cell.key)
+    except BaseException as error:  # noqa: BLE001 - sorted by `caught`
+        return caught(error)
+    finally:
+        ACTIVE.reset(token)
 
 
 def _prepare(view: View, frame: Frame) -> None:
@@ -647,17 +765,25 @@ def _failure(error: BaseException) -> Failure:
     return Failure(error.with_traceback(traceback), traceback)
 
 
-def install(view: View, frame: Frame, outcome: Any) -> None:
+def install(
+    view: View, frame: Frame, outcome: Any, component: set[QueryCell] | None = None
+) -> None:
     """
     Store *outcome* as *frame*'s cell's memo, backdating it if nothing changed; if it
     cannot be (the memo here is newer, or a dependency's memo here is not the version the
-    frame read), keep it as an answer at its revision.
+    frame read), keep it as an answer at its revision. A provisional outcome (a cycle's,
+    before it converged) is not stored; the memos of a converged cycle are stored
+    together (`_install_component`), each read of another member of *component*
+    counting as consistent.
 
     The common case takes no lock: the memo of the current revision, replacing one no
     reader can need and that was not clean. Another thread's commit can then run between
     the loads and the stores below; `View.commits` says whether one did, and `_repair`
     makes the memo what it would be had the commit come after.
     """
+    if frame.heads is not None and provisional(frame, outcome):
+        # A cycle's value before it converged: for its parent only, never memoized.
+        return
     commits = view.commits
     cell = frame.cell
     revision = frame.revision
@@ -699,10 +825,15 @@ def install(view: View, frame: Frame, outcome: Any) -> None:
                 level: int = dep.ingredient.durability
             else:
                 level = dep.durability
-                if dep.verified_at != revision and not (
-                    # Valid at this revision all the same: by being clean, or by durability.
-                    NEVER < dep.verified_at < revision
-                    and (dep.clean or last_changed[level] <= dep.verified_at)
+                if (
+                    dep.verified_at != revision
+                    and not (
+                        # Valid at this revision all the same: by being clean, or by
+                        # durability.
+                        NEVER < dep.verified_at < revision
+                        and (dep.clean or last_changed[level] <= dep.verified_at)
+                    )
+                    and (component is None or dep not in component)
                 ):
                     consistent = False
                 if not dep.clean:

@@ -12,10 +12,10 @@ Cycles. `frame.parent` is the frame on whose behalf this one runs (the query tha
 asked, also when it belongs to another view or another database), so a frame's
 ancestors are the records its task, or its parent's task, is waiting for. Every wait in
 progress on an event loop is recorded as a pair of frames (`waits_on`), whatever
-database they belong to. Before a frame waits on another, `check_wait` asks whether the
+database they belong to. Before a frame waits on another, `find_cycle` asks whether the
 awaited frame can, through its descendants and their waits, reach the waiting frame; if
 so, waiting would deadlock, and a `CycleError` is raised instead with the chain of
-records that closes the loop.
+records that closes the loop, unless the cycle resolves (`_cycles`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ __all__ = [
     "Frame",
     "Pause",
     "add_wait",
-    "check_wait",
+    "find_cycle",
     "remove_wait",
     "report_untracked_read",
     "waits_on",
@@ -55,8 +55,10 @@ class Frame:
     __slots__ = (
         "__weakref__",
         "cell",
+        "cycle",
         "deps",
         "followers",
+        "heads",
         "home",
         "parent",
         "revision",
@@ -87,6 +89,12 @@ class Frame:
         # The cell the flight is registered on: the record's cell in the origin view of the
         # frame's state (`SyncTable.claim`).
         self.home: QueryCell
+        # Fixpoint cycles (`_cycles`). `heads`: the frames of the cycle heads whose
+        # provisional values this evaluation's outcome depends on (then it is provisional:
+        # never memoized, never handed to a follower). `cycle`: while this frame is a
+        # cycle head that was re-entered, its iteration state (a `_cycles.Cycle`).
+        self.heads: set[Frame] | None = None
+        self.cycle: Any = None
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""
@@ -226,23 +234,24 @@ def _chain(descendant: Frame, ancestor: Frame) -> list[Frame]:
     return chain
 
 
-def check_wait(waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]]) -> None:
+def find_cycle(
+    waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]]
+) -> CycleError | None:
     """
-    Raise `CycleError` if *waiter* waiting on *target* would close a cycle.
+    The `CycleError` that *waiter* waiting on *target* would close, or `None`.
 
     *waits* holds a `(waiting frame, awaited frame)` pair for every wait in progress (a
-    frame can wait on several at once from child tasks). A frame is blocked
-    until its descendants finish (they run on its behalf) and until the frames they wait on
-    finish. Waiting closes a cycle when *target* is, or is blocked by, *waiter* or one of
-    *waiter*'s ancestors.
+    frame can wait on several at once from child tasks). A frame is blocked until its
+    descendants finish (they run on its behalf) and until the frames they wait on finish.
+    Waiting closes a cycle when *target* is, or is blocked by, *waiter* or one of
+    *waiter*'s ancestors. (A cycle found exists in the evaluation's read order, which its
+    recorded reads do not capture: whoever raises it marks *waiter* untracked.)
     """
     try:
         _check_wait(waiter, target, waits)
-    except CycleError:
-        # The cycle exists in this evaluation's read order, which its recorded reads do
-        # not capture (the read that closed it is not one): valid at this revision only.
-        waiter.untracked = True
-        raise
+    except CycleError as cycle:
+        return cycle
+    return None
 
 
 def _check_wait(waiter: Frame, target: Frame, waits: Iterable[tuple[Frame, Frame]]) -> None:

@@ -88,6 +88,7 @@ def factory(_picante_cells, _picante_ingredient, _picante_lru, _picante_tally, {
                 and _picante_view.sync.views == 1
                 and not _picante_view.listeners
                 and _picante_view.shared is None
+                and not _picante_ingredient.cycle
             ):
                 # Cold, read by a running query of this view, and nobody can be evaluating
                 # it: run the body right here, as `execute` would, with no coroutine of

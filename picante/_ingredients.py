@@ -285,6 +285,10 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         version: str | int | None = None,
         volatile: bool = False,
         share: bool | None = None,
+        cycle_initial: Callable[..., Any] | None = None,
+        cycle_fn: Callable[..., Any] | None = None,
+        max_iterations: int = 200,
+        cycle_fallback: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(fn, eq)
         self.lru = lru
@@ -292,9 +296,17 @@ class QueryIngredient(_Ingredient, Generic[D, P, R]):
         self.version = version
         self.volatile = volatile
         self.share_option = share
+        self.cycle_initial = cycle_initial
+        self.cycle_fn = cycle_fn
+        self.max_iterations = max_iterations
+        self.cycle_fallback = cycle_fallback
+        # Whether it resolves the cycles it heads (`_cycles`): then its evaluations always
+        # go through `execute`, which iterates them.
+        self.cycle = cycle_initial is not None or cycle_fallback is not None
         # Whether its results are shared (`picante.share`): never a volatile query's, nor
-        # one whose values are not persisted (they have no portable bytes).
-        self.share = (
+        # one whose values are not persisted (they have no portable bytes), nor one that
+        # resolves cycles (its evaluations read provisional values).
+        self.share = not self.cycle and (
             (persist and not volatile) if share is None else (share and persist and not volatile)
         )
 

@@ -151,9 +151,12 @@ class Subscription:
 class Family:
     """What a database shares with its snapshots."""
 
-    __slots__ = ("interned", "interned_bytes", "lock", "sync")
+    __slots__ = ("cyclic", "interned", "interned_bytes", "lock", "sync")
 
     def __init__(self) -> None:
+        # The records of memos that converged in a cycle, `(query, key)`: their
+        # dependencies form cycles, which `deep_verify` checks one component at a time.
+        self.cyclic: set[tuple[str, tuple[object, ...]]] = set()
         self.interned: dict[str, InternTable] = {}
         self.interned_bytes = 0
         # Flights, readers and the number of live views: see `_sync`.
