@@ -61,13 +61,18 @@ _NOTHING: Final = object()
 class Cycle:
     """The iteration state of a cycle head that was re-entered (`Frame.cycle`)."""
 
-    __slots__ = ("changed", "iteration", "members", "reentered", "values")
+    __slots__ = ("changed", "iteration", "members", "reads", "reentered", "seen", "values")
 
     def __init__(self) -> None:
         # The provisional outcomes of this iteration's other participants, by cell, with
         # their frames: once the head converges, they are its final component, memoized
         # with it (`members_of`).
         self.members: dict[Any, tuple[Frame, object]] = {}
+        # The cells of every participant of every iteration, and what each read in all
+        # of them, in first-read order: a member's memo depends on every iteration's
+        # reads (Salsa #834: a read made only in the first iteration must not be lost).
+        self.seen: set[Any] = set()
+        self.reads: dict[Any, dict[Any, None]] = {}
         # The provisional value of this head, and of the inner heads that joined its
         # component, by cell: what their re-entrant reads return in this iteration.
         self.values: dict[Any, object] = {}
@@ -157,15 +162,22 @@ async def call_in(frame: Frame, fn: Callable[..., Any], *args: object) -> Any:
         ACTIVE.reset(token)
 
 
+Members = dict[Any, tuple[Frame, object]]
+"""Participants' provisional outcomes, by cell, with their frames."""
+
+
 async def iterate(
     frame: Frame, result: object, run: Callable[[], Any]
-) -> tuple[object, dict[Any, tuple[Frame, object]]]:
+) -> tuple[object, Members, set[Any] | None]:
     """
     *frame*'s outcome, its body having returned *result*, if it headed a cycle: iterate
     to a fixpoint (running the body again with *run*), take the fallback, or, nested in
     an outer cycle, leave the outer head to iterate. (A failure ends the cycle as is.)
-    Also the component to memoize with it, once it converged: the other participants'
-    last outcomes, by cell, with their frames.
+
+    Also what to memoize with it: the other participants' last outcomes (once it
+    converged, or took its fallback: they read its final value), and the cells of every
+    participant of every iteration, whose reads of each other count as consistent
+    (`None` for a nested head, whose outcome is provisional).
     """
     cell = frame.cell
     ingredient = cell.ingredient
@@ -173,27 +185,30 @@ async def iterate(
     while True:
         state: Cycle = frame.cycle
         outer = _outer_heads(frame)
-        if type(result) is Failure:
-            frame.cycle = None
-            frame.heads = outer or None
-            return result, {}
         if outer:
             # A nested head: the outermost head iterates the whole component.
             driver = min(outer, key=_depth)
-            values = driver.cycle.values
-            before = values.get(cell, state.values.get(cell, _NOTHING))
-            if before is _NOTHING or not _equal(ingredient, before, result):
-                driver.cycle.changed = True
-            values[cell] = result
+            if type(result) is not Failure:
+                values = driver.cycle.values
+                before = values.get(cell, state.values.get(cell, _NOTHING))
+                if before is _NOTHING or not _equal(ingredient, before, result):
+                    driver.cycle.changed = True
+                values[cell] = result
             # Its own component's members are the outer one's too.
             driver.cycle.members.update(state.members)
+            driver.cycle.seen |= state.seen
             frame.cycle = None
             frame.heads = outer
-            return result, {}
+            return result, {}, None
+        frame.heads = None
+        cells = {cell, *state.seen}
+        if type(result) is Failure:
+            frame.cycle = None
+            return result, {}, cells
         if ingredient.cycle_fallback is not None:
             frame.cycle = None
-            frame.heads = None
-            return await call_in(frame, ingredient.cycle_fallback, db, *cell.key), {}
+            value = await call_in(frame, ingredient.cycle_fallback, db, *cell.key)
+            return value, dict(state.members), cells
         previous = state.values[cell]
         if ingredient.cycle_fn is not None:
             result = await call_in(
@@ -201,30 +216,28 @@ async def iterate(
             )
         if _equal(ingredient, previous, result) and not state.changed:
             frame.cycle = None
-            frame.heads = None
-            return result, dict(state.members)
+            return result, dict(state.members), cells
         state.iteration += 1
         if state.iteration >= ingredient.max_iterations:
             frame.cycle = None
-            frame.heads = None
             error = CycleError(
                 [frame.record()],
                 iterations=state.iteration,
                 last=[_repr(previous), _repr(result)],
             )
-            return Failure(error, None), {}
+            return Failure(error, None), {}, cells
         state.values[cell] = result
         state.reentered = False
         state.changed = False
         state.members.clear()
-        frame.heads = None
         result = await run()
         if not state.reentered:
             # This iteration did not read its own value (what closed the cycle was read
             # only conditionally): its outcome stands, provisional only for outer heads.
             frame.cycle = None
-            frame.heads = _outer_heads(frame) or None
-            return result, {}
+            outer = _outer_heads(frame)
+            frame.heads = outer or None
+            return result, {}, None if outer else {cell, *state.seen}
 
 
 def _outer_heads(frame: Frame) -> set[Frame]:
@@ -251,16 +264,21 @@ def _repr(value: object) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-async def resolve_participant(frame: Frame, result: object) -> object:
+async def resolve_participant(frame: Frame, result: object) -> tuple[object, bool]:
     """
     A participant's outcome: its fallback if it declares one and finished provisional
-    (a value that no longer depends on the cycle: memoized as final), else *result*.
+    (a value that no longer depends on the cycle), else *result*. And whether the outcome
+    is left to be memoized with the head's component (it read the head, whose memo does
+    not exist yet).
     """
     fallback = frame.cell.ingredient.cycle_fallback
-    if fallback is None or not frame.heads or type(result) is Failure:
-        return result
+    heads = frame.heads
+    if fallback is None or not heads or type(result) is Failure:
+        return result, False
+    value = await call_in(frame, fallback, frame.view.db, *frame.cell.key)
     frame.heads = None
-    return await call_in(frame, fallback, frame.view.db, *frame.cell.key)
+    _join(min(heads, key=_depth), frame, value)
+    return value, True
 
 
 def provisional(frame: Frame, outcome: object) -> bool:
@@ -278,7 +296,21 @@ def provisional(frame: Frame, outcome: object) -> bool:
             parent.heads = set(heads)
         else:
             parent.heads |= heads
-    driver = min(heads, key=_depth)
-    if driver.cycle is not None:
-        driver.cycle.members[frame.cell] = (frame, outcome)
+    _join(min(heads, key=_depth), frame, outcome)
     return True
+
+
+def _join(driver: Frame, frame: Frame, outcome: object) -> None:
+    """Keep *frame*'s *outcome* as a member of *driver*'s component."""
+    state: Cycle | None = driver.cycle
+    if state is None:
+        return
+    cell = frame.cell
+    state.members[cell] = (frame, outcome)
+    state.seen.add(cell)
+    reads = state.reads.get(cell)
+    if reads is None:
+        state.reads[cell] = dict(frame.deps)
+    else:
+        reads.update(frame.deps)
+        frame.deps = dict(reads)

@@ -650,15 +650,19 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             result = caught(error)
         finally:
             ACTIVE.reset(token)
-        component: dict[Any, tuple[Frame, Any]] | None = None
+        cells: set[QueryCell] | None = None
+        members: dict[QueryCell, tuple[Frame, Any]] = {}
+        joined = False
         if frame.cycle is not None:
             # This evaluation headed a cycle (its value was read while it ran): iterate.
-            result, component = await iterate(frame, result, functools.partial(_iteration, frame))
+            result, members, cells = await iterate(
+                frame, result, functools.partial(_iteration, frame)
+            )
         elif frame.heads and cell.ingredient.cycle:
-            result = await resolve_participant(frame, result)
-        if component:
-            _install_component(view, frame, result, component)
-        else:
+            result, joined = await resolve_participant(frame, result)
+        if cells is not None:
+            _install_component(view, frame, result, members, cells)
+        elif not joined:
             install(view, frame, result)
         outcome = result
         if adopted:
@@ -683,20 +687,37 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
 
 
 def _install_component(
-    view: View, head: Frame, outcome: Any, component: dict[Any, tuple[Frame, Any]]
+    view: View,
+    head: Frame,
+    outcome: Any,
+    members: dict[QueryCell, tuple[Frame, Any]],
+    cells: set[QueryCell],
 ) -> None:
     """
-    Memoize a converged cycle: *head*'s *outcome* and its other participants' last
-    outcomes. Each read the others, so none is valid before all are: their reads of each
-    other count as consistent (`install`'s *component*), and the family records them as
-    cyclic so that `deep_verify` checks them as one (`_verify_component`).
+    Memoize a cycle *head* resolved: its *outcome* and its other participants' last
+    outcomes (*members*). Each read the others, so none is valid before all are: their
+    reads of any participant (*cells*) count as consistent (`install`'s *component*),
+    and the family records them as cyclic so that `deep_verify` checks them as one
+    (`_verify_component`).
     """
-    cells = {head.cell, *component}
     install(view, head, outcome, cells)
-    for frame, member in component.values():
+    for frame, member in members.values():
         frame.heads = None
         install(view, frame, member, cells)
-    view.family.cyclic.update((cell.ingredient.name, cell.key) for cell in cells)
+    installed = [cell for cell in (head.cell, *members) if cell.verified_at == head.revision]
+    # Each memo's durability was computed before the others existed: the component's is
+    # the lowest of all (a member that read the outside world makes the others LOWEST,
+    # as a reader of such a memo).
+    floor = min((cell.durability for cell in installed), default=HIGHEST)
+    if floor == UNTRACKED:
+        floor = LOWEST
+    for cell in installed:
+        cell.clean = False
+        if cell.durability != UNTRACKED and cell.durability > floor:
+            cell.durability = floor
+    cyclic = view.family.cyclic
+    cyclic.add((head.cell.ingredient.name, head.cell.key))
+    cyclic.update((cell.ingredient.name, cell.key) for cell in members)
 
 
 async def _iteration(frame: Frame) -> Any:

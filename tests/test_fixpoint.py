@@ -1,0 +1,479 @@
+"""
+Cycles that resolve: fixpoint iteration (`cycle_initial`, `cycle_fn`) and fallbacks
+(`cycle_fallback`). Scenarios after Salsa's `tests/cycle.rs`, `cycle_result_*.rs` and
+`cycle_fallback_immediate.rs`, with call logs pinning what ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from typing import Any
+
+import pytest
+
+import picante
+
+
+TIMEOUT = 5
+
+
+def empty(db: object, node: str) -> frozenset[str]:
+    return frozenset()
+
+
+@picante.database
+class Graph:
+    """Reachability over edges that may form cycles: a monotone fixpoint."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.input
+    async def edges(self, node: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @picante.query(cycle_initial=empty)
+    async def reach(self, node: str) -> frozenset[str]:
+        self.log.append(node)
+        out = {node}
+        for successor in await self.edges(node):
+            out |= await self.reach(successor)
+        return frozenset(out)
+
+
+def graph(**edges: str) -> Graph:
+    db = Graph()
+    with picante.batch(db):
+        for node, successors in edges.items():
+            db.edges.set(node, tuple(successors))
+    return db
+
+
+async def run(awaitable: Any) -> Any:
+    return await asyncio.wait_for(awaitable, TIMEOUT)
+
+
+async def test_a_cycle_converges_and_its_memos_are_final() -> None:
+    """x → y → x: two iterations, then every memo of the cycle is a hit."""
+    db = graph(x="y", y="zx", z="")
+    assert await run(db.reach("x")) == {"x", "y", "z"}
+    # Iteration 0 reads reach(x) = {} inside y; iteration 1 confirms {x, y, z}.
+    assert db.log == ["x", "y", "z", "x", "y"]
+    db.log.clear()
+    assert await run(db.reach("y")) == {"x", "y", "z"}
+    assert await run(db.reach("x")) == {"x", "y", "z"}
+    assert db.log == []
+
+
+async def test_the_result_does_not_depend_on_the_entry_point() -> None:
+    """Entered at any participant that opted in, the fixpoint is the same."""
+    for first in ("x", "y", "z"):
+        db = graph(x="y", y="z", z="x")
+        assert await run(db.reach(first)) == {"x", "y", "z"}
+        assert [await run(db.reach(node)) for node in "xyz"] == [{"x", "y", "z"}] * 3
+
+
+async def test_an_edit_outside_the_cycle_revalidates_it_without_running_it() -> None:
+    """A change no member read leaves the component valid: checked as one, no body runs."""
+    db = graph(x="y", y="x", u="")
+    await run(db.reach("x"))
+    await run(db.reach("u"))
+    db.log.clear()
+    db.edges.set("u", ("x",))
+    assert await run(db.reach("x")) == {"x", "y"}
+    assert db.log == []
+    assert await run(db.reach("u")) == {"u", "x", "y"}
+    assert db.log == ["u"]
+
+
+async def test_an_edit_inside_the_cycle_iterates_again() -> None:
+    """A change a member read re-runs the cycle to its new fixpoint."""
+    db = graph(x="y", y="x", z="")
+    await run(db.reach("x"))
+    db.log.clear()
+    db.edges.set("y", ("x", "z"))
+    assert await run(db.reach("x")) == {"x", "y", "z"}
+    assert db.log == ["x", "y", "z", "x", "y"]
+    db.log.clear()
+    assert await run(db.reach("y")) == {"x", "y", "z"}
+    assert db.log == []
+
+
+async def test_a_cycle_that_disappears() -> None:
+    """Removing the back edge makes the memos plain ones again, with the right values."""
+    db = graph(x="y", y="x")
+    await run(db.reach("x"))
+    db.edges.set("y", ())
+    assert await run(db.reach("x")) == {"x", "y"}
+    assert await run(db.reach("y")) == {"y"}
+
+
+@picante.database
+class Counter:
+    def __init__(self) -> None:
+        self.runs = 0
+
+    @picante.input
+    async def cap(self) -> int:
+        raise NotImplementedError
+
+    @picante.query(cycle_initial=lambda db: 0, max_iterations=10)
+    async def count(self) -> int:
+        self.runs += 1
+        return min(await self.count() + 1, await self.cap())
+
+
+async def test_a_fixpoint_that_does_not_converge_raises_cycle_error() -> None:
+    """Past `max_iterations`, `CycleError` gives the count and the last two values."""
+    db = Counter()
+    db.cap.set(1000)
+    with pytest.raises(picante.CycleError) as info:
+        await run(db.count())
+    error = info.value
+    assert error.iterations == 10
+    assert error.last == ("9", "10")
+    assert error.path == (("count", ()),)
+    assert str(error) == (
+        "cycle headed by count() did not converge in 10 iterations; the last two values: 9, 10"
+    )
+    assert db.runs == 10
+    # Memoized for the revision like any error; it pickles with its fields.
+    with pytest.raises(picante.CycleError):
+        await run(db.count())
+    assert db.runs == 10
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.iterations, copy.last, str(copy)) == (10, ("9", "10"), str(error))
+
+
+async def test_a_self_cycle_converges_under_its_cap() -> None:
+    """`count() = min(count() + 1, cap)` reaches the cap, then one more to confirm."""
+    db = Counter()
+    db.cap.set(3)
+    assert await run(db.count()) == 3
+    assert db.runs == 4  # it reads 0, 1, 2, then 3 and confirms 3
+    db.cap.set(2)
+    assert await run(db.count()) == 2
+
+
+def widen(db: object, iteration: int, previous: int, value: int) -> int:
+    """Jump to the top of a small lattice after two iterations."""
+    return 100 if iteration >= 2 else value
+
+
+@picante.database
+class Widened:
+    @picante.query(cycle_initial=lambda db: 0, cycle_fn=widen)
+    async def grow(self) -> int:
+        return min(await self.grow() + 1, 100)
+
+
+async def test_cycle_fn_sees_each_iteration_and_can_widen() -> None:
+    """`cycle_fn` replaces the value an iteration computed (here: widening to the top)."""
+    assert await run(Widened().grow()) == 100
+
+
+@picante.database
+class Mixed:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.query(cycle_initial=lambda db: 0)
+    async def a(self) -> int:
+        self.log.append("a")
+        return min(await self.b() + 1, 3)
+
+    @picante.query
+    async def b(self) -> int:
+        self.log.append("b")
+        return await self.a()
+
+
+async def test_two_mixed_converge_when_entered_at_the_one_that_opted_in() -> None:
+    """Salsa's `two_mixed_converge_initial_value`: a heads the cycle, b follows."""
+    db = Mixed()
+    assert await run(db.a()) == 3
+    assert await run(db.b()) == 3
+    assert db.log.count("a") == 4  # a reads 0, 1, 2, then 3 and confirms 3
+
+
+async def test_two_mixed_entered_at_the_one_that_did_not_opt_in() -> None:
+    """Salsa's `two_mixed_panic`: headed by b, the cycle fails and names b."""
+    db = Mixed()
+    with pytest.raises(picante.CycleError) as info:
+        await run(db.b())
+    assert info.value.path == (("b", ()), ("a", ()), ("b", ()))
+    assert "these do not declare cycle_initial or cycle_fallback: b()" in str(info.value)
+
+
+@picante.database
+class Nested:
+    """a ↔ b ↔ c: one component, entered at the outermost; every query opted in."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.query(cycle_initial=lambda db: 0)
+    async def a(self) -> int:
+        self.log.append("a")
+        return min(await self.b(), 5)
+
+    @picante.query(cycle_initial=lambda db: 0)
+    async def b(self) -> int:
+        self.log.append("b")
+        return max(await self.a(), await self.c()) + 0
+
+    @picante.query(cycle_initial=lambda db: 0)
+    async def c(self) -> int:
+        self.log.append("c")
+        return min(await self.b() + 1, 5)
+
+
+async def test_nested_cycles_converge_as_one_component() -> None:
+    """b heads an inner cycle with c inside a's: it does not iterate on its own."""
+    db = Nested()
+    assert await run(db.a()) == 5
+    assert [await run(db.b()), await run(db.c())] == [5, 5]
+    runs = {name: db.log.count(name) for name in "abc"}
+    # One driver: a runs once per iteration; b and c once per iteration of a each.
+    assert runs["a"] == runs["b"] == runs["c"]
+    assert runs["a"] <= 8
+    db.log.clear()
+    assert [await run(db.a()), await run(db.b()), await run(db.c())] == [5, 5, 5]
+    assert db.log == []
+
+
+@picante.database
+class FirstOnly:
+    """y reads `extra()` only while x's provisional value is the initial one."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.input
+    async def extra(self) -> int:
+        raise NotImplementedError
+
+    @picante.query(cycle_initial=lambda db: -1)
+    async def x(self) -> int:
+        self.log.append("x")
+        return await self.y()
+
+    @picante.query
+    async def y(self) -> int:
+        self.log.append("y")
+        seen = await self.x()
+        if seen == -1:
+            return await self.extra()
+        return seen
+
+
+async def test_a_dependency_read_only_in_the_first_iteration_is_kept() -> None:
+    """Salsa #834: the memo depends on what every iteration read."""
+    db = FirstOnly()
+    db.extra.set(7)
+    assert await run(db.x()) == 7
+    db.log.clear()
+    db.extra.set(8)
+    assert await run(db.x()) == 8
+    assert "x" in db.log
+
+
+@picante.database
+class Fallback:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    @picante.input
+    async def default(self) -> int:
+        raise NotImplementedError
+
+    async def _fallback(self) -> int:
+        return await self.default()
+
+    @picante.query(cycle_fallback=lambda db: db._fallback())
+    async def a(self) -> int:
+        self.log.append("a")
+        return await self.b() + 1
+
+    @picante.query(cycle_fallback=lambda db: db._fallback())
+    async def b(self) -> int:
+        self.log.append("b")
+        return await self.a()
+
+
+async def test_fallbacks_whatever_the_entry_point() -> None:
+    """Salsa's `cycle_fallback_immediate`: a() == b() == the fallback, entered at either."""
+    for first, second in (("a", "b"), ("b", "a")):
+        db = Fallback()
+        db.default.set(1)
+        assert await run(getattr(db, first)()) == 1
+        assert await run(getattr(db, second)()) == 1
+        # Every participant ran its body to completion once, then took its fallback.
+        assert sorted(db.log) == ["a", "b"]
+
+
+async def test_what_a_fallback_reads_is_a_dependency() -> None:
+    """Salsa's `cycle_result_dependencies`: changing the fallback's input changes the result."""
+    db = Fallback()
+    db.default.set(1)
+    assert await run(db.a()) == 1
+    db.default.set(2)
+    assert await run(db.a()) == 2
+    assert await run(db.b()) == 2
+
+
+@pytest.mark.parametrize("spawn", ["gather", "taskgroup"])
+async def test_a_cycle_through_child_tasks_converges(spawn: str) -> None:
+    """Re-entry from a child task of a participant resolves like any other."""
+
+    @picante.database
+    class Fan:
+        @picante.input
+        async def edges(self, node: str) -> tuple[str, ...]:
+            raise NotImplementedError
+
+        @picante.query(cycle_initial=empty)
+        async def reach(self, node: str) -> frozenset[str]:
+            successors = await self.edges(node)
+            if spawn == "gather":
+                found = await asyncio.gather(*(self.reach(s) for s in successors))
+            else:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self.reach(s)) for s in successors]
+                found = [task.result() for task in tasks]
+            return frozenset({node}.union(*found))
+
+    db = Fan()
+    db.edges.set("x", ("y", "z"))
+    db.edges.set("y", ("x",))
+    db.edges.set("z", ("y",))
+    assert await run(db.reach("x")) == {"x", "y", "z"}
+    assert await run(db.reach("z")) == {"x", "y", "z"}
+
+
+async def test_an_error_in_a_participant_is_the_heads_outcome() -> None:
+    """An exception inside the cycle propagates; the head memoizes it for the revision."""
+
+    @picante.database
+    class Failing:
+        def __init__(self) -> None:
+            self.runs = 0
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            self.runs += 1
+            return await self.b()
+
+        @picante.query
+        async def b(self) -> int:
+            if await self.a() == 0:
+                raise ValueError("no")
+            return 1
+
+    db = Failing()
+    with pytest.raises(ValueError, match="no"):
+        await run(db.a())
+    with pytest.raises(ValueError, match="no"):
+        await run(db.a())
+    assert db.runs == 1
+
+
+async def test_an_outside_reader_never_sees_a_provisional_value() -> None:
+    """A task reading a participant while the head iterates gets the final value."""
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    @picante.database
+    class Slow:
+        @picante.query(cycle_initial=lambda db: 0)
+        async def head(self) -> int:
+            value = await self.member()
+            if value < 3:
+                return value + 1
+            entered.set()
+            await release.wait()
+            return value
+
+        @picante.query
+        async def member(self) -> int:
+            return await self.head()
+
+    db = Slow()
+    head = asyncio.ensure_future(db.head())
+    await run(entered.wait())
+    # The head is in its last iteration; member()'s provisional outcome exists.
+    outside = asyncio.ensure_future(db.member())
+    await asyncio.sleep(0)
+    assert not outside.done()
+    release.set()
+    assert await run(head) == 3
+    assert await run(outside) == 3
+
+
+async def test_a_volatile_participant_reruns_the_cycle_at_the_next_revision() -> None:
+    """A member that reads the outside world makes the component re-run when asked again."""
+    clock = {"now": 1}
+
+    @picante.database
+    class Live:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def head(self) -> int:
+            self.log.append("head")
+            return min(await self.tick(), 10)
+
+        @picante.query(volatile=True)
+        async def tick(self) -> int:
+            self.log.append("tick")
+            return max(await self.head(), clock["now"])
+
+    db = Live()
+    assert await run(db.head()) == 1
+    db.log.clear()
+    assert await run(db.head()) == 1
+    assert db.log == []
+    clock["now"] = 4
+    picante.refresh(db)
+    assert await run(db.head()) == 4
+    assert "tick" in db.log
+
+
+async def test_snapshots_read_converged_cycles() -> None:
+    """A snapshot taken after convergence answers from the component; edits stay out."""
+    db = graph(x="y", y="x")
+    await run(db.reach("x"))
+    snap = picante.snapshot(db)
+    db.edges.set("y", ())
+    assert await run(snap.reach("y")) == {"x", "y"}
+    assert await run(db.reach("y")) == {"y"}
+    assert await run(snap.reach("x")) == {"x", "y"}
+
+
+def test_cycle_options_are_checked_at_declaration() -> None:
+    """Options that cannot work together are refused, naming the query."""
+    with pytest.raises(picante.UsageError, match="cycle_fn needs cycle_initial"):
+
+        @picante.query(cycle_fn=lambda *args: 0)
+        async def a(self: object) -> int:
+            return 0
+
+    with pytest.raises(picante.UsageError, match="not both"):
+
+        @picante.query(cycle_initial=lambda db: 0, cycle_fallback=lambda db: 0)
+        async def b(self: object) -> int:
+            return 0
+
+    with pytest.raises(picante.UsageError, match="max_iterations must be an int >= 1"):
+
+        @picante.query(cycle_initial=lambda db: 0, max_iterations=0)
+        async def c(self: object) -> int:
+            return 0
+
+    with pytest.raises(picante.UsageError, match="cycle_initial must be a function"):
+
+        @picante.query(cycle_initial=0)  # type: ignore[arg-type]
+        async def d(self: object) -> int:
+            return 0
