@@ -36,16 +36,18 @@ fingerprint differs from the running program's is never decoded as if it matched
 * a memo that depends on a dropped record is stale too.
 
 Before anything is installed, the record graph is checked (ids unique and in range,
-stamps within the file's revision, no dependency loop: `_check_acyclic`), so a crafted
-file cannot make a later read spin. Everything is decoded and built aside, then swapped
-into the database in one step; on a database with state, its inputs are then set again on
-top as one commit (`_swap`, `load`).
+stamps within the file's revision, no dependency loop but a converged cycle's, which the
+runtime checks as one: `_loops`), so a crafted file cannot make a later read spin.
+Everything is decoded and built aside, then swapped into the database in one step; on a
+database with state, its inputs are then set again on top as one commit (`_swap`,
+`load`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from pathlib import Path
@@ -654,6 +656,8 @@ class _Loaded:
     exact: bool
     notes: list[Note] = attrs.field(factory=list["Note"])
     """The sections not loaded as they are: (name, "dropped" or "stale", why)."""
+    cyclic: list[QueryCell] = attrs.field(factory=list["QueryCell"])
+    """The memos of converged cycles (on a dependency loop, or reaching one)."""
 
 
 Note = tuple[str, Literal["dropped", "stale"], str]
@@ -664,6 +668,8 @@ def _decode(
     codecs: dict[str, Codec],
     db_name: str,
     aliases: frozenset[str] = frozenset(),
+    *,
+    cycles: bool = False,
 ) -> _Loaded:
     """
     Build the cells a file describes (in a worker thread); nothing touches the database.
@@ -745,7 +751,10 @@ def _decode(
         memos.clear()
         interned.clear()
         exact = False
-    _check_acyclic(graph)
+    loops = _loops(graph)
+    if loops and not cycles:
+        msg = f"malformed payload: memo dependencies loop (record {min(loops)})"
+        raise Corrupt(msg)
     linked, outside = _link(memos, cells)
     exact = linked and exact
     if not exact:
@@ -770,6 +779,7 @@ def _decode(
         {name: len(table.values) for name, table in interned.items()},
         exact,
         notes,
+        [cell for memo in sorted(loops) if type(cell := cells[memo]) is QueryCell],
     )
 
 
@@ -899,35 +909,38 @@ def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[i
         seen.update(ids)
 
 
-def _check_acyclic(graph: dict[int, list[int]]) -> None:
+def _resolves_cycles(cls: type) -> bool:
+    """Whether a query of database class *cls* resolves cycles (its memos may loop)."""
+    spec: Any = cls.__dict__["__picante__"]
+    return any(getattr(ingredient, "cycle", False) for ingredient in spec.ingredients.values())
+
+
+def _loops(graph: dict[int, list[int]]) -> set[int]:
     """
-    Raise `Corrupt` if memo dependencies loop (`save` never writes one; the runtime's walks
-    would not end). Iterative depth-first search, O(records + deps).
+    The memos on a dependency loop, or that reach one (O(records + deps)): the memos of
+    converged cycles. `save` writes loops only for them; anywhere else the runtime's walks
+    would not end, so a file of a database whose queries resolve no cycle must have none.
     """
     # Only memos that read memos can be on a loop, and only through such memos: most memos
     # read inputs alone, and this filter (C-level `isdisjoint`) is all they cost.
     memos = graph.keys()
     inner = {memo: deps for memo, deps in graph.items() if not memos.isdisjoint(deps)}
-    done: set[int] = set()
-    for root, root_deps in inner.items():
-        if root in done:
-            continue
-        on_path = {root}
-        stack = [(root, iter(root_deps))]
-        while stack:
-            node, pending = stack[-1]
-            for dep in pending:
-                if dep in inner and dep not in done:
-                    if dep in on_path:
-                        msg = f"malformed payload: memo dependencies loop (record {dep})"
-                        raise Corrupt(msg)
-                    on_path.add(dep)
-                    stack.append((dep, iter(inner[dep])))
-                    break
-            else:
-                stack.pop()
-                on_path.discard(node)
-                done.add(node)
+    # Peel off, repeatedly, the memos none of whose dependencies are left: what remains
+    # is on a loop or depends on one.
+    pending: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for memo, deps in inner.items():
+        within = {dep for dep in deps if dep in inner}
+        pending[memo] = len(within)
+        for dep in within:
+            readers.setdefault(dep, []).append(memo)
+    done = [memo for memo, count in pending.items() if not count]
+    while done:
+        for reader in readers.get(done.pop(), ()):
+            pending[reader] -= 1
+            if not pending[reader]:
+                done.append(reader)
+    return {memo for memo, count in pending.items() if count}
 
 
 def _link(
@@ -1058,7 +1071,14 @@ async def load(
             if contents is None:
                 return False
             loaded = await asyncio.to_thread(
-                _decode, contents, codecs, database_name(type(db)), legacy_names(type(db))
+                functools.partial(
+                    _decode,
+                    contents,
+                    codecs,
+                    database_name(type(db)),
+                    legacy_names(type(db)),
+                    cycles=_resolves_cycles(type(db)),
+                )
             )
         except Corrupt as error:
             if on_corrupt == "error":
@@ -1119,7 +1139,13 @@ def load_plan(path: str | os.PathLike[str], cls: type) -> dict[str, tuple[str, s
         if contents is None:
             msg = "no such file"
             raise Corrupt(msg)
-        loaded = _decode(contents, codecs, database_name(cls), legacy_names(cls))
+        loaded = _decode(
+            contents,
+            codecs,
+            database_name(cls),
+            legacy_names(cls),
+            cycles=_resolves_cycles(cls),
+        )
         merged, _, _ = merge(contents)
     except Corrupt as error:
         msg = f"{target}: {error}"
@@ -1230,6 +1256,8 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
                 f"max_state_bytes={view.limit:,}"
             )
             raise LimitExceededError(msg)
+    view.family.cyclic.clear()
+    view.family.cyclic.update((cell.ingredient.name, cell.key) for cell in loaded.cyclic)
     for table in view.tables.values():
         # In place: handles hold on to their tables. The view's own memos go.
         table.clear()
