@@ -44,7 +44,7 @@ from ._codecs import (
 )
 from ._errors import MissingInputError, UsageError, describe
 from ._frames import NOT_SHARED
-from ._runtime import view_of
+from ._runtime import memo_at, view_of
 from ._store import ABSENT, EVICTED, Failure, InputCell
 from .stores import MemoryStore, digest as blob_digest
 
@@ -427,11 +427,14 @@ class Shared:
                 if value is ABSENT:
                     reads.append([name, key.decode(), ABSENT_DIGEST])
                     continue
-            elif dep.failure is not None or dep.value is EVICTED or dep.changed_at > revision:
-                # An error read (and caught), or not the version this frame read.
-                return None
             else:
-                value = dep.value
+                # The memo as it was at this frame's revision: the current one may be newer,
+                # and backdated across a value this frame read (see `knows`).
+                state = memo_at(frame.view, dep, revision)
+                if state is None or state.failure is not None or state.value is EVICTED:
+                    # Not known at that revision, an error read (and caught), or evicted.
+                    return None
+                value = state.value
             found = value_digest(codec, value)
             if found is None:
                 return None
