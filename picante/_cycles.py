@@ -34,9 +34,11 @@ as its value, which no longer depends on the cycle: it is memoized as final. Eve
 participant's provisional outcome is dropped, and recomputed on demand, after the head
 converged, from the head's final memo.
 
-A cycle that closes through independent tasks waiting on each other (no head among the
-waiter's ancestors) still raises `CycleError`, as does one headed by a query that did not
-opt in: its message then names the queries on the cycle that did not.
+A cycle that closes through independent tasks waiting on each other (the head is not
+among the waiter's ancestors: another task runs it, and waits on this one) is handed to
+the head's task (`ACROSS_TASKS`), or, if the waiter's chain holds a query that opted in,
+to the waiter's (`HERE`). A cycle headed by a query that did not opt in raises
+`CycleError`: its message then names the queries on the cycle that did not.
 """
 
 from __future__ import annotations
@@ -53,9 +55,46 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-__all__ = ["Cycle", "answer", "iterate", "opted_out", "provisional", "resolve_participant"]
+__all__ = [
+    "ACROSS_TASKS",
+    "HERE",
+    "Cycle",
+    "answer",
+    "iterate",
+    "opted_out",
+    "provisional",
+    "resolve_participant",
+]
 
 _NOTHING: Final = object()
+
+
+class _AcrossTasks:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+ACROSS_TASKS: Final = _AcrossTasks("ACROSS_TASKS")
+"""
+What `answer` returns for a cycle that closes through independent tasks waiting on each
+other, whose head opted in: the head's task must evaluate the whole cycle itself. The
+waiter's frames that the head's task waits on stop being flights (they go on, for their
+own callers), those waits end with `RETRY`, so the head's task runs them inline, as
+participants; then the waiter waits for the head's final value like any caller.
+"""
+
+HERE: Final = _AcrossTasks("HERE")
+"""
+What `answer` returns for a cycle through independent tasks whose target did not opt in
+but an evaluation of the waiter's chain did: the target stops being its record's flight
+(it goes on, for its own callers), and the waiter evaluates the record itself, so that
+the cycle closes within its own chain, where a query that opted in can head it.
+"""
 
 
 class Cycle:
@@ -113,14 +152,17 @@ async def answer(waiter: Frame, target: Frame, cycle: CycleError) -> object:
     The provisional value of *target*, the head of the *cycle* that *waiter* closes; or
     raise the `CycleError` if the cycle cannot resolve there.
     """
+    if target.view is waiter.view and _between(waiter, target) is None:
+        # Through independent tasks waiting on each other.
+        if opted_in(target):
+            # The target heads it: its task evaluates the cycle (`ACROSS_TASKS`).
+            return ACROSS_TASKS
+        if any(opted_in(frame) for frame in waiter.ancestry()):
+            # This evaluation may head it: it runs the target's record itself (`HERE`).
+            return HERE
     if not opted_in(target) or target.view is not waiter.view:
         waiter.untracked = True
         raise opted_out(waiter, target, cycle)
-    if _between(waiter, target) is None:
-        # Through independent tasks waiting on each other: no evaluation holds the whole
-        # cycle to iterate it (see the module docstring).
-        waiter.untracked = True
-        raise cycle
     state: Cycle | None = target.cycle
     if state is None:
         state = target.cycle = Cycle()

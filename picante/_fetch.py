@@ -36,9 +36,9 @@ import asyncio
 import contextlib
 import functools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ._cycles import answer, iterate, provisional, resolve_participant
+from ._cycles import ACROSS_TASKS, HERE, answer, iterate, provisional, resolve_participant
 from ._frames import (
     ACTIVE,
     NOT_SHARED,
@@ -270,7 +270,17 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
         cycle = find_cycle(caller, flight, waits_on(loop).values())
         if cycle is not None:
             # The head's provisional value, if the cycle resolves; else the CycleError.
-            return await answer(caller, flight, cycle)
+            resolved = await answer(caller, flight, cycle)
+            if resolved is HERE:
+                # Evaluate the record in this chain instead (the flight goes on for its own).
+                flight.view.sync.release(flight)
+                return RETRY
+            if resolved is not ACROSS_TASKS:
+                return resolved
+            _hand_over(caller, loop)
+            if find_cycle(caller, flight, waits_on(loop).values()) is not None:
+                caller.untracked = True
+                raise cycle
     future = follow(flight)
     if caller is not None:
         add_wait(loop, future, (caller, flight))
@@ -279,6 +289,22 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
     finally:
         if caller is not None:
             remove_wait(loop, future)
+
+
+def _hand_over(waiter: Frame, loop: asyncio.AbstractEventLoop) -> None:
+    """
+    Let the tasks that wait on *waiter*'s evaluations run them themselves: each frame of
+    *waiter*'s chain that another chain waits on stops being its record's flight (it goes
+    on, for its own callers), and those waits end with `RETRY`. (`_cycles.ACROSS_TASKS`.)
+    """
+    chain = {id(frame) for frame in waiter.ancestry()}
+    for future, (blocked, awaited) in waits_on(loop).items():
+        if id(awaited) in chain and id(blocked) not in chain:
+            awaited.view.sync.release(awaited)
+            remove_wait(loop, future)
+            waiting = cast("asyncio.Future[Any]", future)  # what `_follow` records
+            if not waiting.done():
+                waiting.set_result(RETRY)
 
 
 def settle(frame: Frame, outcome: Any) -> None:

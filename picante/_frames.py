@@ -211,9 +211,11 @@ def add_wait(loop: asyncio.AbstractEventLoop, future: object, pair: tuple[Frame,
 
 
 def remove_wait(loop: asyncio.AbstractEventLoop, future: object) -> None:
-    """Forget the wait of *future* (and *loop*'s entry with its last wait)."""
-    waits = _WAITS[loop]
-    del waits[future]
+    """Forget the wait of *future*, if still recorded (and *loop*'s entry with its last)."""
+    waits = _WAITS.get(loop)
+    if waits is None:
+        return
+    waits.pop(future, None)
     if not waits:
         del _WAITS[loop]
 

@@ -513,3 +513,35 @@ async def test_debug_tools_and_sweep_handle_cycles() -> None:
     assert picante.sweep(db) >= 0
     assert await run(db.reach("x")) == {"x"}
     assert await run(db.reach("y")) == {"x", "y"}
+
+
+@pytest.mark.parametrize("order", ["ab", "ba"])
+async def test_a_cycle_through_independent_tasks_converges(order: str) -> None:
+    """Two tasks whose evaluations wait on each other: one task runs the whole cycle."""
+    a_started, b_started = asyncio.Event(), asyncio.Event()
+
+    @picante.database
+    class Tasks:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            self.log.append("a")
+            a_started.set()
+            await b_started.wait()
+            return min(await self.b() + 1, 3)
+
+        @picante.query
+        async def b(self) -> int:
+            self.log.append("b")
+            b_started.set()
+            await a_started.wait()
+            return await self.a()
+
+    db = Tasks()
+    reads = {"a": db.a, "b": db.b}
+    assert await run(asyncio.gather(*(reads[name]() for name in order))) == [3, 3]
+    db.log.clear()
+    assert [await run(db.a()), await run(db.b())] == [3, 3]
+    assert db.log == []
