@@ -679,13 +679,21 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         cells: set[QueryCell] | None = None
         members: dict[QueryCell, tuple[Frame, Any]] = {}
         joined = False
-        if frame.cycle is not None:
-            # This evaluation headed a cycle (its value was read while it ran): iterate.
-            result, members, cells = await iterate(
-                frame, result, functools.partial(_iteration, frame)
-            )
-        elif frame.heads and cell.ingredient.cycle:
-            result, joined = await resolve_participant(frame, result)
+        try:
+            if frame.cycle is not None:
+                # This evaluation headed a cycle (its value was read while it ran): iterate.
+                result, members, cells = await iterate(
+                    frame, result, functools.partial(_iteration, frame)
+                )
+            elif frame.heads and cell.ingredient.cycle:
+                result, joined = await resolve_participant(frame, result)
+        except BaseException as error:  # noqa: BLE001 - sorted by `caught`
+            # `cycle_fn` or a fallback raised: the outcome, as if the body had.
+            result = caught(error)
+            frame.cycle = None
+            if frame.heads:
+                frame.heads.discard(frame)
+            cells = None if frame.heads else {cell}
         if cells is not None:
             _install_component(view, frame, result, members, cells)
         elif not joined:

@@ -545,3 +545,35 @@ async def test_a_cycle_through_independent_tasks_converges(order: str) -> None:
     db.log.clear()
     assert [await run(db.a()), await run(db.b())] == [3, 3]
     assert db.log == []
+
+
+async def test_an_error_in_cycle_fn_or_a_fallback_is_the_outcome() -> None:
+    """`cycle_fn` and fallbacks are user code: what they raise is memoized like a body's."""
+    runs = {"step": 0, "fallback": 0}
+
+    def step(db: object, iteration: int, previous: int, value: int) -> int:
+        runs["step"] += 1
+        raise KeyError(iteration)
+
+    def fallback(db: object) -> int:
+        runs["fallback"] += 1
+        raise LookupError("no fallback")
+
+    @picante.database
+    class Raising:
+        @picante.query(cycle_initial=lambda db: 0, cycle_fn=step)
+        async def a(self) -> int:
+            return await self.a() + 1
+
+        @picante.query(cycle_fallback=fallback)
+        async def b(self) -> int:
+            return await self.b() + 1
+
+    db = Raising()
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            await run(db.a())
+        with pytest.raises(LookupError, match="no fallback"):
+            await run(db.b())
+    # The second reads answered from the memoized errors.
+    assert runs == {"step": 1, "fallback": 1}
