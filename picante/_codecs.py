@@ -476,6 +476,16 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             if ingredient.kind == "query"
             else None
         )
+        if code is not None and ingredient.cycle:
+            # How its cycles resolve is part of what its memos mean.
+            options = (ingredient.cycle_initial, ingredient.cycle_fn, ingredient.cycle_fallback)
+            parts = [
+                fingerprinter.fingerprint(option, None)
+                if hasattr(option, "__code__")
+                else repr(option)
+                for option in options
+            ]
+            code = ":".join([code, *parts, str(ingredient.max_iterations)])
         codecs[name] = Codec(
             ingredient,
             name,

@@ -30,9 +30,10 @@ When the head's body returns, `iterate` decides:
   component, as Salsa's PR #999 found necessary.
 
 A participant that declares `cycle_fallback` and finishes provisional takes its fallback
-as its value, which no longer depends on the cycle: it is memoized as final. Every other
-participant's provisional outcome is dropped, and recomputed on demand, after the head
-converged, from the head's final memo.
+as its value. The participants' last outcomes are memoized together with the head's
+once it resolves (`_fetch._install_component`), each with what it read in every
+iteration; a head that fails memoizes its failure alone. The family records those memos
+as cyclic, and `deep_verify` checks them as one component (`_verify_component`).
 
 A cycle that closes through independent tasks waiting on each other (the head is not
 among the waiter's ancestors: another task runs it, and waits on this one) is handed to
@@ -166,6 +167,13 @@ async def answer(waiter: Frame, target: Frame, cycle: CycleError) -> object:
     state: Cycle | None = target.cycle
     if state is None:
         state = target.cycle = Cycle()
+    # Provisional before anything else: if the initial value's function raises, the
+    # waiter's outcome (that error) must not be memoized without the head.
+    state.reentered = True
+    if waiter.heads is None:
+        waiter.heads = {target}
+    else:
+        waiter.heads.add(target)
     cell = target.cell
     if cell not in state.values:
         value = _outer_value(target)
@@ -174,11 +182,6 @@ async def answer(waiter: Frame, target: Frame, cycle: CycleError) -> object:
             start = ingredient.cycle_initial or ingredient.cycle_fallback
             value = await call_in(target, start, target.view.db, *cell.key)
         state.values[cell] = value
-    state.reentered = True
-    if waiter.heads is None:
-        waiter.heads = {target}
-    else:
-        waiter.heads.add(target)
     return state.values[cell]
 
 
@@ -314,12 +317,12 @@ async def resolve_participant(frame: Frame, result: object) -> tuple[object, boo
     not exist yet).
     """
     fallback = frame.cell.ingredient.cycle_fallback
-    heads = frame.heads
-    if fallback is None or not heads or type(result) is Failure:
+    if fallback is None or not frame.heads or type(result) is Failure:
         return result, False
     value = await call_in(frame, fallback, frame.view.db, *frame.cell.key)
-    frame.heads = None
-    _join(min(heads, key=_depth), frame, value)
+    # Final, but memoized with the head's component, as are the queries that read it:
+    # they stay provisional until then (their memos would read one not yet stored).
+    provisional(frame, value)
     return value, True
 
 

@@ -291,6 +291,16 @@ def query(
     def decorate(fn: Callable[..., Any]) -> QueryIngredient[Any, Any, Any]:
         _expect_method("query", fn)
         _check_cycle_options(fn, cycle_initial, cycle_fn, max_iterations, cycle_fallback)
+        if (cycle_initial is not None or cycle_fallback is not None) and (share or eq is False):
+            option = "share=True" if share else "eq=False"
+            why = (
+                "its evaluations read provisional values"
+                if share
+                else "a fixpoint converges when two iterations are equal"
+            )
+            if share or cycle_initial is not None:
+                msg = f"{getattr(fn, '__qualname__', 'query')}: {option} with cycle options ({why})"
+                raise UsageError(msg)
         return QueryIngredient(
             fn,
             lru=lru,

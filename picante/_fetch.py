@@ -583,11 +583,11 @@ async def _verify_component(view: View, start: QueryCell, frame: Frame) -> bool:
     for member in members:
         verified_at = member.verified_at
         if not (NEVER < verified_at <= revision) or member.value is EVICTED:
-            return False
+            return await _rerun_component(view, start, members, frame)
         if verified_at == revision:
             continue
         if member.durability == UNTRACKED:
-            return False
+            return await _rerun_component(view, start, members, frame)
         for dep in deps_of(member):
             if dep in seen:
                 continue
@@ -595,19 +595,41 @@ async def _verify_component(view: View, start: QueryCell, frame: Frame) -> bool:
                 changed_at = (
                     dep.changed_at if dep.changed_at <= revision else dep.version_at(revision)[0]
                 )
+            elif _valid(view, dep, revision):
+                # Valid: clean, or by durability (`verified_at` may be older than now).
+                changed_at = dep.changed_at
             else:
-                if not _valid(view, dep, revision):
-                    try:
-                        await fetch(view, dep, frame)
-                    except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
-                        return False
+                try:
+                    await fetch(view, dep, frame)
+                except Exception:  # noqa: BLE001 - e.g. a cycle: the execution reports it
+                    return False
                 changed_at = dep.changed_at if dep.verified_at == revision else revision
             if changed_at > verified_at:
-                return False
+                return await _rerun_component(view, start, members, frame)
     for member in members:
         if member.verified_at != revision:
             _mark_verified(view, member, revision)
     return True
+
+
+async def _rerun_component(
+    view: View, start: QueryCell, members: list[QueryCell], frame: Frame
+) -> bool:
+    """
+    Re-evaluate an invalid component from a member that resolves cycles (one always
+    does: it headed the cycle), so that *start* gets its new memo, backdated if its value
+    came out the same; `False` if that cannot be done here (then the caller executes).
+    """
+    if start is frame.cell:
+        return False
+    head = next((member for member in members if member.ingredient.cycle), None)
+    if head is None:
+        return False
+    try:
+        await fetch(view, head, frame)
+    except Exception:  # noqa: BLE001 - the reader's own execution reports it
+        return False
+    return start.verified_at == frame.revision
 
 
 def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
@@ -759,13 +781,28 @@ async def _iteration(frame: Frame) -> Any:
     view = frame.view
     cell = frame.cell
     view.counters.executions += 1
+    listeners = view.listeners
+    started_at = time.perf_counter() if listeners else 0.0
     token = ACTIVE.set(frame)
     try:
-        return await cell.ingredient.fn(view.db, *cell.key)
+        result = await cell.ingredient.fn(view.db, *cell.key)
     except BaseException as error:  # noqa: BLE001 - sorted by `caught`
-        return caught(error)
+        result = caught(error)
     finally:
         ACTIVE.reset(token)
+    if listeners:
+        # Each iteration is an execution, for the trace hook as for `stats`.
+        record = TraceExecuted(
+            frame.revision,
+            cell.ingredient.name,
+            cell.key,
+            False,
+            True,
+            type(result) is Failure,
+            time.perf_counter() - started_at,
+        )
+        view.notify([record])
+    return result
 
 
 def _prepare(view: View, frame: Frame) -> None:

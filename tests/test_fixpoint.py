@@ -577,3 +577,151 @@ async def test_an_error_in_cycle_fn_or_a_fallback_is_the_outcome() -> None:
             await run(db.b())
     # The second reads answered from the memoized errors.
     assert runs == {"step": 1, "fallback": 1}
+
+
+async def test_fallbacks_on_a_longer_cycle_are_stable() -> None:
+    """a → b → c → a, all with fallbacks: the same answers at once and when read again."""
+
+    @picante.database
+    class Three:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        @picante.query(cycle_fallback=lambda db: 0)
+        async def a(self) -> int:
+            self.log.append("a")
+            return await self.b() + 1
+
+        @picante.query(cycle_fallback=lambda db: 0)
+        async def b(self) -> int:
+            self.log.append("b")
+            return await self.c() + 1
+
+        @picante.query(cycle_fallback=lambda db: 0)
+        async def c(self) -> int:
+            self.log.append("c")
+            return await self.a() + 1
+
+    for entry in "abc":
+        db = Three()
+        assert [await run(getattr(db, name)()) for name in (entry, *"abc")] == [0] * 4
+        assert sorted(db.log) == ["a", "b", "c"]
+
+
+async def test_a_failing_initial_value_is_not_memoized_without_the_head() -> None:
+    """What `cycle_initial` or a fallback raises depends on what it read, like a body's."""
+
+    @picante.database
+    class Needs:
+        @picante.input
+        async def start(self) -> int:
+            raise NotImplementedError
+
+        @picante.query(cycle_fallback=lambda db: db.start())
+        async def a(self) -> int:
+            return await self.b()
+
+        @picante.query
+        async def b(self) -> int:
+            return await self.a()
+
+    db = Needs()
+    with pytest.raises(picante.MissingInputError):
+        await run(db.a())
+    db.start.set(5)
+    assert [await run(db.a()), await run(db.b())] == [5, 5]
+
+
+async def test_a_clean_dependency_outside_the_cycle_keeps_it_valid() -> None:
+    """A member reads a query outside the cycle; an unrelated edit runs no body."""
+
+    @picante.database
+    class Outside:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        @picante.input
+        async def base(self) -> int:
+            raise NotImplementedError
+
+        @picante.input
+        async def other(self) -> int:
+            raise NotImplementedError
+
+        @picante.query
+        async def outside(self) -> int:
+            self.log.append("outside")
+            return await self.base()
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            self.log.append("a")
+            return min(await self.b() + await self.outside(), 3)
+
+        @picante.query
+        async def b(self) -> int:
+            self.log.append("b")
+            return await self.a()
+
+    db = Outside()
+    db.base.set(1)
+    db.other.set(0)
+    assert await run(db.a()) == 3
+    db.log.clear()
+    db.other.set(1)
+    assert [await run(db.a()), await run(db.b())] == [3, 3]
+    assert db.log == []
+
+
+async def test_readers_of_a_cycle_that_comes_out_the_same_are_not_rerun() -> None:
+    """The component re-runs from its head; an equal value backdates, its reader stays."""
+
+    @picante.database
+    class Reader:
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        @picante.input
+        async def cap(self) -> int:
+            raise NotImplementedError
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            self.log.append("a")
+            return min(await self.b() + 1, await self.cap(), 3)
+
+        @picante.query
+        async def b(self) -> int:
+            self.log.append("b")
+            return await self.a()
+
+        @picante.query
+        async def report(self) -> str:
+            self.log.append("report")
+            return f"b={await self.b()}"
+
+    db = Reader()
+    db.cap.set(10)
+    # Entered at a, which heads the cycle (entered at b, which did not opt in, it fails).
+    assert await run(db.a()) == 3
+    assert await run(db.report()) == "b=3"
+    db.log.clear()
+    db.cap.set(20)  # a still caps at 3
+    assert await run(db.report()) == "b=3"
+    assert "report" not in db.log
+    assert "a" in db.log
+
+
+def test_options_that_cannot_work_with_cycles_are_refused() -> None:
+    """share=True or eq=False with a fixpoint is a declaration error."""
+    with pytest.raises(picante.UsageError, match="share=True with cycle options"):
+
+        @picante.query(cycle_initial=lambda db: 0, share=True)
+        async def a(self: object) -> int:
+            return 0
+
+    with pytest.raises(picante.UsageError, match="eq=False with cycle options"):
+
+        @picante.query(cycle_initial=lambda db: 0, eq=False)
+        async def b(self: object) -> int:
+            return 0
