@@ -754,6 +754,9 @@ def install(view: View, frame: Frame, outcome: Any) -> None:
                     cell.changed_at = revision
         elif not backdate(cell, outcome, failure, durability):
             cell.changed_at = revision
+        if view.accumulations is not None:
+            # `picante.accumulate`: what it accumulated counts as its outcome (`_accumulate`).
+            view.accumulations.note(frame, cell, revision)
         # The fresh outcome is kept even when it counts as equal: the memo answers what a
         # from-scratch evaluation would; dependents cut off keep what they computed.
         cell.value = None if failure is not None else outcome
@@ -823,6 +826,7 @@ def _keep_answer(view: View, frame: Frame, outcome: Any) -> None:
         revision,
         Durability.LOW,
         tuple(frame.deps),
+        None if view.accumulations is None else view.accumulations.seal(frame, exact=False),
     )
     view.pasts.setdefault(frame.cell, []).append(state)
 

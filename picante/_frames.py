@@ -54,6 +54,7 @@ class Frame:
 
     __slots__ = (
         "__weakref__",
+        "accumulated",
         "cell",
         "deps",
         "followers",
@@ -87,6 +88,10 @@ class Frame:
         # The cell the flight is registered on: the record's cell in the origin view of the
         # frame's state (`SyncTable.claim`).
         self.home: QueryCell
+        # What `picante.accumulate` added, in order (unset until it does; `_accumulate`).
+        # Cycles: a fixpoint iteration that runs the body again must `del` it first, so
+        # that only the final iteration's values are kept.
+        self.accumulated: list[Any] | None
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""
