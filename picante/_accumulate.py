@@ -45,8 +45,10 @@ from ._store import QueryCell
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._frames import Frame
-    from ._store import Failure, MemoState, Revision
+    from ._store import Failure, InputCell, MemoState, Revision
 
 
 __all__ = [
@@ -224,6 +226,13 @@ class Accumulations:
             if old is not None and _same(old, entry):
                 return
         cell.changed_at = revision
+
+    def forget(self, cells: Iterable[InputCell | QueryCell]) -> None:
+        """Drop the entries of *cells* (dropped from the view by `picante.sweep`)."""
+        entries = self.entries
+        for cell in cells:
+            if type(cell) is QueryCell:
+                entries.pop(cell, None)
 
     def state(self, cell: QueryCell, state: MemoState) -> MemoState:
         """*state*, a state of *cell*, with *cell*'s entry (`View.state_of`)."""

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import attrs
 import orjson
 
+from ._accumulate import entries_of
 from ._codecs import Codec, Mismatch, codecs_of, database_name, legacy_names
 from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
@@ -175,8 +176,13 @@ def _persisted(view: View) -> _Persisted:
 class _Capture:
     """Builds the records of a save, assigning ids to the cells the file does not have."""
 
-    def __init__(self, codecs: dict[str, Codec], state: _Persisted) -> None:
+    def __init__(
+        self, codecs: dict[str, Codec], state: _Persisted, entries: dict[QueryCell, Any] | None
+    ) -> None:
         self.codecs = codecs
+        # The view's accumulated values (`_accumulate.Accumulations.entries`), if it keeps
+        # any: read by `accumulated` (with no await since `add`: no query ran meanwhile).
+        self.entries = entries
         self.ids = state.ids
         self.next_id = state.next_id
         # Per section: the records, and the cells they came from (to name a bad one).
@@ -266,6 +272,32 @@ class _Capture:
         self.records.setdefault(name, []).append(record)
         self.cells.setdefault(name, []).append(cell)
 
+    def accumulated(self, name: str) -> list[list[object]] | None:
+        """The `accumulated` of section *name*: `[id, values]` for each memo that has some."""
+        codec = self.codecs[name]
+        dump = codec.dump_accumulated
+        entries = self.entries
+        if dump is None or entries is None:
+            return None
+        found: list[list[object]] = []
+        for cell in self.cells.get(name, ()):
+            entry = entries.get(cast("QueryCell", cell))
+            if entry is not None and entry[0]:
+                try:
+                    found.append([self.ids[cell], dump(entry[0])])
+                except Exception as error:
+                    what = f"{fmt_key(codec.where, cell.key)}: its accumulated values"
+                    msg = f"cannot save {what} cannot be converted ({error})"
+                    if isinstance(error, Mismatch):
+                        msg = f"cannot save {fmt_key(codec.where, cell.key)}: {error}"
+                    raise CacheError(msg) from error
+        return found
+
+
+def _entries(view: View) -> dict[QueryCell, Any] | None:
+    """The accumulated values *view* keeps (`picante.accumulate`), if it keeps any."""
+    return None if view.accumulations is None else view.accumulations.entries
+
 
 def _unserializable(
     where: str, key: tuple[object, ...], value: object, error: object
@@ -311,6 +343,7 @@ def _sections(
             records=capture.records.get(name),
             run=interned.get(name),
             deleted=None if deleted is None else deleted.get(name),
+            accumulated=capture.accumulated(name) if codec.kind == "query" else None,
         )
         for name, codec in capture.codecs.items()
     ]
@@ -494,7 +527,7 @@ async def _save_full(
     # From here on, until this save is written, the file does not match the view.
     state.must_rewrite = True
     with view.lock:
-        capture = _Capture(codecs, fresh)
+        capture = _Capture(codecs, fresh, _entries(view))
         capture.add(cell for table in view.tables.values() for cell in table.values())
         interned = _interned_since(view, codecs, {})
         revision = view.revision
@@ -591,7 +624,7 @@ async def _save_entry(
     with view.lock:
         dirty = view.dirty or set()
         view.dirty = set()
-        capture = _Capture(codecs, state)
+        capture = _Capture(codecs, state, _entries(view))
         capture.add(dirty)
         # Records `sweep` dropped since the last save: the entry says so.
         deleted = state.deleted
@@ -654,6 +687,8 @@ class _Loaded:
     exact: bool
     notes: list[Note] = attrs.field(factory=list["Note"])
     """The sections not loaded as they are: (name, "dropped" or "stale", why)."""
+    accumulations: dict[QueryCell, Any] | None = None
+    """The memos' accumulated values (`_accumulate.entries_of`), for a class that has any."""
 
 
 Note = tuple[str, Literal["dropped", "stale"], str]
@@ -683,6 +718,8 @@ def _decode(
     tables: dict[str, dict[tuple[object, ...], InputCell | QueryCell]] = {}
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
+    # Each memo with the values it accumulated, if the class accumulates (`accumulates=`).
+    own: list[tuple[QueryCell, tuple[Any, ...]]] | None = None
     notes: list[Note] = []
     # Memo id -> dependency ids, of the sections decoded: checked for loops before linking.
     # The ids of the sections dropped, to check for duplicates all the same.
@@ -720,6 +757,8 @@ def _decode(
             table_cells, section_cells, section_memos = _decode_records(
                 codec, section, revision, graph, stale=stale
             )
+            if codec.load_accumulated is not None:
+                own = (own or []) + _decode_accumulated(codec, section, section_cells)
         except Corrupt:
             raise
         except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
@@ -744,6 +783,7 @@ def _decode(
         cells.clear()
         memos.clear()
         interned.clear()
+        own = None
         exact = False
     _check_acyclic(graph)
     linked, outside = _link(memos, cells)
@@ -770,6 +810,7 @@ def _decode(
         {name: len(table.values) for name, table in interned.items()},
         exact,
         notes,
+        None if own is None else entries_of(own),
     )
 
 
@@ -884,6 +925,24 @@ def _decode_memos(
         graph[number] = deps
     expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells, memos
+
+
+def _decode_accumulated(
+    codec: Codec, section: Section, cells: dict[int, InputCell | QueryCell]
+) -> list[tuple[QueryCell, tuple[Any, ...]]]:
+    """
+    Every memo of a section with the values it accumulated (`()` for none), decoded and
+    checked: of the declared type, accumulated by a record of the section.
+    """
+    load = cast("Callable[[object], tuple[Any, ...]]", codec.load_accumulated)
+    found: dict[int, tuple[Any, ...]] = {}
+    for number, raw in section.accumulated.items():
+        expect(
+            isinstance(cells.get(number), QueryCell),
+            f"{codec.name}: accumulated values of a record it does not have",
+        )
+        found[number] = load(raw)
+    return [(cast("QueryCell", cell), found.get(number, ())) for number, cell in cells.items()]
 
 
 def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[int]]) -> None:
@@ -1240,6 +1299,10 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
         lru.order.clear()
     for name, cells in loaded.tables.items():
         view.table(name).update(cells)
+    if view.accumulations is not None:
+        entries = view.accumulations.entries
+        entries.clear()
+        entries.update(loaded.accumulations or {})
     family = view.family
     with family.lock:
         for name, values in new_interned.items():
