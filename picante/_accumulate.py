@@ -33,6 +33,7 @@ not of the queries that accumulated them); an entry goes wherever its memo's sta
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, TypeAlias, cast
@@ -45,7 +46,7 @@ from ._store import QueryCell
 
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Iterable
 
     from ._frames import Frame
     from ._store import Failure, InputCell, MemoState, Revision
@@ -372,16 +373,43 @@ async def _collect(db: object, name: str, key: tuple[object, ...]) -> Collected:
         values.extend(own)
         seen.add(record)
     collector = collector_of(view)
-    for dep in reads:
-        below: Collected = await collector(dep.ingredient.name, dep.key)
-        offset = 0
-        for found, count in below.records:
-            if found not in seen:
-                seen.add(found)
-                records.append((found, count))
-                values.extend(below.values[offset : offset + count])
-            offset += count
+    depth = _DEPTH.get()
+    token = _DEPTH.set(depth + 1)
+    try:
+        for dep in reads:
+            call = collector(dep.ingredient.name, dep.key)
+            if depth >= _HOP:
+                # Collectors run inline in their reader's coroutine, nested as deep as the
+                # memos are (a chain built one link at a time can be longer than Python's
+                # recursion limit): go on in a task of its own (its reads still belong to
+                # this collector: the task has its context, with this frame).
+                call = asyncio.get_running_loop().create_task(_afresh(call))
+            below: Collected = await call
+            offset = 0
+            for found, count in below.records:
+                if found not in seen:
+                    seen.add(found)
+                    records.append((found, count))
+                    values.extend(below.values[offset : offset + count])
+                offset += count
+    finally:
+        _DEPTH.reset(token)
     return Collected(tuple(records), tuple(values))
+
+
+_DEPTH: Final[contextvars.ContextVar[int]] = contextvars.ContextVar(
+    "picante_collect_depth", default=0
+)
+"""How many collectors run nested in this coroutine stack (see `_HOP`)."""
+
+_HOP: Final = 100
+"""Past this many nested collectors, the next one runs in a task (a fresh stack)."""
+
+
+async def _afresh(call: Awaitable[Collected]) -> Collected:
+    """Await *call* in a new task, counting nested collectors from zero."""
+    _DEPTH.set(0)
+    return await call
 
 
 _SIGNATURE: Final = inspect.signature(_collect).replace(

@@ -525,7 +525,7 @@ def _accumulated_codec(converter: Any, kind: Any) -> tuple[_Dump, _Load]:
     The dumper and loader of a memo's accumulated values, a tuple of *kind* (the
     database's `accumulates=`): the loader also refuses a value that is no *kind*.
     """
-    dump, load_values = _value_codec(converter, tuple[kind, ...], "accumulated value")
+    dump, load_values = _value_codec(converter, tuple[kind, ...], "accumulated values")
 
     def load(raw: Any) -> object:
         values = cast("tuple[object, ...]", load_values(raw))

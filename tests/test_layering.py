@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "_gather": {"_frames", "_handles"},
     "_share": {"_codecs", "_errors", "_frames", "_runtime", "_store", "stores"},
     "debug": {"_errors", "_store", "_frames", "_runtime", "_events", "_accumulate", "stores"},
-    "testing": {"_errors", "_store", "_runtime", "debug"},
+    "testing": {"_errors", "_store", "_runtime", "_accumulate", "debug"},
     # The stores know nothing of the engine: bytes in, bytes out.
     "stores": {"_errors"},
 }
