@@ -63,7 +63,6 @@ __all__ = [
     "accumulate",
     "accumulated",
     "accumulator_type_error",
-    "entries_of",
 ]
 
 P = ParamSpec("P")
@@ -80,15 +79,16 @@ Entry: TypeAlias = tuple[tuple[Any, ...], tuple[QueryCell, ...]]
 
 class Collected(NamedTuple):
     """
-    A collector's value: the records that accumulated, in collection order, each with
-    how many values it has, and all their values, in that order.
+    A collector's value: the records that accumulated, in collection order, how many
+    values each has, and all their values, in that order.
     """
 
-    records: tuple[tuple[Record, int], ...]
+    records: tuple[Record, ...]
+    counts: tuple[int, ...]
     values: tuple[Any, ...]
 
 
-EMPTY: Final = Collected((), ())
+EMPTY: Final = Collected((), (), ())
 
 SINK: Final[contextvars.ContextVar[list[Any] | None]] = contextvars.ContextVar(
     "picante_accumulate_sink", default=None
@@ -140,9 +140,8 @@ def accumulate(value: object) -> None:
     kind = accumulations.accumulator.kind
     if not isinstance(value, kind):
         raise accumulator_type_error(_where(frame), kind, value)
-    try:
-        values = frame.accumulated
-    except AttributeError:
+    values = getattr(frame, "accumulated", _FIRST)
+    if values is _FIRST:
         frame.accumulated = [value]
         return
     if values is None:
@@ -151,7 +150,11 @@ def accumulate(value: object) -> None:
             "(by a task it started, which outlived it): the value would be lost"
         )
         raise UsageError(msg)
-    values.append(value)
+    cast("list[Any]", values).append(value)
+
+
+_FIRST: Final = object()
+"""`accumulate`'s default for a frame without values yet."""
 
 
 def _where(frame: Frame) -> str:
@@ -190,10 +193,8 @@ class Accumulations:
         whose reads may have changed since), every query read counts as accumulating:
         more to walk, never a value missed.
         """
-        try:
-            values = frame.accumulated
-        except AttributeError:
-            values = None
+        # Unset if it accumulated nothing (`getattr` costs less than raising then).
+        values = getattr(frame, "accumulated", None)
         frame.accumulated = None
         own = () if values is None else tuple(values)
         if exact:
@@ -273,41 +274,6 @@ def _same(old: Entry, new: Entry) -> bool:
         return False
 
 
-def entries_of(memos: list[tuple[QueryCell, tuple[Any, ...]]]) -> dict[QueryCell, Entry]:
-    """
-    The entries of memos loaded from a cache file, from their own values (*memos*: each
-    loaded memo, with the values it accumulated): what `note` would have made of them,
-    their reads being linked. A memo whose reads are not (a stale one) has only its own.
-    """
-    own = dict(memos)
-    entries: dict[QueryCell, Entry] = {}
-    done: set[QueryCell] = set()
-    for root, _ in memos:
-        if root in done:
-            continue
-        # Depth first, explicit stack (chains of any depth); the file has no loop.
-        stack: list[tuple[QueryCell, int]] = [(root, 0)]
-        while stack:
-            cell, index = stack[-1]
-            deps = cell.deps
-            reads: tuple[Any, ...] = deps if type(deps) is tuple else (deps,)
-            while index < len(reads):
-                dep = reads[index]
-                index += 1
-                if type(dep) is QueryCell and dep not in done and dep in own:
-                    stack[-1] = (cell, index)
-                    stack.append((dep, 0))
-                    break
-            else:
-                stack.pop()
-                done.add(cell)
-                values = own[cell]
-                flagged = tuple(dep for dep in reads if dep in entries)
-                if values or flagged:
-                    entries[cell] = (values, cast("tuple[QueryCell, ...]", flagged))
-    return entries
-
-
 # -- per database class: the declared type and the collector --------------------------------
 
 
@@ -362,16 +328,17 @@ async def _collect(db: object, name: str, key: tuple[object, ...]) -> Collected:
     if entry is None:
         return EMPTY
     own, reads = entry
-    record: Record = (name, key)
     if not reads:
-        return Collected(((record, len(own)),), own)
-    records: list[tuple[Record, int]] = []
+        return Collected(((name, key),), (len(own),), own)
+    records: list[Record] = []
+    counts: list[int] = []
     values: list[Any] = []
     seen: set[Record] = set()
     if own:
-        records.append((record, len(own)))
+        records.append((name, key))
+        counts.append(len(own))
         values.extend(own)
-        seen.add(record)
+        seen.add((name, key))
     collector = collector_of(view)
     depth = _DEPTH.get()
     token = _DEPTH.set(depth + 1)
@@ -385,16 +352,27 @@ async def _collect(db: object, name: str, key: tuple[object, ...]) -> Collected:
                 # this collector: the task has its context, with this frame).
                 call = asyncio.get_running_loop().create_task(_afresh(call))
             below: Collected = await call
+            if len(reads) == 1 and not own:
+                # All it collects is what its one accumulating read does: the same value.
+                return below
+            if seen.isdisjoint(below.records):
+                # The common case (a tree): nothing met before, everything goes, C-level.
+                seen.update(below.records)
+                records += below.records
+                counts += below.counts
+                values += below.values
+                continue
             offset = 0
-            for found, count in below.records:
+            for found, count in zip(below.records, below.counts, strict=True):
                 if found not in seen:
                     seen.add(found)
-                    records.append((found, count))
-                    values.extend(below.values[offset : offset + count])
+                    records.append(found)
+                    counts.append(count)
+                    values += below.values[offset : offset + count]
                 offset += count
     finally:
         _DEPTH.reset(token)
-    return Collected(tuple(records), tuple(values))
+    return Collected(tuple(records), tuple(counts), tuple(values))
 
 
 _DEPTH: Final[contextvars.ContextVar[int]] = contextvars.ContextVar(

@@ -13,9 +13,10 @@ records that changed since the previous save, under the same ids (new records ge
 ids), the ids of records deleted since (a section's `deleted`: `picante.sweep`), and the
 revision then. The log is bound to one base by the base's digest, so a log
 left over from an older base is ignored. A query section of a database that accumulates
-(`picante.accumulate`) also lists, under `accumulated`, the values each memo accumulated,
-by record id (an optional key: its absence reads as none, and the schema fingerprints of
-such sections differ, so a picante that does not know the key never decodes them).
+(`picante.accumulate`) also lists, under `accumulated`, what each memo accumulated, by
+record id: its values, and which of its dependencies accumulated (an optional key: its
+absence reads as none, and the schema fingerprints of such sections differ, so a picante
+that does not know the key never decodes them).
 
 On the wire a record is a JSON array, told apart by its section's kind. Its positions are
 the fields of a named tuple (`InputRecord`, `MemoRecord`), with `to_wire()` / `from_wire()`
@@ -237,8 +238,9 @@ def wire_section(
     """
     The JSON-ready section of an ingredient: its records (wire form), or its run; in a
     log entry, also the ids of records deleted since (dropped by `picante.sweep`); for a
-    query, the values its memos accumulated, `[id, [value, ...]]` for each memo of
-    *records* that accumulated some (`picante.accumulate`).
+    query, what its memos accumulated (`picante.accumulate`): `[id, [value, ...],
+    [position, ...]]` for each memo of *records* with values or accumulating reads (the
+    positions of those among its dependencies).
     """
     section: dict[str, object] = {"name": name, "kind": kind, "schema": schema}
     if kind == "interned":
@@ -698,10 +700,13 @@ class Section:
     """
     values: list[object] = attrs.field(factory=list[object])
     """An interned table's values, in id order."""
-    accumulated: dict[int, list[object]] = attrs.field(factory=dict[int, list[object]])
+    accumulated: dict[int, tuple[list[object], list[int]]] = attrs.field(
+        factory=dict[int, tuple[list[object], list[int]]]
+    )
     """
-    A query's memos' accumulated values (dumped), by record id, for those that have
-    some; a record a later log entry replaces keeps only the values that entry gives it.
+    What a query's memos accumulated, by record id, for those that did: the values
+    (dumped) and the positions of the accumulating reads among the record's dependencies.
+    A record a later log entry replaces keeps only what that entry gives it.
     """
 
     def add_records(self, name: str, records: list[Any], *, replace: bool) -> None:
@@ -728,14 +733,20 @@ class Section:
                 self.accumulated.pop(raw[0], None)
 
     def add_accumulated(self, name: str, raw: object) -> None:
-        """Add a section's `accumulated` (`[[id, [value, ...]], ...]`), checked for shape."""
+        """
+        Add a section's `accumulated` (`[[id, [value, ...], [position, ...]], ...]`),
+        checked for shape.
+        """
         where = f"section {name}: accumulated values"
         expect(type(raw) is list, where)
-        for pair in cast("list[object]", raw):
-            expect(type(pair) is list and len(cast("list[object]", pair)) == 2, where)
-            number, values = cast("list[object]", pair)
-            expect(is_int(number) and type(values) is list, where)
-            self.accumulated[cast("int", number)] = cast("list[object]", values)
+        for item in cast("list[object]", raw):
+            expect(type(item) is list and len(cast("list[object]", item)) == 3, where)
+            number, values, positions = cast("list[object]", item)
+            expect(is_int(number) and type(values) is list and type(positions) is list, where)
+            self.accumulated[cast("int", number)] = (
+                cast("list[object]", values),
+                cast("list[int]", positions),
+            )
 
 
 def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:

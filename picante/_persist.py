@@ -54,7 +54,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 import attrs
 import orjson
 
-from ._accumulate import entries_of
 from ._codecs import Codec, Mismatch, codecs_of, database_name, legacy_names
 from ._errors import CacheError, LimitExceededError, UsageError, fmt_key
 from ._format import (
@@ -273,7 +272,10 @@ class _Capture:
         self.cells.setdefault(name, []).append(cell)
 
     def accumulated(self, name: str) -> list[list[object]] | None:
-        """The `accumulated` of section *name*: `[id, values]` for each memo that has some."""
+        """
+        The `accumulated` of section *name*: for each memo with an entry, `[id, values,
+        positions of its accumulating reads among its dependencies]`.
+        """
         codec = self.codecs[name]
         dump = codec.dump_accumulated
         entries = self.entries
@@ -282,9 +284,14 @@ class _Capture:
         found: list[list[object]] = []
         for cell in self.cells.get(name, ()):
             entry = entries.get(cast("QueryCell", cell))
-            if entry is not None and entry[0]:
+            if entry is not None:
+                own, reads = entry
+                positions: list[object] = []
+                if reads:
+                    index = {dep: i for i, dep in enumerate(deps_of(cast("QueryCell", cell)))}
+                    positions = [index[dep] for dep in reads]
                 try:
-                    found.append([self.ids[cell], dump(entry[0])])
+                    found.append([self.ids[cell], dump(own), positions])
                 except Exception as error:
                     what = f"{fmt_key(codec.where, cell.key)}: its accumulated values"
                     msg = f"cannot save {what} cannot be converted ({error})"
@@ -688,7 +695,7 @@ class _Loaded:
     notes: list[Note] = attrs.field(factory=list["Note"])
     """The sections not loaded as they are: (name, "dropped" or "stale", why)."""
     accumulations: dict[QueryCell, Any] | None = None
-    """The memos' accumulated values (`_accumulate.entries_of`), for a class that has any."""
+    """The memos' accumulated values (`_accumulate.Entry`), for a class that has any."""
 
 
 Note = tuple[str, Literal["dropped", "stale"], str]
@@ -718,8 +725,8 @@ def _decode(
     tables: dict[str, dict[tuple[object, ...], InputCell | QueryCell]] = {}
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
-    # Each memo with the values it accumulated, if the class accumulates (`accumulates=`).
-    own: list[tuple[QueryCell, tuple[Any, ...]]] | None = None
+    # The memos that accumulated (`accumulates=`): values, positions of accumulating reads.
+    accumulated: list[tuple[QueryCell, tuple[Any, ...], list[int]]] | None = None
     notes: list[Note] = []
     # Memo id -> dependency ids, of the sections decoded: checked for loops before linking.
     # The ids of the sections dropped, to check for duplicates all the same.
@@ -758,7 +765,8 @@ def _decode(
                 codec, section, revision, graph, stale=stale
             )
             if codec.load_accumulated is not None:
-                own = (own or []) + _decode_accumulated(codec, section, section_cells)
+                found = _decode_accumulated(codec, section, section_cells)
+                accumulated = (accumulated or []) + found
         except Corrupt:
             raise
         except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
@@ -783,7 +791,7 @@ def _decode(
         cells.clear()
         memos.clear()
         interned.clear()
-        own = None
+        accumulated = None
         exact = False
     _check_acyclic(graph)
     linked, outside = _link(memos, cells)
@@ -810,7 +818,7 @@ def _decode(
         {name: len(table.values) for name, table in interned.items()},
         exact,
         notes,
-        None if own is None else entries_of(own),
+        None if accumulated is None else _linked_entries(accumulated),
     )
 
 
@@ -929,20 +937,51 @@ def _decode_memos(
 
 def _decode_accumulated(
     codec: Codec, section: Section, cells: dict[int, InputCell | QueryCell]
-) -> list[tuple[QueryCell, tuple[Any, ...]]]:
+) -> list[tuple[QueryCell, tuple[Any, ...], list[int]]]:
     """
-    Every memo of a section with the values it accumulated (`()` for none), decoded and
-    checked: of the declared type, accumulated by a record of the section.
+    The memos of a section that accumulated, each with its values (decoded, of the
+    declared type) and the positions of its accumulating reads among its dependencies
+    (checked once they are linked: `_entries`).
     """
     load = cast("Callable[[object], tuple[Any, ...]]", codec.load_accumulated)
-    found: dict[int, tuple[Any, ...]] = {}
-    for number, raw in section.accumulated.items():
+    found: list[tuple[QueryCell, tuple[Any, ...], list[int]]] = []
+    for number, (raw, positions) in section.accumulated.items():
+        cell = cells.get(number)
         expect(
-            isinstance(cells.get(number), QueryCell),
+            isinstance(cell, QueryCell),
             f"{codec.name}: accumulated values of a record it does not have",
         )
-        found[number] = load(raw)
-    return [(cast("QueryCell", cell), found.get(number, ())) for number, cell in cells.items()]
+        found.append((cast("QueryCell", cell), load(raw), positions))
+    return found
+
+
+def _linked_entries(
+    accumulated: list[tuple[QueryCell, tuple[Any, ...], list[int]]],
+) -> dict[QueryCell, Any]:
+    """
+    The entries (`_accumulate.Entry`) of the memos that accumulated, their dependencies
+    linked: the accumulating reads are the dependencies at the saved positions (in
+    order, each a memo). A stale memo keeps only its values, to compare with when it
+    runs again (its reads are not linked: it counts as changed if it has any).
+    """
+    entries: dict[QueryCell, Any] = {}
+    for cell, values, positions in accumulated:
+        reads: tuple[QueryCell, ...] = ()
+        if cell.verified_at != NEVER:
+            deps = deps_of(cell)
+            previous = -1
+            for position in positions:
+                expect(
+                    type(position) is int
+                    and previous < position < len(deps)
+                    and type(deps[position]) is QueryCell,
+                    f"{fmt_key(cell.ingredient.name, cell.key)}: an accumulating read",
+                )
+                previous = position
+            reads = tuple(cast("QueryCell", deps[position]) for position in positions)
+        if values or reads:
+            entries[cell] = (values, reads)
+    return entries
 
 
 def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[int]]) -> None:

@@ -806,7 +806,7 @@ async def test_values_of_another_type_in_a_file_drop_its_section(
 
     def craft(payload: dict[str, Any]) -> None:
         values = section(payload, "check")["accumulated"]
-        assert values == [[values[0][0], [{"path": "a", "message": "bad word 0"}]]]
+        assert values == [[values[0][0], [{"path": "a", "message": "bad word 0"}], []]]
         values[0][1] = ["not a diagnostic"]
 
     rewrite(path, craft)
@@ -824,8 +824,13 @@ async def test_values_of_a_record_the_file_lacks_are_corrupt(tmp_path: Path) -> 
     db = project(a="bad")
     await collect(db.lint)
     await picante.save(db, path)
-    rewrite(path, lambda payload: section(payload, "check")["accumulated"].append([999, []]))
+    rewrite(path, lambda payload: section(payload, "check")["accumulated"].append([999, [], []]))
     with pytest.raises(CacheError, match="accumulated values of a record it does not have"):
+        await picante.load(Project(), path)
+    # An accumulating read that is no dependency of the memo, or not a memo.
+    await picante.save(db, path)
+    rewrite(path, lambda payload: section(payload, "lint")["accumulated"][0][2].append(5))
+    with pytest.raises(CacheError, match=r"lint\(\): an accumulating read"):
         await picante.load(Project(), path)
 
 
