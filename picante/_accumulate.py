@@ -29,6 +29,11 @@ Invariants: a memo has an entry iff it accumulated a value or one of the queries
 has one; a collector never has one (reading collected values is a read of the collection,
 not of the queries that accumulated them); an entry goes wherever its memo's state goes
 (`View.state_of`, `take`, cache files, the `pasts` kept for readers).
+
+Cycles: a fixpoint iteration that runs a body again on the same frame must first drop
+what the previous iteration accumulated (`del frame.accumulated`): only the final
+iteration's values are kept (Salsa's issue 1061 is this bug). `seal` then makes the
+last iteration's values the memo's, with the reads of all iterations.
 """
 
 from __future__ import annotations
@@ -280,7 +285,7 @@ def _same(old: Entry, new: Entry) -> bool:
 class Accumulator:
     """What a database class declared with `accumulates=` has: the type, the collector."""
 
-    __slots__ = ("codec", "collector", "kind")
+    __slots__ = ("collector", "kind")
 
     def __init__(self, cls: type, kind: Any) -> None:
         self.kind = kind
@@ -291,8 +296,6 @@ class Accumulator:
         collector.owner = cls
         collector.spec = KeySpec(collector.qualname, _SIGNATURE)
         self.collector = collector
-        # The dumper and loader of accumulated values in cache files (`_codecs`).
-        self.codec: Any = None
 
     def accumulations(self) -> Accumulations:
         """The accumulations of a new database instance of the class."""
