@@ -201,12 +201,14 @@ class Accumulations:
         # Unset if it accumulated nothing (`getattr` costs less than raising then).
         values = getattr(frame, "accumulated", None)
         frame.accumulated = None
+        collector = self.accumulator.collector
+        if frame.cell.ingredient is collector:
+            return None  # a collector accumulates nothing (see the module's invariants)
         own = () if values is None else tuple(values)
         if exact:
             # Inputs are never in `entries`: no type check needed.
             reads = tuple(filter(self.entries.__contains__, frame.deps))
         else:
-            collector = self.accumulator.collector
             reads = tuple(
                 dep
                 for dep in frame.deps
@@ -219,8 +221,6 @@ class Accumulations:
         Make *frame*'s evaluation *cell*'s entry (`_fetch.install`, before the memo is
         stored); if it differs from the entry the memo had, the memo changed at *revision*.
         """
-        if cell.ingredient is self.accumulator.collector:
-            return
         entry = self.seal(frame)
         entries = self.entries
         old = entries.get(cell)

@@ -16,6 +16,7 @@ import picante
 from picante import CacheError, CycleError, UsageError
 from picante._format import HEADER
 from picante.stores import MemoryStore
+from tests.helpers import until
 
 
 if TYPE_CHECKING:
@@ -615,6 +616,48 @@ async def test_a_snapshot_collects_at_its_revision() -> None:
     snapshot.source.set("a", "fine")
     assert await collect(snapshot.lint) == ()
     assert await collect(db.lint) == (bad("a", 0), bad("b", 0), bad("b", 1))
+
+
+async def test_an_evaluation_that_finished_after_a_change_keeps_its_values() -> None:
+    """
+    An evaluation bound to a revision that has passed keeps its outcome, values and all,
+    for that revision: a snapshot of it takes them without running the body.
+    """
+
+    @picante.database(accumulates=str)
+    class Slow:
+        def __init__(self) -> None:
+            self.gates: list[asyncio.Event] = []
+            self.log: list[str] = []
+
+        @picante.input
+        async def text(self) -> str:
+            raise NotImplementedError
+
+        @picante.query
+        async def read(self) -> str:
+            text = await self.text()
+            self.log.append(f"read {text}")
+            picante.accumulate(f"read {text}")
+            if self.gates:
+                await self.gates.pop().wait()
+            return text
+
+    db = Slow()
+    db.text.set("a")
+    snapshot = picante.snapshot(db)
+    gate = asyncio.Event()
+    db.gates.append(gate)
+    first = asyncio.create_task(db.read())
+    await until(lambda: db.log == ["read a"])
+    db.text.set("b")  # while the first evaluation waits
+    assert await collect(db.read) == ("read b",)
+    gate.set()
+    assert await asyncio.wait_for(first, TIMEOUT) == "a"
+    with picante.testing.record(snapshot) as log:
+        assert await collect(snapshot.read) == ("read a",)
+    assert db.log == ["read a", "read b"]  # the snapshot ran no body
+    assert log.executed == [collector("read")]
 
 
 async def test_a_snapshot_taken_before_collecting() -> None:
