@@ -766,7 +766,7 @@ def _decode(
             )
             if codec.load_accumulated is not None:
                 found = _decode_accumulated(codec, section, section_cells)
-                accumulated = (accumulated or []) + found
+                accumulated = found if accumulated is None else accumulated + found
         except Corrupt:
             raise
         except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
@@ -941,7 +941,7 @@ def _decode_accumulated(
     """
     The memos of a section that accumulated, each with its values (decoded, of the
     declared type) and the positions of its accumulating reads among its dependencies
-    (checked once they are linked: `_entries`).
+    (checked once they are linked: `_linked_entries`).
     """
     load = cast("Callable[[object], tuple[Any, ...]]", codec.load_accumulated)
     found: list[tuple[QueryCell, tuple[Any, ...], list[int]]] = []
