@@ -145,6 +145,22 @@ async def test_an_edit_recollects_only_the_changed_path() -> None:
     ]
 
 
+async def test_every_way_a_body_runs_keeps_its_values() -> None:
+    """
+    A body run from outside any query, one run inline by its cold reader, and one run
+    inline by a revalidation walk all keep what they accumulated.
+    """
+    db = project(a="bad", b="ok bad")
+    assert await db.check("a") == 1  # from outside: `execute`
+    assert await db.lint() == 3  # check('b') cold, inline in lint()'s body
+    assert db.log == ["check('a')", "lint()", "check('b')"]
+    db.source.set("b", "bad ok")
+    db.log.clear()
+    assert await db.lint() == 3  # check('b') re-run inline by lint()'s revalidation
+    assert db.log == ["check('b')", "lint()"]
+    assert await collect(db.lint) == (bad("a", 0), bad("b", 0))
+
+
 async def test_subtrees_that_accumulated_nothing_are_not_walked() -> None:
     """Only queries whose subtree accumulated something get a collector."""
     db = project(a="ok bad", b="fine", c="also fine")
