@@ -8,6 +8,7 @@ early when a recomputed value comes out equal.
 """
 
 from . import debug as debug, stores as stores, testing as testing
+from ._accumulate import accumulate as accumulate, accumulated as accumulated
 from ._declare import (
     database as database,
     input as input,
@@ -88,6 +89,8 @@ __all__ = [
     "RevisionStream",
     "UsageError",
     "Watch",
+    "accumulate",
+    "accumulated",
     "batch",
     "database",
     "debug",

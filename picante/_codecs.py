@@ -108,9 +108,14 @@ def describe_type(tp: Any, seen: frozenset[int] = frozenset()) -> str:
     return repr(tp)
 
 
-def _schema_fingerprint(key_types: tuple[Any, ...], value_type: Any) -> str:
+def _schema_fingerprint(
+    key_types: tuple[Any, ...], value_type: Any, accumulates: Any = None
+) -> str:
     text = "(" + ", ".join(describe_type(t) for t in key_types) + ") -> "
     text += describe_type(value_type)
+    if accumulates is not None:
+        # A query of a database declared with `accumulates=`: its records hold those too.
+        text += f" accumulating {describe_type(accumulates)}"
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -151,6 +156,12 @@ class Codec:
         default=None, init=False
     )
     """The canonical key and value dumpers, built on first use (`None`: not shareable)."""
+    dump_accumulated: _Dump | None = None
+    """
+    The dumper of a memo's accumulated values (a tuple of the database's `accumulates=`
+    type), for a query of a database that declares one; else `None`.
+    """
+    load_accumulated: _Load | None = None
 
 
 class Mismatch(TypeError):  # noqa: N818 - internal signal, turned into CacheError
@@ -448,6 +459,15 @@ def codecs_of(cls: type) -> dict[str, Codec]:
         converter = make_converter()
     codecs: dict[str, Codec] = {}
     canonical = _Canonical(converter)
+    accumulates = None if spec.accumulator is None else spec.accumulator.kind
+    dump_accumulated: _Dump | None = None
+    load_accumulated: _Load | None = None
+    if accumulates is not None:
+        try:
+            dump_accumulated, load_accumulated = _accumulated_codec(converter, accumulates)
+        except Exception as error:
+            msg = f"{cls.__qualname__}: cannot persist its accumulated values: {error}"
+            raise CacheError(msg) from error
     # One walk of the code for every query: helpers they share are disassembled once.
     fingerprinter = Fingerprinter(cls)
     for name, ingredient in spec.ingredients.items():
@@ -487,12 +507,13 @@ def codecs_of(cls: type) -> dict[str, Codec]:
                 for option in options
             ]
             code = ":".join([code, *parts, str(ingredient.max_iterations)])
+        query = ingredient.kind == "query"
         codecs[name] = Codec(
             ingredient,
             name,
             where,
             ingredient.kind,
-            _schema_fingerprint(key_types, value_type),
+            _schema_fingerprint(key_types, value_type, accumulates if query else None),
             code,
             dump_key,
             load_key,
@@ -503,9 +524,29 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             key_types,
             value_type,
             canonical,
+            dump_accumulated=dump_accumulated if query else None,
+            load_accumulated=load_accumulated if query else None,
         )
     spec.codecs = codecs
     return codecs
+
+
+def _accumulated_codec(converter: Any, kind: Any) -> tuple[_Dump, _Load]:
+    """
+    The dumper and loader of a memo's accumulated values, a tuple of *kind* (the
+    database's `accumulates=`): the loader also refuses a value that is no *kind*.
+    """
+    dump, load_values = _value_codec(converter, tuple[kind, ...], "accumulated values")
+
+    def load(raw: Any) -> object:
+        values = cast("tuple[object, ...]", load_values(raw))
+        for value in values:
+            if not isinstance(value, kind):
+                msg = f"accumulated value {reprlib.repr(value)} is not {_a(kind)}"
+                raise TypeError(msg)
+        return values
+
+    return dump, load
 
 
 def _exact(tp: Any) -> type | None:

@@ -27,6 +27,7 @@ from typing import (
     overload,
 )
 
+from ._accumulate import Accumulator
 from ._errors import UsageError, describe
 from ._handles import RESERVED_PREFIX
 from ._ingredients import (
@@ -40,10 +41,12 @@ from ._store import Durability
 
 
 if TYPE_CHECKING:
+    import types
     from collections.abc import Callable, Coroutine, Mapping
 
     import cattrs
 
+    from ._accumulate import Accumulations
     from ._ingredients import AnyInput
 
 
@@ -65,7 +68,15 @@ _Ingredient: TypeAlias = "AnyInput | QueryIngredient[Any, Any, Any] | InternedIn
 class DatabaseSpec:
     """The ingredient registry of one database class, at `cls.__picante__`."""
 
-    __slots__ = ("cls", "codecs", "converter", "ingredients", "max_state_bytes", "name")
+    __slots__ = (
+        "accumulator",
+        "cls",
+        "codecs",
+        "converter",
+        "ingredients",
+        "max_state_bytes",
+        "name",
+    )
 
     def __init__(
         self,
@@ -74,6 +85,8 @@ class DatabaseSpec:
         max_state_bytes: int | None,
         converter: Any = None,
         name: str | None = None,
+        *,
+        accumulates: Any = None,
     ) -> None:
         self.cls = cls
         self.ingredients = dict(ingredients)
@@ -84,6 +97,12 @@ class DatabaseSpec:
         self.name = name
         # Built by `_persist` on first save or load: per-ingredient encoders and fingerprints.
         self.codecs: Any = None
+        # The declared `accumulates=` type and the query collecting values (`_accumulate`).
+        self.accumulator = None if accumulates is None else Accumulator(cls, accumulates)
+
+    def accumulations(self) -> Accumulations | None:
+        """What a new instance keeps of accumulated values (`None`: it accumulates nothing)."""
+        return None if self.accumulator is None else self.accumulator.accumulations()
 
     @property
     def inputs(self) -> dict[str, AnyInput]:
@@ -377,6 +396,7 @@ def database(
     max_state_bytes: int | None = None,
     converter: cattrs.Converter | None = None,
     name: str | None = None,
+    accumulates: type[Any] | types.UnionType | None = None,
 ) -> Callable[[C], C]: ...
 def database(
     cls: C | None = None,
@@ -385,6 +405,7 @@ def database(
     max_state_bytes: int | None = None,
     converter: cattrs.Converter | None = None,
     name: str | None = None,
+    accumulates: type[Any] | types.UnionType | None = None,
 ) -> C | Callable[[C], C]:
     """
     Make a class a picante database: collect and validate its ingredients.
@@ -415,6 +436,11 @@ def database(
             `__main__`), so the same class run as a script and imported finds its file.
             Give a name to keep a cache file when you move or rename the class. It is not
             inherited: a subclass is another database.
+        accumulates: The type of the values its queries add with `picante.accumulate`
+            (diagnostics, say), which `picante.accumulated` collects: a class, or a
+            union of classes (`Error | Warning`). Cache files save them with the
+            memos, through *converter*. Inherited by subclasses unless they declare
+            their own.
 
     Raises:
         UsageError: A declaration is invalid: the message names the class, the method
@@ -430,12 +456,18 @@ def database(
     if name is not None and (type(name) is not str or not name.strip()):
         msg = f"database(): name must be a non-empty str or None, got {describe(name)}"
         raise UsageError(msg)
+    if accumulates is not None and not _is_accumulator_type(accumulates):
+        msg = (
+            "database(): accumulates must be a class or a union of classes "
+            f"(Error | Warning), got {accumulates!r}"
+        )
+        raise UsageError(msg)
 
     def decorate(cls: C) -> C:
         if not _is_class(cls):
             msg = f"@picante.database decorates a class, got {describe(cls)}"
             raise UsageError(msg)
-        _register(cls, max_state_bytes, converter, name)
+        _register(cls, max_state_bytes, converter, name, accumulates)
         hook = cls.__dict__.get("__init_subclass__")
         inherited = getattr(cls.__init_subclass__, "__func__", None)
         if not getattr(inherited, "picante_hook", False):
@@ -448,6 +480,17 @@ def database(
 def _is_class(obj: object) -> bool:
     # A plain bool, not a TypeGuard: *obj* is a class for checkers, anything at run time.
     return isinstance(obj, type)
+
+
+def _is_accumulator_type(obj: object) -> bool:
+    """Whether *obj* is what `isinstance` takes, other than a tuple (say `A | B`)."""
+    if isinstance(obj, tuple):
+        return False
+    try:
+        isinstance(None, obj)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    except TypeError:
+        return False
+    return True
 
 
 def _is_converter(obj: object) -> bool:
@@ -477,6 +520,7 @@ def _register(
     max_state_bytes: int | None = None,
     converter: Any = None,
     identity: str | None = None,
+    accumulates: Any = None,
 ) -> None:
     """
     Build, validate and store the registry of *cls* (options not given are inherited,
@@ -508,7 +552,11 @@ def _register(
             max_state_bytes = inherited.max_state_bytes
         if converter is None:
             converter = inherited.converter
-    spec = DatabaseSpec(cls, ingredients, max_state_bytes, converter, identity)
+        if accumulates is None and inherited.accumulator is not None:
+            accumulates = inherited.accumulator.kind
+    spec = DatabaseSpec(
+        cls, ingredients, max_state_bytes, converter, identity, accumulates=accumulates
+    )
     cls.__picante__ = spec  # type: ignore[attr-defined]
 
 

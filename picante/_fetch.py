@@ -760,6 +760,9 @@ def _install_component(
     for frame, member in members.values():
         frame.heads = None
         install(view, frame, member, cells)
+    if view.accumulations is not None:
+        frames = [head, *(frame for frame, _ in members.values())]
+        view.accumulations.link_component(frames, head.revision)
     installed = [cell for cell in (head.cell, *members) if cell.verified_at == head.revision]
     # Each memo's durability was computed before the others existed: the component's is
     # the lowest of all (a member that read the outside world makes the others LOWEST,
@@ -781,6 +784,9 @@ async def _iteration(frame: Frame) -> Any:
     view = frame.view
     cell = frame.cell
     view.counters.executions += 1
+    # Only the last iteration's accumulated values are the evaluation's (`_accumulate`).
+    with contextlib.suppress(AttributeError):
+        del frame.accumulated
     listeners = view.listeners
     started_at = time.perf_counter() if listeners else 0.0
     token = ACTIVE.set(frame)
@@ -977,6 +983,9 @@ def install(
                     cell.changed_at = revision
         elif not backdate(cell, outcome, failure, durability):
             cell.changed_at = revision
+        if view.accumulations is not None:
+            # `picante.accumulate`: what it accumulated counts as its outcome (`_accumulate`).
+            view.accumulations.note(frame, cell, revision)
         # The fresh outcome is kept even when it counts as equal: the memo answers what a
         # from-scratch evaluation would; dependents cut off keep what they computed.
         cell.value = None if failure is not None else outcome
@@ -1046,6 +1055,7 @@ def _keep_answer(view: View, frame: Frame, outcome: Any) -> None:
         revision,
         Durability.LOW,
         tuple(frame.deps),
+        None if view.accumulations is None else view.accumulations.seal(frame, exact=False),
     )
     view.pasts.setdefault(frame.cell, []).append(state)
 

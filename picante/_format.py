@@ -12,7 +12,11 @@ integer ids: a memo's dependencies are ids. An entry of the log (`<path>.log`) h
 records that changed since the previous save, under the same ids (new records get new
 ids), the ids of records deleted since (a section's `deleted`: `picante.sweep`), and the
 revision then. The log is bound to one base by the base's digest, so a log
-left over from an older base is ignored.
+left over from an older base is ignored. A query section of a database that accumulates
+(`picante.accumulate`) also lists, under `accumulated`, what each memo accumulated, by
+record id: its values, and which of its dependencies accumulated (an optional key: its
+absence reads as none, and the schema fingerprints of such sections differ, so a picante
+that does not know the key never decodes them).
 
 On the wire a record is a JSON array, told apart by its section's kind. Its positions are
 the fields of a named tuple (`InputRecord`, `MemoRecord`), with `to_wire()` / `from_wire()`
@@ -229,10 +233,14 @@ def wire_section(
     records: list[list[object]] | None,
     run: InternedRun | None,
     deleted: list[int] | None = None,
+    accumulated: list[list[object]] | None = None,
 ) -> dict[str, object]:
     """
     The JSON-ready section of an ingredient: its records (wire form), or its run; in a
-    log entry, also the ids of records deleted since (dropped by `picante.sweep`).
+    log entry, also the ids of records deleted since (dropped by `picante.sweep`); for a
+    query, what its memos accumulated (`picante.accumulate`): `[id, [value, ...],
+    [position, ...]]` for each memo of *records* with values or accumulating reads (the
+    positions of those among its dependencies).
     """
     section: dict[str, object] = {"name": name, "kind": kind, "schema": schema}
     if kind == "interned":
@@ -245,6 +253,8 @@ def wire_section(
         section["records"] = [] if records is None else records
         if deleted:
             section["deleted"] = deleted
+        if accumulated:
+            section["accumulated"] = accumulated
     return section
 
 
@@ -690,6 +700,14 @@ class Section:
     """
     values: list[object] = attrs.field(factory=list[object])
     """An interned table's values, in id order."""
+    accumulated: dict[int, tuple[list[object], list[int]]] = attrs.field(
+        factory=dict[int, tuple[list[object], list[int]]]
+    )
+    """
+    What a query's memos accumulated, by record id, for those that did: the values
+    (dumped) and the positions of the accumulating reads among the record's dependencies.
+    A record a later log entry replaces keeps only what that entry gives it.
+    """
 
     def add_records(self, name: str, records: list[Any], *, replace: bool) -> None:
         """
@@ -709,6 +727,26 @@ class Section:
         if not replace and len(by_id) != len(records):
             msg = f"malformed payload: {where} id appears twice"
             raise Corrupt(msg)
+        if replace and self.accumulated:
+            # Saved again: the values the record had go (the entry gives its new ones).
+            for raw in records:
+                self.accumulated.pop(raw[0], None)
+
+    def add_accumulated(self, name: str, raw: object) -> None:
+        """
+        Add a section's `accumulated` (`[[id, [value, ...], [position, ...]], ...]`),
+        checked for shape.
+        """
+        where = f"section {name}: accumulated values"
+        expect(type(raw) is list, where)
+        for item in cast("list[object]", raw):
+            expect(type(item) is list and len(cast("list[object]", item)) == 3, where)
+            number, values, positions = cast("list[object]", item)
+            expect(is_int(number) and type(values) is list and type(positions) is list, where)
+            self.accumulated[cast("int", number)] = (
+                cast("list[object]", values),
+                cast("list[int]", positions),
+            )
 
 
 def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
@@ -736,6 +774,8 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
             records = raw.get("records")
             expect(type(records) is list, f"section {name}: records")
             section.add_records(name, records, replace=False)
+            if "accumulated" in raw:
+                section.add_accumulated(name, raw["accumulated"])
         merged[name] = section
     for number, log_entry in enumerate(contents.entries, 1):
         where = f"log entry {number}"
@@ -766,6 +806,8 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
                 records = raw.get("records")
                 expect(type(records) is list, f"{where}: {name}")
                 found.add_records(name, records, replace=True)
+                if "accumulated" in raw:
+                    found.add_accumulated(name, raw["accumulated"])
                 deleted = raw.get("deleted", [])
                 expect(type(deleted) is list, f"{where}: {name}: deleted")
                 for record_id in deleted:
@@ -773,6 +815,7 @@ def merge(contents: FileContents) -> tuple[dict[str, Section], int, list[int]]:
                         type(record_id) is int and found.records.pop(record_id, None) is not None,
                         f"{where}: {name}: deleted a record it does not have",
                     )
+                    found.accumulated.pop(record_id, None)
     expect(type(last_changed) is list and len(last_changed) == len(Durability), "last_changed")
     watermarks = cast("list[object]", last_changed)
     expect(all(type(r) is int and 0 <= r <= revision for r in watermarks), "last_changed")

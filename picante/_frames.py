@@ -54,6 +54,7 @@ class Frame:
 
     __slots__ = (
         "__weakref__",
+        "accumulated",
         "cell",
         "cycle",
         "deps",
@@ -95,6 +96,10 @@ class Frame:
         # cycle head that was re-entered, its iteration state (a `_cycles.Cycle`).
         self.heads: set[Frame] | None = None
         self.cycle: Any = None
+        # What `picante.accumulate` added, in order (unset until it does; `_accumulate`).
+        # Cycles: a fixpoint iteration that runs the body again must `del` it first, so
+        # that only the final iteration's values are kept.
+        self.accumulated: list[Any] | None
 
     def ancestry(self) -> Iterator[Frame]:
         """Yield this frame and every frame it runs on behalf of, innermost first."""

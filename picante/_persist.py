@@ -177,8 +177,13 @@ def _persisted(view: View) -> _Persisted:
 class _Capture:
     """Builds the records of a save, assigning ids to the cells the file does not have."""
 
-    def __init__(self, codecs: dict[str, Codec], state: _Persisted) -> None:
+    def __init__(
+        self, codecs: dict[str, Codec], state: _Persisted, entries: dict[QueryCell, Any] | None
+    ) -> None:
         self.codecs = codecs
+        # The view's accumulated values (`_accumulate.Accumulations.entries`), if it keeps
+        # any: read by `accumulated` (with no await since `add`: no query ran meanwhile).
+        self.entries = entries
         self.ids = state.ids
         self.next_id = state.next_id
         # Per section: the records, and the cells they came from (to name a bad one).
@@ -268,6 +273,40 @@ class _Capture:
         self.records.setdefault(name, []).append(record)
         self.cells.setdefault(name, []).append(cell)
 
+    def accumulated(self, name: str) -> list[list[object]] | None:
+        """
+        The `accumulated` of section *name*: for each memo with an entry, `[id, values,
+        positions of its accumulating reads among its dependencies]`.
+        """
+        codec = self.codecs[name]
+        dump = codec.dump_accumulated
+        entries = self.entries
+        if dump is None or entries is None:
+            return None
+        found: list[list[object]] = []
+        for cell in self.cells.get(name, ()):
+            entry = entries.get(cast("QueryCell", cell))
+            if entry is not None:
+                own, reads = entry
+                positions: list[object] = []
+                if reads:
+                    index = {dep: i for i, dep in enumerate(deps_of(cast("QueryCell", cell)))}
+                    positions = [index[dep] for dep in reads]
+                try:
+                    found.append([self.ids[cell], dump(own), positions])
+                except Exception as error:
+                    what = f"{fmt_key(codec.where, cell.key)}: its accumulated values"
+                    msg = f"cannot save {what} cannot be converted ({error})"
+                    if isinstance(error, Mismatch):
+                        msg = f"cannot save {fmt_key(codec.where, cell.key)}: {error}"
+                    raise CacheError(msg) from error
+        return found
+
+
+def _entries(view: View) -> dict[QueryCell, Any] | None:
+    """The accumulated values *view* keeps (`picante.accumulate`), if it keeps any."""
+    return None if view.accumulations is None else view.accumulations.entries
+
 
 def _unserializable(
     where: str, key: tuple[object, ...], value: object, error: object
@@ -313,6 +352,7 @@ def _sections(
             records=capture.records.get(name),
             run=interned.get(name),
             deleted=None if deleted is None else deleted.get(name),
+            accumulated=capture.accumulated(name) if codec.kind == "query" else None,
         )
         for name, codec in capture.codecs.items()
     ]
@@ -496,7 +536,7 @@ async def _save_full(
     # From here on, until this save is written, the file does not match the view.
     state.must_rewrite = True
     with view.lock:
-        capture = _Capture(codecs, fresh)
+        capture = _Capture(codecs, fresh, _entries(view))
         capture.add(cell for table in view.tables.values() for cell in table.values())
         interned = _interned_since(view, codecs, {})
         revision = view.revision
@@ -593,7 +633,7 @@ async def _save_entry(
     with view.lock:
         dirty = view.dirty or set()
         view.dirty = set()
-        capture = _Capture(codecs, state)
+        capture = _Capture(codecs, state, _entries(view))
         capture.add(dirty)
         # Records `sweep` dropped since the last save: the entry says so.
         deleted = state.deleted
@@ -656,6 +696,8 @@ class _Loaded:
     exact: bool
     notes: list[Note] = attrs.field(factory=list["Note"])
     """The sections not loaded as they are: (name, "dropped" or "stale", why)."""
+    accumulations: dict[QueryCell, Any] | None = None
+    """The memos' accumulated values (`_accumulate.Entry`), for a class that has any."""
     cyclic: list[QueryCell] = attrs.field(factory=list["QueryCell"])
     """The memos of converged cycles (on a dependency loop, or reaching one)."""
 
@@ -689,6 +731,8 @@ def _decode(
     tables: dict[str, dict[tuple[object, ...], InputCell | QueryCell]] = {}
     interned: dict[str, InternTable] = {}
     memos: list[tuple[QueryCell, list[Any], bool]] = []
+    # The memos that accumulated (`accumulates=`): values, positions of accumulating reads.
+    accumulated: list[tuple[QueryCell, tuple[Any, ...], list[int]]] | None = None
     notes: list[Note] = []
     # Memo id -> dependency ids, of the sections decoded: checked for loops before linking.
     # The ids of the sections dropped, to check for duplicates all the same.
@@ -726,6 +770,9 @@ def _decode(
             table_cells, section_cells, section_memos = _decode_records(
                 codec, section, revision, graph, stale=stale
             )
+            if codec.load_accumulated is not None:
+                found = _decode_accumulated(codec, section, section_cells)
+                accumulated = found if accumulated is None else accumulated + found
         except Corrupt:
             raise
         except Exception as error:  # noqa: BLE001 - undecodable: dropped as cold
@@ -750,6 +797,7 @@ def _decode(
         cells.clear()
         memos.clear()
         interned.clear()
+        accumulated = None
         exact = False
     loops = _loops(graph)
     if loops and not cycles:
@@ -779,6 +827,7 @@ def _decode(
         {name: len(table.values) for name, table in interned.items()},
         exact,
         notes,
+        None if accumulated is None else _linked_entries(accumulated),
         [cell for memo in sorted(loops) if type(cell := cells[memo]) is QueryCell],
     )
 
@@ -894,6 +943,55 @@ def _decode_memos(
         graph[number] = deps
     expect(len(table) == len(records), f"{codec.name}: two records of one key")
     return table, cells, memos
+
+
+def _decode_accumulated(
+    codec: Codec, section: Section, cells: dict[int, InputCell | QueryCell]
+) -> list[tuple[QueryCell, tuple[Any, ...], list[int]]]:
+    """
+    The memos of a section that accumulated, each with its values (decoded, of the
+    declared type) and the positions of its accumulating reads among its dependencies
+    (checked once they are linked: `_linked_entries`).
+    """
+    load = cast("Callable[[object], tuple[Any, ...]]", codec.load_accumulated)
+    found: list[tuple[QueryCell, tuple[Any, ...], list[int]]] = []
+    for number, (raw, positions) in section.accumulated.items():
+        cell = cells.get(number)
+        expect(
+            isinstance(cell, QueryCell),
+            f"{codec.name}: accumulated values of a record it does not have",
+        )
+        found.append((cast("QueryCell", cell), load(raw), positions))
+    return found
+
+
+def _linked_entries(
+    accumulated: list[tuple[QueryCell, tuple[Any, ...], list[int]]],
+) -> dict[QueryCell, Any]:
+    """
+    The entries (`_accumulate.Entry`) of the memos that accumulated, their dependencies
+    linked: the accumulating reads are the dependencies at the saved positions (in
+    order, each a memo). A stale memo keeps only its values, to compare with when it
+    runs again (its reads are not linked: it counts as changed if it has any).
+    """
+    entries: dict[QueryCell, Any] = {}
+    for cell, values, positions in accumulated:
+        reads: tuple[QueryCell, ...] = ()
+        if cell.verified_at != NEVER:
+            deps = deps_of(cell)
+            previous = -1
+            for position in positions:
+                expect(
+                    type(position) is int
+                    and previous < position < len(deps)
+                    and type(deps[position]) is QueryCell,
+                    f"{fmt_key(cell.ingredient.name, cell.key)}: an accumulating read",
+                )
+                previous = position
+            reads = tuple(cast("QueryCell", deps[position]) for position in positions)
+        if values or reads:
+            entries[cell] = (values, reads)
+    return entries
 
 
 def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[int]]) -> None:
@@ -1268,6 +1366,10 @@ def _swap(view: View, loaded: _Loaded) -> list[_Set]:
         lru.order.clear()
     for name, cells in loaded.tables.items():
         view.table(name).update(cells)
+    if view.accumulations is not None:
+        entries = view.accumulations.entries
+        entries.clear()
+        entries.update(loaded.accumulations or {})
     family = view.family
     with family.lock:
         for name, values in new_interned.items():

@@ -207,6 +207,7 @@ class View:
 
     __slots__ = (
         "__weakref__",
+        "accumulations",
         "base",
         "commits",
         "counters",
@@ -238,6 +239,7 @@ class View:
         parent: View | None = None,
         limit: int | None = None,
         lrus: dict[str, int] | None = None,
+        accumulations: Any = None,
     ) -> None:
         self.db = db
         self.parent = parent
@@ -294,6 +296,13 @@ class View:
         # The stores results are shared through (`picante.share`; `_share.Shared`), or
         # `None`: then no digest is ever computed. A snapshot shares as its parent did.
         self.shared: Any = None if parent is None else parent.shared
+        # What `picante.accumulate` added to this view's memos (`_accumulate.Accumulations`),
+        # or `None` when the database declares no `accumulates=`: then nothing is kept.
+        self.accumulations: Any = (
+            accumulations
+            if parent is None or parent.accumulations is None
+            else parent.accumulations.fork()
+        )
 
     def subscribe(self, listener: Callable[[object], None]) -> Subscription:
         """Give *listener* every trace record of this view from now on."""
@@ -565,7 +574,12 @@ class View:
         low = memo.verified_at
         if low == NEVER or not self.sync.keeps_state(self, low, valid_through, snapshots=snapshots):
             return
-        self.pasts.setdefault(memo, []).append(memo.state(valid_through))
+        self.pasts.setdefault(memo, []).append(self.state_of(memo, valid_through))
+
+    def state_of(self, memo: QueryCell, valid_through: Revision) -> MemoState:
+        """*memo*'s `state`, with its accumulated values if this view keeps any."""
+        state = memo.state(valid_through)
+        return state if self.accumulations is None else self.accumulations.state(memo, state)
 
     def account_interned(self, name: str, value: object) -> None:
         """Count a new interned *value* against `max_state_bytes` (raise if it does not fit)."""
@@ -602,7 +616,7 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         # Clean, or nothing as durable as what it read changed since it was verified.
         and (cell.clean or view.last_changed[cell.durability] <= verified_at)
     ):
-        return cell.state(at)
+        return view.state_of(cell, at)
     # Newest first: a later state of the same revision knows more (a value computed where
     # the earlier one, loaded from a cache file without its value, had none).
     states: list[MemoState] = view.pasts.get(cell, [])
@@ -690,6 +704,8 @@ def _install_state(view: View, mine: QueryCell, state: MemoState, at: Revision) 
         mine.changed_at = state.changed_at
         mine.durability = state.durability
         mine.deps = pack_deps(deps)
+        if view.accumulations is not None:
+            view.accumulations.take(view, mine, state)
         mine.verified_at = at
         mine.clean = False
         if view.lrus:
@@ -742,7 +758,13 @@ def view_of(db: object, function: str = "") -> View:
             raise UsageError(msg)
         # setdefault: two threads touching a new database first keep one view.
         view = state.setdefault(
-            "__picante__", View(db, limit=spec.max_state_bytes, lrus=spec.lru_capacities)
+            "__picante__",
+            View(
+                db,
+                limit=spec.max_state_bytes,
+                lrus=spec.lru_capacities,
+                accumulations=spec.accumulations(),
+            ),
         )
     elif type(view) is not View:
         # The class itself: its `__dict__` holds the `DatabaseSpec` under that name.

@@ -18,8 +18,10 @@ the body reads the same records first.
 After a body runs, `Shared.publish` records its entry in every store, in the background
 (`flush_shared` waits for it). Nothing is shared that is not portable: errors,
 evaluations that read the outside world, values and keys with no canonical bytes
-(`persist=False`, interned ids, what the cache file refuses). A store's trouble is a
-miss, never an error: the stores see to that.
+(`persist=False`, interned ids, what the cache file refuses), evaluations that
+accumulated values (`picante.accumulate`: an entry holds no side channel; an evaluation
+that only read queries that accumulated is shared, and its adoption reads them again).
+A store's trouble is a miss, never an error: the stores see to that.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ class SharingCounters:
     published: int = 0
     """Evaluations recorded in the stores after their body ran."""
     unshareable: int = 0
-    """Evaluations not recorded: an error, an untracked read, a value with no bytes."""
+    """
+    Evaluations not recorded: an error, an untracked read, a value with no bytes,
+    accumulated values.
+    """
 
 
 Parsed = tuple[tuple[Read, ...], bytes, "str | None", "bytes | None"]
@@ -390,7 +395,14 @@ class Shared:
         cell = frame.cell
         key = self.key_of(cell.ingredient.name, cell.key)
         codec = self.codecs.get(cell.ingredient.name)
-        if type(outcome) is Failure or frame.untracked or key is None or codec is None:
+        if (
+            type(outcome) is Failure
+            or frame.untracked
+            or key is None
+            or codec is None
+            # It accumulated values (`picante.accumulate`), which an entry does not hold.
+            or getattr(frame, "accumulated", None)
+        ):
             self.counters.unshareable += 1
             return
         reads = self._reads(frame)

@@ -205,6 +205,8 @@ class MemoState(NamedTuple):
     changed_at: Revision
     durability: int
     deps: tuple[InputCell | QueryCell, ...]
+    accumulated: Any = None
+    """Its accumulated values and accumulating reads, if it has any (`_accumulate.Entry`)."""
 
 
 Deps: TypeAlias = "tuple[InputCell | QueryCell, ...] | InputCell | QueryCell"

@@ -158,6 +158,8 @@ def _sweep(view: View, horizon: int) -> int:
         dropped.append(cell)
     if view.dirty is not None:
         view.dirty.difference_update(dropped)
+    if view.accumulations is not None:
+        view.accumulations.forget(dropped)
     if view.persistence is not None:
         # The next save records their deletion (the cells themselves are not kept).
         view.persistence.forget(dropped)

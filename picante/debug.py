@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import operator
 import time
-from types import MethodType
+from types import MethodType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, ParamSpec, final, overload
 
 import attrs
 
+from ._accumulate import SINK
 from ._errors import UsageError, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
@@ -575,6 +576,9 @@ def explain(
 
 # -- verify ---------------------------------------------------------------------------------
 
+_BY_EQUALITY = SimpleNamespace(eq_option=None)
+"""What `_compare` needs of an ingredient, to compare by `==` (accumulated values)."""
+
 
 @final
 @attrs.frozen
@@ -627,7 +631,9 @@ async def verify(db: object) -> Verification:
     No memo changes. Memos that are not known valid without recomputing something (stale
     ones, evicted values) are skipped, and so are memos that read the outside world (they
     may differ by design). Use it in tests to catch queries that read something picante
-    does not track (a global, the clock, a file).
+    does not track (a global, the clock, a file). What a body accumulates
+    (`picante.accumulate`) is compared with the memo's values too (by `==`): a difference
+    is a mismatch of record `"check('a.py') accumulated"`.
 
     A value that cannot be compared is not a mismatch: it goes to `not_comparable`, with
     the reason (`eq=False`; an `==` or `eq` that raises, or does not return a `bool`).
@@ -644,17 +650,28 @@ async def verify(db: object) -> Verification:
         and cell.durability != UNTRACKED
         and (cell.verified_at == revision or (cell.verified_at != NEVER and cell.clean))
     ]
+    accumulations = view.accumulations
     for cell in cells:
         ingredient = cell.ingredient
         token = ACTIVE.set(None)
+        # What the body accumulates (`picante.accumulate`), compared with the memo's too.
+        accumulated: list[object] = []
+        sink = SINK.set(accumulated)
         try:
             fresh: object = await ingredient.fn(db, *cell.key)
         except Exception as error:  # noqa: BLE001 - compared with the memo, like any outcome
             fresh = Failure(error, error.__traceback__)
         finally:
+            SINK.reset(sink)
             ACTIVE.reset(token)
         memo = cell.failure or cell.value
         record = fmt_key(ingredient.name, cell.key)
+        if accumulations is not None:
+            entry = accumulations.entries.get(cell)
+            own = () if entry is None else entry[0]
+            # By `==`, whatever the query's `eq` (which is for its values).
+            if _compare(_BY_EQUALITY, own, tuple(accumulated)) is False:
+                report.append(Mismatch(f"{record} accumulated", own, tuple(accumulated)))
         if isinstance(memo, Failure) and isinstance(fresh, Failure):
             # Errors: the same type, and args compared like values (by `==`).
             same: bool | str = type(memo.error) is type(fresh.error) and _compare(

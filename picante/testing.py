@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
+from ._accumulate import accumulated
 from ._errors import UsageError, fmt_key
 from ._runtime import batch, snapshot, view_of
 from ._store import NEVER, QueryCell, TraceExecuted
@@ -273,7 +274,9 @@ def consistency_machine(
     (one, or several concurrently). Every answer, value or error, must equal what a new
     database from *make_db*, given the same changes, computes for the same call: values
     by the query's `eq=` if it declares a function, else by `==`; errors by type and
-    `args`. A difference fails the example with an `AssertionError` naming the call,
+    `args`. A database that accumulates (`accumulates=`) is also asked what each call
+    accumulated (`picante.accumulated`), which must equal (by `==`) what the new database
+    collects. A difference fails the example with an `AssertionError` naming the call,
     the view (`database_0`, `snapshot_0`, ...), both answers and the inputs; hypothesis
     shrinks the program and prints it (a removal shows as `REMOVE`).
 
@@ -325,6 +328,7 @@ def consistency_machine(
     for name in queries:
         option = spec.ingredients[name].eq_option
         equalities[name] = option if callable(option) else None
+    collects = spec.accumulator is not None
 
     def keys_of(keys: Keys) -> SearchStrategy[tuple[Any, ...]]:
         return st.just(keys) if isinstance(keys, tuple) else keys
@@ -395,23 +399,31 @@ def consistency_machine(
             self.check(view, calls)
 
         def check(self, subject: _Subject, calls: list[tuple[str, tuple[Any, ...]]]) -> None:
-            async def together() -> list[tuple[bool, Any]]:
-                return list(await asyncio.gather(*(_outcome(subject.db, c) for c in calls)))
+            async def together() -> list[_Answer]:
+                return list(
+                    await asyncio.gather(*(_outcome(subject.db, c, collects) for c in calls))
+                )
 
             answers = self.run(together(), f"reading {_calls(calls)} on {subject.label}")
-            for call, answer in zip(calls, answers, strict=True):
-                fresh = self.run(
-                    _fresh(make_db, subject.inputs, call),
+            for call, (answer, collected) in zip(calls, answers, strict=True):
+                fresh, fresh_collected = self.run(
+                    _fresh(make_db, subject.inputs, call, collects),
                     f"reading {_calls([call])} on a fresh database",
                 )
-                if not _same(equalities[call[0]], answer, fresh):
-                    msg = (
-                        f"{_calls([call])} on {subject.label} "
-                        f"(revision {view_of(subject.db).revision}) {_show(answer)}, but a "
-                        f"fresh database with the same inputs {_show(fresh)}\n"
-                        f"inputs: {_inputs(subject.inputs)}"
-                    )
-                    raise AssertionError(msg)
+                what = _calls([call])
+                got, expected = answer, fresh
+                if _same(equalities[call[0]], answer, fresh):
+                    if _same(None, collected, fresh_collected):
+                        continue
+                    got, expected = collected, fresh_collected
+                    what = f"accumulated({what})"
+                msg = (
+                    f"{what} on {subject.label} "
+                    f"(revision {view_of(subject.db).revision}) {_show(got)}, but a "
+                    f"fresh database with the same inputs {_show(expected)}\n"
+                    f"inputs: {_inputs(subject.inputs)}"
+                )
+                raise AssertionError(msg)
 
         def run(self, coro: Awaitable[Any], what: str) -> Any:
             try:
@@ -532,20 +544,36 @@ def _apply(subject: _Subject, changes: list[tuple[str, tuple[Any, ...], Any]]) -
         subject.inputs[name, key] = value
 
 
-async def _outcome(db: object, call: tuple[str, tuple[Any, ...]]) -> tuple[bool, Any]:
-    """`(True, value)` or `(False, error)`: what awaiting *call* on *db* gives."""
+_Answer: TypeAlias = tuple[tuple[bool, Any], tuple[bool, Any]]
+"""What a call gave (`_outcome`), and what `accumulated` gave for it (`(True, ())` if the
+database does not accumulate)."""
+
+
+async def _outcome(db: object, call: tuple[str, tuple[Any, ...]], collects: bool) -> _Answer:
+    """
+    What awaiting *call* on *db* gives, `(True, value)` or `(False, error)`; then, if
+    *collects*, what `accumulated` gives for it, the same way.
+    """
     name, key = call
+    handle = getattr(db, name)
     try:
-        return True, await getattr(db, name)(*key)
+        outcome: tuple[bool, Any] = (True, await handle(*key))
     except Exception as error:  # noqa: BLE001 - compared with the fresh outcome
-        return False, error
+        outcome = (False, error)
+    if not collects:
+        return outcome, (True, ())
+    try:
+        return outcome, (True, await accumulated(handle, *key))
+    except Exception as error:  # noqa: BLE001 - compared with the fresh outcome
+        return outcome, (False, error)
 
 
 async def _fresh(
     make_db: Callable[[], object],
     inputs: Mapping[tuple[str, tuple[Any, ...]], Any],
     call: tuple[str, tuple[Any, ...]],
-) -> tuple[bool, Any]:
+    collects: bool,
+) -> _Answer:
     """The outcome of *call* on a new database given *inputs*: from-scratch evaluation."""
     db = make_db()
     with batch(db):
@@ -555,7 +583,7 @@ async def _fresh(
                 handle.remove(*key)  # what *make_db* may have set
             else:
                 handle.set(*key, value)
-    return await _outcome(db, call)
+    return await _outcome(db, call, collects)
 
 
 def _same(

@@ -725,3 +725,26 @@ def test_options_that_cannot_work_with_cycles_are_refused() -> None:
         @picante.query(cycle_initial=lambda db: 0, eq=False)
         async def b(self: object) -> int:
             return 0
+
+
+async def test_only_the_last_iteration_accumulates() -> None:
+    """A head's accumulated values are its last iteration's; members keep their own."""
+
+    @picante.database(accumulates=str)
+    class Noting:
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            value = min(await self.b() + 1, 3)
+            picante.accumulate(f"a={value}")
+            return value
+
+        @picante.query
+        async def b(self) -> int:
+            value = await self.a()
+            picante.accumulate(f"b saw {value}")
+            return value
+
+    db = Noting()
+    assert await run(db.a()) == 3
+    assert await run(picante.accumulated(db.a)) == ("a=3", "b saw 3")
+    assert await run(picante.accumulated(db.b)) == ("b saw 3", "a=3")

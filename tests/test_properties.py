@@ -34,7 +34,17 @@ and propagated (`strict`), failing queries caught (`safe`) and propagated (`unsa
 `total`) whose errors change type, args or neither as inputs change, and LOW, MEDIUM and
 HIGH durability inputs (`src`, `mode`, `cfg`). The leaf query `value` yields to the
 event loop, so concurrent evaluations, revalidations and mutations interleave at many
-points."""
+points.
+
+`Graph` accumulates (`picante.accumulate`): `value` when its input is absent, `checked`
+always (also before it raises), `clamp` when it clamps, `high` when its input is absent,
+`safe` when it catches. A memo whose accumulated values or accumulating reads changed has
+changed even if its value did not, and the model says so (`Oracle.signature`). Rules
+collect what records accumulated (`picante.accumulated`) on the database and on
+snapshots; the oracle collects from scratch, depth first over its own reads. Where reads
+run concurrently (`fan`, `total`), their order, hence the collection's, depends on the
+schedule: those collections are compared as multisets, and `total` may run again after
+a `fan` ran (its accumulating reads came in another order)."""
 
 from __future__ import annotations
 
@@ -155,7 +165,7 @@ async def release_late(late: list[Late], *, check: bool = True) -> None:
                 )
 
 
-@picante.database
+@picante.database(accumulates=str)
 class Graph:
     """The query graph of the state machine; every query body logs its call."""
 
@@ -185,6 +195,7 @@ class Graph:
         try:
             return await self.src(k)
         except MissingInputError:
+            picante.accumulate(f"value({k}) missing")
             return 0
 
     @picante.query
@@ -202,7 +213,10 @@ class Graph:
     @picante.query
     async def clamp(self, k: int) -> int:
         self.log.append(f"clamp({k})")
-        return min(await self.value(k), 10)
+        v = await self.value(k)
+        if v > 10:
+            picante.accumulate(f"clamp({k}) clamped")
+        return min(v, 10)
 
     @picante.query
     async def mod3(self, k: int) -> int:
@@ -231,6 +245,7 @@ class Graph:
     async def checked(self, k: int) -> int:
         self.log.append(f"checked({k})")
         v = await self.value(k)
+        picante.accumulate(f"checked({k}) {v % 4}")
         if v % 4 == 3:
             raise ValueError(k)
         if v % 4 == 2:
@@ -245,6 +260,7 @@ class Graph:
         try:
             return await self.checked(k)
         except ValueError as error:
+            picante.accumulate(f"safe({k}) caught")
             return -100 - int(error.args[0])
 
     @picante.query
@@ -258,6 +274,7 @@ class Graph:
         try:
             return await self.cfg(k)
         except MissingInputError:
+            picante.accumulate(f"high({k}) default")
             return 1
 
     @picante.query
@@ -382,11 +399,19 @@ def enabled(rule_name: str) -> Callable[[object], bool]:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """The from-scratch outcome of one record and what it read directly, in order."""
+    """
+    The from-scratch outcome of one record, what it read directly, in order, and what it
+    accumulated, in order.
+    """
 
     value: object
     error: Exception | None
     reads: tuple[Read, ...]
+    accumulated: tuple[str, ...] = ()
+
+
+ORDER_VARIES = frozenset({"fan", "total"})
+"""Queries that read some records concurrently: the order of those reads is the schedule's."""
 
 
 class Oracle:
@@ -402,6 +427,9 @@ class Oracle:
         self.inputs = dict(inputs)
         self.outcomes: dict[Record, Outcome] = {}
         self._reading: list[list[Read]] = []
+        self._accumulating: list[list[str]] = []
+        self._flagged: dict[Record, tuple[Record, ...]] = {}
+        self._collected: dict[Record, tuple[tuple[Record, tuple[str, ...]], ...]] = {}
         self._inputs_of: dict[Record, frozenset[Cell]] = {}
         self._reach: dict[Record, frozenset[Record]] = {}
 
@@ -419,6 +447,9 @@ class Oracle:
         self._reading[-1].append(("input", cell))
         return self.inputs.get(cell, default)
 
+    def accumulate(self, value: str) -> None:
+        self._accumulating[-1].append(value)
+
     def query(self, name: str, *key: int) -> int:
         outcome = self.outcome((name, key))
         self._reading[-1].append(("query", (name, key)))
@@ -434,6 +465,7 @@ class Oracle:
         if done is None:
             name, key = record
             self._reading.append([])
+            self._accumulating.append([])
             value: object = None
             error: Exception | None = None
             try:
@@ -441,8 +473,49 @@ class Oracle:
             except Exception as exc:
                 error = exc
             reads = tuple(dict.fromkeys(self._reading.pop()))
-            done = self.outcomes[record] = Outcome(value, error, reads)
+            accumulated = tuple(self._accumulating.pop())
+            done = self.outcomes[record] = Outcome(value, error, reads, accumulated)
         return done
+
+    def flagged(self, record: Record) -> tuple[Record, ...]:
+        """The query records *record* read whose subtree accumulated something, in order."""
+        found = self._flagged.get(record)
+        if found is None:
+            found = tuple(
+                dep
+                for kind, dep in self.outcome(record).reads
+                if kind == "query" and (self.outcome(dep).accumulated or self.flagged(dep))
+            )
+            self._flagged[record] = found
+        return found
+
+    def signature(self, record: Record) -> tuple[object, ...]:
+        """
+        What makes two outcomes of *record* equal for early cutoff: the value (or the error
+        type and args), the values it accumulated, and its accumulating reads (as a set
+        where their order is the schedule's).
+        """
+        outcome = self.outcome(record)
+        flagged = self.flagged(record)
+        reads = frozenset(flagged) if record[0] in ORDER_VARIES else flagged
+        return (*signature(outcome), outcome.accumulated, reads)
+
+    def collected(self, record: Record) -> tuple[tuple[Record, tuple[str, ...]], ...]:
+        """
+        What `accumulated` collects for *record*, from scratch: each record whose subtree
+        accumulated, depth first in first-read order, once, with its values.
+        """
+        found = self._collected.get(record)
+        if found is None:
+            pairs: dict[Record, tuple[str, ...]] = {}
+            own = self.outcome(record).accumulated
+            if own:
+                pairs[record] = own
+            for dep in self.flagged(record):
+                for below, values in self.collected(dep):
+                    pairs.setdefault(below, values)
+            found = self._collected[record] = tuple(pairs.items())
+        return found
 
     def inputs_of(self, record: Record) -> frozenset[Cell]:
         """The input cells *record* reads, directly or through other queries."""
@@ -471,6 +544,7 @@ class Oracle:
         try:
             return self.input("src", k)
         except MissingInputError:
+            self.accumulate(f"value({k}) missing")
             return 0
 
     def _strict(self, k: int) -> int:
@@ -482,7 +556,10 @@ class Oracle:
         return self.query("chain", k - 1) + self.query("value", k)
 
     def _clamp(self, k: int) -> int:
-        return min(self.query("value", k), 10)
+        v = self.query("value", k)
+        if v > 10:
+            self.accumulate(f"clamp({k}) clamped")
+        return min(v, 10)
 
     def _mod3(self, k: int) -> int:
         return self.query("value", k) % 3
@@ -503,6 +580,7 @@ class Oracle:
 
     def _checked(self, k: int) -> int:
         v = self.query("value", k)
+        self.accumulate(f"checked({k}) {v % 4}")
         if v % 4 == 3:
             raise ValueError(k)
         if v % 4 == 2:
@@ -515,6 +593,7 @@ class Oracle:
         try:
             return self.query("checked", k)
         except ValueError as error:
+            self.accumulate(f"safe({k}) caught")
             return -100 - int(error.args[0])
 
     def _unsafe(self, k: int) -> int:
@@ -524,6 +603,7 @@ class Oracle:
         try:
             return self.input("cfg", k)
         except MissingInputError:
+            self.accumulate(f"high({k}) default")
             return 1
 
     def _mixed(self, k: int) -> int:
@@ -618,6 +698,24 @@ async def call(db: object, record: Record) -> Result:
         if task is None or task.cancelling():
             raise
         return None, error, revision
+
+
+async def collect(db: object, record: Record) -> tuple[str, ...]:
+    """What *record* and what it read accumulated, on *db* (`picante.accumulated`)."""
+    name, key = record
+    return await picante.accumulated(getattr(db, name), *key)
+
+
+def assert_collected(record: Record, found: tuple[str, ...], oracle: Oracle) -> None:
+    """
+    Assert that *found* is what *oracle* collects for *record* from scratch: in its order,
+    or, where concurrent reads decide it (`ORDER_VARIES`), as a multiset.
+    """
+    expected = [value for _, values in oracle.collected(record) for value in values]
+    if any(name in ORDER_VARIES for name, _ in oracle.reach(record)):
+        assert sorted(found) == sorted(expected), f"accumulated({show(record)})"
+    else:
+        assert list(found) == expected, f"accumulated({show(record)})"
 
 
 async def call_each(db: object, batch: Iterable[Record]) -> list[Result]:
@@ -1222,7 +1320,7 @@ class MemoConsistency(RuleBasedStateMachine):
         # Outcomes first: a record's reads must see this operation's changes of its deps.
         for record in reach:
             seen = self.verified.get(record)
-            if seen is None or seen.outcome != signature(oracle.outcome(record)):
+            if seen is None or seen.outcome != oracle.signature(record):
                 self.changed_at[record] = rev
         for record in sorted(reach):
             entry = show(record)
@@ -1238,6 +1336,8 @@ class MemoConsistency(RuleBasedStateMachine):
                     assert entry in ran, f"{entry} reads the outside world, yet did not run: {ran}"
                 elif changed:
                     assert entry in ran, f"{entry} did not run although {changed} changed: {ran}"
+                elif entry in ran and self.reordered(record, seen, ran):
+                    event("ran after reads came in another order", entry)
                 elif entry in ran:
                     inputs = sorted(seen.inputs & self.main.changed_between(seen.revision, rev))
                     assert inputs, (
@@ -1251,7 +1351,7 @@ class MemoConsistency(RuleBasedStateMachine):
             outcome = oracle.outcome(record)
             self.verified[record] = Verified(
                 rev,
-                signature(outcome),
+                oracle.signature(record),
                 outcome.error is not None,
                 outcome.reads,
                 oracle.inputs_of(record),
@@ -1260,6 +1360,18 @@ class MemoConsistency(RuleBasedStateMachine):
         for record in reach:
             error = oracle.outcome(record).error
             event("outcome", "value" if error is None else type(error).__name__)
+
+    @staticmethod
+    def reordered(record: Record, seen: Verified, ran: list[str]) -> bool:
+        """
+        Whether *record* may have run because a query it read ran again and read its
+        accumulating reads in another order (the schedule's: `ORDER_VARIES`), which is a
+        change of what it accumulated, although an invisible one to the model.
+        """
+        return any(
+            kind == "query" and dep[0] in ORDER_VARIES and show(dep) in ran
+            for kind, dep in seen.reads
+        )
 
     def forget(self, records: Iterable[Record]) -> None:
         """Make *records*, and every record that read them as far as the model knows, loose."""
@@ -1382,6 +1494,34 @@ class MemoConsistency(RuleBasedStateMachine):
         assert self.main.log == [], (
             f"a second read of {show(record)} without a mutation ran queries"
         )
+
+    @rule(records=st.lists(st.sampled_from(RECORDS), min_size=1, max_size=3))
+    def collect(self, records: list[Record]) -> None:
+        """
+        Collect what records accumulated on the database (several at once), then again:
+        the second collection runs nothing.
+        """
+        oracle = self.oracle(self.main)
+
+        async def together() -> list[tuple[str, ...]]:
+            return await asyncio.gather(*(collect(self.main.db, r) for r in records))
+
+        for record, found in zip(records, self.run(together()), strict=True):
+            assert_collected(record, found, oracle)
+            event("values collected", str(min(len(found), 5)))
+        self.check_work(oracle, records)
+        for record, found in zip(records, self.run(together()), strict=True):
+            assert_collected(record, found, oracle)
+        assert self.main.log == [], f"a second collection of {records} ran queries"
+
+    @precondition(lambda self: self.snapshots)
+    @rule(which=st.integers(0, MAX_SNAPSHOTS - 1), record=st.sampled_from(RECORDS))
+    def collect_snapshot(self, which: int, record: Record) -> None:
+        """Collect what a record accumulated on a snapshot, at the snapshot's revision."""
+        snapshot = self.snapshots[which % len(self.snapshots)]
+        oracle = self.oracle(snapshot)
+        assert_collected(record, self.run(collect(snapshot.db, record)), oracle)
+        self.check_snapshot(snapshot, oracle, [record])
 
     @rule(
         record=st.sampled_from(RECORDS),
@@ -1696,6 +1836,13 @@ def test_fresh_database_in_any_order(inputs: dict[Cell, int], order: list[Record
     for record, result in zip(order, run(everything), strict=True):
         assert_matches(record, result, oracle.outcome(record))
     assert sorted(log) == sorted(map(show, RECORDS))
+
+    async def collections() -> list[tuple[str, ...]]:
+        return [await collect(db, record) for record in order]
+
+    for record, found in zip(order, run(collections), strict=True):
+        assert_collected(record, found, oracle)
+    assert len(log) == len(RECORDS)  # collecting ran no query body
 
 
 DEPTH = 10

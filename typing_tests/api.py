@@ -145,3 +145,46 @@ async def check() -> None:
     assert_type(picante.set_lru(db.words, None), None)
     with picante.debug.trace(db) as recorded:
         assert_type(recorded.summary(), dict[str, picante.debug.QueryTrace])
+
+
+@attrs.frozen
+class Diagnostic:
+    path: str
+    message: str
+
+
+@attrs.frozen
+class Hint:
+    text: str
+
+
+@picante.database(accumulates=Diagnostic)
+class Checked:
+    @picante.input
+    async def source(self, path: str) -> str:
+        raise NotImplementedError
+
+    @picante.query
+    async def check(self, path: str, strict: bool = False) -> int:
+        picante.accumulate(Diagnostic(path, "unused import"))
+        return len(await self.source(path))
+
+
+@picante.database(accumulates=Diagnostic | Hint)
+class Hinted(Checked):
+    pass
+
+
+async def accumulators() -> None:
+    db = Checked()
+    assert_type(picante.accumulate(Diagnostic("a", "b")), None)
+    # The key parameters are the query's; the values' type is the database's, which a
+    # handle does not carry: a tuple of Any, to annotate where it is used.
+    assert_type(await picante.accumulated(db.check, "a"), tuple[Any, ...])
+    assert_type(await picante.accumulated(db.check, "a", strict=True), tuple[Any, ...])
+    diagnostics: tuple[Diagnostic, ...] = await picante.accumulated(db.check, path="a")
+    assert_type(diagnostics, tuple[Diagnostic, ...])
+    await picante.accumulated(db.check, 1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await picante.accumulated(db.check)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await picante.accumulated(db.source, "a")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue]
+    assert_type(await picante.accumulated(Hinted().check, "a"), tuple[Any, ...])
