@@ -54,11 +54,11 @@ from hypothesis import strategies as st
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
     from contextvars import Context
 
 
-__all__ = ["Schedule", "ScheduledLoop", "in_thread", "new_loop", "schedules"]
+__all__ = ["OnLoop", "Schedule", "ScheduledLoop", "in_thread", "new_loop", "schedules"]
 
 T = TypeVar("T")
 
@@ -174,6 +174,33 @@ def new_loop(schedule: Schedule | None) -> asyncio.AbstractEventLoop:
     if schedule is None:
         return asyncio.new_event_loop()
     return ScheduledLoop(schedule)
+
+
+class OnLoop:
+    """
+    What a state machine that runs on its own event loop (`self.loop`, usually a
+    `ScheduledLoop` from `new_loop`) needs to run steps on it, each within `timeout`.
+    """
+
+    loop: asyncio.AbstractEventLoop | None
+    timeout: float = 5
+
+    @property
+    def scheduled(self) -> ScheduledLoop:
+        """The machine's loop, as the `ScheduledLoop` it always is."""
+        assert isinstance(self.loop, ScheduledLoop)
+        return self.loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run *coro* on the machine's loop; fail the example if it takes over `timeout`."""
+        timeout = self.timeout
+
+        async def bounded() -> T:
+            async with asyncio.timeout(timeout):
+                return await coro
+
+        assert self.loop is not None
+        return self.loop.run_until_complete(bounded())
 
 
 def in_thread(fn: Callable[[], T], *, timeout: float = 10) -> T:

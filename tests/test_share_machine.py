@@ -91,11 +91,11 @@ from picante._runtime import view_of
 from picante._share import ADOPTED
 from picante._store import QueryCell
 from picante.stores import MemoryStore, SqliteStore
-from tests.schedule import Schedule, ScheduledLoop, new_loop
+from tests.schedule import OnLoop, Schedule, new_loop
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
 
     from picante.debug import Explanation
     from picante.stores import Store
@@ -381,7 +381,7 @@ def bucket(n: int) -> str:
     return str(n) if n < 3 else "3-9" if n < 10 else "10+"
 
 
-class ShareConsistency(RuleBasedStateMachine):
+class ShareConsistency(OnLoop, RuleBasedStateMachine):
     """Databases sharing one store answer as if each computed everything itself."""
 
     def __init__(self) -> None:
@@ -451,22 +451,6 @@ class ShareConsistency(RuleBasedStateMachine):
             self.loop.close()
             if self.directory is not None:
                 shutil.rmtree(self.directory, ignore_errors=True)
-
-    @property
-    def scheduled(self) -> ScheduledLoop:
-        """The machine's loop, as the `ScheduledLoop` it always is."""
-        assert isinstance(self.loop, ScheduledLoop)
-        return self.loop
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* on the machine's loop; fail the example if it takes over `TIMEOUT`."""
-
-        async def bounded() -> T:
-            async with asyncio.timeout(TIMEOUT):
-                return await coro
-
-        assert self.loop is not None
-        return self.loop.run_until_complete(bounded())
 
     def view(self, which: int) -> View:
         """The view at index *which* modulo the number of views."""

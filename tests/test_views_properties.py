@@ -53,11 +53,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import picante
 from picante import MissingInputError
 from picante.stores import MemoryStore
-from tests.schedule import Schedule, ScheduledLoop, in_thread, new_loop, schedules
+from tests.schedule import OnLoop, Schedule, in_thread, new_loop, schedules
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterator
+    from collections.abc import Callable, Iterator
 
 
 T = TypeVar("T")
@@ -355,7 +355,7 @@ def collection_after(allocations: int) -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-class ViewConsistency(RuleBasedStateMachine):
+class ViewConsistency(OnLoop, RuleBasedStateMachine):
     """In every view, every answer equals a from-scratch evaluation of that view's inputs."""
 
     def __init__(self) -> None:
@@ -379,22 +379,6 @@ class ViewConsistency(RuleBasedStateMachine):
             with contextlib.suppress(BaseException):
                 self.loop.run_until_complete(asyncio.wait(pending, timeout=TIMEOUT))
         self.loop.close()
-
-    @property
-    def scheduled(self) -> ScheduledLoop:
-        """The machine's loop, as the `ScheduledLoop` it always is."""
-        assert isinstance(self.loop, ScheduledLoop)
-        return self.loop
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run *coro* on the machine's loop; fail the example if it takes over `TIMEOUT`."""
-
-        async def bounded() -> T:
-            async with asyncio.timeout(TIMEOUT):
-                return await coro
-
-        assert self.loop is not None
-        return self.loop.run_until_complete(bounded())
 
     def view(self, which: int) -> View:
         """The view at index *which* modulo the number of views."""
