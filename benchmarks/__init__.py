@@ -27,6 +27,7 @@ from . import (
     p10_cold_tree,
     p11_scale,
     p12_shared,
+    p13_fixpoint,
 )
 
 
@@ -51,6 +52,7 @@ SCENARIOS: dict[str, Callable[..., list[Row]]] = {
     "p10": p10_cold_tree.run,
     "p11": p11_scale.run,
     "p12": p12_shared.run,
+    "p13": p13_fixpoint.run,
     "gather": gather_fanout.run,
 }
 """Scenario id → `run(*, quick=False)` returning the scenario's result rows."""

@@ -36,6 +36,7 @@ EXPECTED_PEERS = {
     "p10": {"async-lru", "plain"},
     "p11": {"observ", "reaktiv"},
     "p12": {"plain"},
+    "p13": {"plain"},
     "gather": {"asyncio.gather", "loop"},
 }
 # The units of each scenario's rows, when not nanoseconds per operation: P8 counts bytes
