@@ -232,8 +232,12 @@ async def _main(profile: Profile, bound: int) -> list[Row]:
         total, ops = counted[name]
         return total / ops
 
+    def shown(count: float) -> str:
+        return f"{count:.0f}" if count == round(count) else f"{count:.1f}"
+
     def times(name: str) -> str:
-        return f"{ns[name] / ns['plain']:.1f}x plain"
+        ratio = ns[name] / ns["plain"]
+        return f"{ratio:.1f}x plain" if ratio >= 1 else f"{ratio:.2f}x plain"
 
     unrelated = bodies("unrelated")
     return [
@@ -244,19 +248,20 @@ async def _main(profile: Profile, bound: int) -> list[Row]:
             {"plain": ns["plain"]},
         ),
         Row(
-            f"P13 fixpoint: no-op re-read ({bodies('noop'):g} bodies)",
+            f"P13 fixpoint: no-op re-read ({shown(bodies('noop'))} bodies)",
             ns["noop"],
             {},
         ),
         Row(
-            f"P13 fixpoint: unrelated edit + re-read ({unrelated:g} bodies; {times('unrelated')})",
+            f"P13 fixpoint: unrelated edit + re-read ({shown(unrelated)} bodies; "
+            f"{times('unrelated')})",
             ns["unrelated"],
             {"plain": ns["plain"]},
             # As P12 counts: 1 + the bodies run, at most 1.
             [Check("no body runs", unrelated + 1.0, 1.0)],
         ),
         Row(
-            f"P13 fixpoint: edit inside the cycle + re-read ({bodies('edit'):g} bodies; "
+            f"P13 fixpoint: edit inside the cycle + re-read ({shown(bodies('edit'))} bodies; "
             f"{times('edit')})",
             ns["edit"],
             {"plain": ns["plain"]},

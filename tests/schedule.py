@@ -144,17 +144,26 @@ class ScheduledLoop(asyncio.SelectorEventLoop):
         """
         self._since = 0.0
         self._fired = False
+        # The watchdog's thread (one per loop, started by the first run with a `stall`),
+        # and the thread running the loop, which it interrupts (0: none).
+        self._shut = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._runner = 0
 
-    def _watch(self, thread: int, done: threading.Event, stall: float) -> None:
-        """Raise `LivelockError` in *thread* (the loop's) if one callback runs over *stall* s."""
-        while not done.wait(min(stall / 4, 0.25)):
-            since = self._since
-            if since and time.monotonic() - since > stall:
+    def _watch(self) -> None:
+        """Raise `LivelockError` in the loop's thread when one callback runs over `stall` s."""
+        while not self._shut.wait(0.25):
+            since, stall, runner = self._since, self.stall, self._runner
+            if since and runner and stall is not None and time.monotonic() - since > stall:
                 self._fired = True
+                self._since = 0.0
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread), ctypes.py_object(LivelockError)
+                    ctypes.c_ulong(runner), ctypes.py_object(LivelockError)
                 )
-                return
+
+    def close(self) -> None:
+        self._shut.set()
+        super().close()
 
     def _call_soon(
         self, callback: Callable[..., object], args: tuple[Any, ...], context: Context | None
@@ -203,15 +212,12 @@ class ScheduledLoop(asyncio.SelectorEventLoop):
         """
         budget = self.budget
         self._stop_at = -1 if budget is None else self.steps + budget
-        done = threading.Event()
-        if self.stall is not None:
-            watchdog = threading.Thread(
-                target=self._watch,
-                args=(threading.get_ident(), done, self.stall),
-                name="livelock watchdog",
-                daemon=True,
+        if self.stall is not None and self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="livelock watchdog", daemon=True
             )
-            watchdog.start()
+            self._watchdog.start()
+        self._runner = threading.get_ident()
         stalled = f"a callback ran for more than {self.stall} s without yielding: a livelock"
         self._fired = False
         try:
@@ -235,7 +241,7 @@ class ScheduledLoop(asyncio.SelectorEventLoop):
                 raise AssertionError(stalled)
             return result
         finally:
-            done.set()
+            self._runner = 0
             self._stop_at = -1
             self._run_due(None)
 
