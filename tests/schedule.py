@@ -42,11 +42,13 @@ Schedule`), or fix the seed with `@example` / `run_state_machine_as_test`.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import gc
 import heapq
 import random
 import threading
+import time
 from asyncio import events
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,7 +60,15 @@ if TYPE_CHECKING:
     from contextvars import Context
 
 
-__all__ = ["OnLoop", "Schedule", "ScheduledLoop", "in_thread", "new_loop", "schedules"]
+__all__ = [
+    "LivelockError",
+    "OnLoop",
+    "Schedule",
+    "ScheduledLoop",
+    "in_thread",
+    "new_loop",
+    "schedules",
+]
 
 T = TypeVar("T")
 
@@ -96,12 +106,18 @@ class _Step(events.Handle):
     def _run(self) -> None:
         loop: ScheduledLoop = self._loop  # type: ignore[attr-defined]
         loop.steps += 1
+        if loop.steps == loop._stop_at:
+            loop.stop()
         loop._floor = 0
         if loop._due and loop._due[0][0] <= loop.steps:
             loop._run_due(loop.steps)
         if loop._gc_rate and loop._rng.random() < loop._gc_rate:
             gc.collect()
-        super()._run()  # type: ignore[misc]
+        loop._since = time.monotonic()
+        try:
+            super()._run()  # type: ignore[misc]
+        finally:
+            loop._since = 0.0
 
 
 class ScheduledLoop(asyncio.SelectorEventLoop):
@@ -120,6 +136,42 @@ class ScheduledLoop(asyncio.SelectorEventLoop):
         # Injected actions: a heap of (step due, sequence number, action).
         self._due: list[tuple[int, int, Callable[[], None]]] = []
         self._injected = 0
+        self.budget: int | None = None
+        """
+        At most this many callbacks per `run_until_complete` (`None`: no limit). Past it
+        the loop stops and `run_until_complete` raises `AssertionError`: a livelock fails
+        at once instead of spinning (and perhaps allocating) until a timeout.
+        """
+        self._stop_at = -1
+        self.stall: float | None = None
+        """
+        At most this many seconds in one callback (`None`: no limit). Past it, a watchdog
+        thread raises `LivelockError` inside the callback, and `run_until_complete` raises
+        `AssertionError`: a loop that never yields (which no `asyncio.timeout` can end)
+        fails the example instead of spinning, and allocating, for ever.
+        """
+        self._since = 0.0
+        self._fired = False
+        # The watchdog's thread (one per loop, started by the first run with a `stall`),
+        # and the thread running the loop, which it interrupts (0: none).
+        self._shut = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._runner = 0
+
+    def _watch(self) -> None:
+        """Raise `LivelockError` in the loop's thread when one callback runs over `stall` s."""
+        while not self._shut.wait(0.25):
+            since, stall, runner = self._since, self.stall, self._runner
+            if since and runner and stall is not None and time.monotonic() - since > stall:
+                self._fired = True
+                self._since = 0.0
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(runner), ctypes.py_object(LivelockError)
+                )
+
+    def close(self) -> None:
+        self._shut.set()
+        super().close()
 
     def _call_soon(
         self, callback: Callable[..., object], args: tuple[Any, ...], context: Context | None
@@ -162,11 +214,51 @@ class ScheduledLoop(asyncio.SelectorEventLoop):
         super()._run_once()  # type: ignore[misc]
 
     def run_until_complete(self, future: Any) -> Any:
-        """Run as usual; then run the injected actions that did not fall due."""
+        """
+        Run as usual (within `budget` and `stall`); then run the injected actions that did
+        not fall due.
+        """
+        budget = self.budget
+        self._stop_at = -1 if budget is None else self.steps + budget
+        if self.stall is not None and self._watchdog is None:
+            self._watchdog = threading.Thread(
+                target=self._watch, name="livelock watchdog", daemon=True
+            )
+            self._watchdog.start()
+        self._runner = threading.get_ident()
+        stalled = f"a callback ran for more than {self.stall} s without yielding: a livelock"
+        self._fired = False
         try:
-            return super().run_until_complete(future)
+            result = super().run_until_complete(future)
+        except LivelockError:
+            raise AssertionError(stalled) from None
+        except RuntimeError as error:
+            if self._fired:
+                raise AssertionError(stalled) from error
+            if budget is None or self.steps < self._stop_at:
+                raise
+            msg = f"the operation ran more than {budget} callbacks: a livelock?"
+            raise AssertionError(msg) from None
+        except BaseException as error:
+            # What the interrupted callback's task failed, e.g. a caller's timeout.
+            if self._fired:
+                raise AssertionError(stalled) from error
+            raise
+        else:
+            if self._fired:
+                raise AssertionError(stalled)
+            return result
         finally:
+            self._runner = 0
+            self._stop_at = -1
             self._run_due(None)
+
+
+class LivelockError(BaseException):
+    """
+    Raised by `ScheduledLoop`'s watchdog inside a callback that ran too long. A
+    `BaseException`, so that code under test does not catch it as an ordinary error.
+    """
 
 
 def new_loop(schedule: Schedule | None) -> asyncio.AbstractEventLoop:

@@ -44,7 +44,29 @@ collect what records accumulated (`picante.accumulated`) on the database and on
 snapshots; the oracle collects from scratch, depth first over its own reads. Where reads
 run concurrently (`fan`, `total`), their order, hence the collection's, depends on the
 schedule: those collections are compared as multisets, and `total` may run again after
-a `fan` ran (its accumulating reads came in another order)."""
+a `fan` ran (its accumulating reads came in another order).
+
+`Graph` also has families of queries that resolve cycles, over a graph of the five keys
+whose edges are inputs (node k's successors are the bits of `cfg(k)` for even k, a HIGH
+input, and of `edge(k)` for odd k), drawn at the start and changed by the rules, so that
+cycles appear, grow, nest and disappear: `reach` (`cycle_initial`, reachability), `low`
+(a min propagation with a `cycle_fn` join, reading `reach` inside its own iterations),
+`hops` (a counter capped by the MEDIUM input `mode`, widened by its `cycle_fn`), `size`
+(`cycle_fallback`, whose fallback reads an input), `tip` and `tail` (a cycle through a
+query that did not opt in, when k is its own successor) and `digest` (an ordinary query
+reading three families through `picante.gather`). Their answers are compared with
+`CycleOracle` (breadth-first search, Kleene iteration from the initial value, strongly
+connected components), `CycleError` included: read alone, a record raises exactly when the
+model says so (`tail` entered first raises; a memoized error lasts its revision); read
+concurrently with other cycle records, a record that meets a cycle may raise instead (a
+cycle closed between two tasks), and the rest of such a revision stays loose. Their
+bodies log apart (`cycle_log`, since cycles run bodies several times per revision): what
+runs must be needed, a second read runs nothing, and on the database a record none of
+whose transitive inputs changed since the model saw it answer runs no body at all. The
+cycle records are read alone and concurrently on every view, with thread commits and
+cancellations injected mid-iteration, and go through snapshots, sweeps and cache-file
+round trips like the rest (`PICANTE_MACHINE_SKIP=cycles` leaves them out,
+`PICANTE_MACHINE_SKIP=cycle_fallback` the fallback family)."""
 
 from __future__ import annotations
 
@@ -165,12 +187,53 @@ async def release_late(late: list[Late], *, check: bool = True) -> None:
                 )
 
 
+# The cycle families (see `CycleOracle`): queries over a graph of the keys whose edges are
+# inputs, so that cycles appear and disappear as inputs change.
+
+TOP = 99
+"""`low`'s initial value: above every weight."""
+MIXED_CAP = 3
+"""Where `tip` stops counting when it is on its own cycle."""
+RUNAWAY = 20_000
+"""More cycle bodies than this in one operation: a cycle that does not stop iterating."""
+
+
+class RunawayError(Exception):
+    """A cycle body ran more than `RUNAWAY` times in one operation."""
+
+
+def no_nodes(db: object, k: int) -> frozenset[int]:
+    """`reach`'s initial value: nothing reached yet."""
+    return frozenset()
+
+
+def top(db: object, k: int) -> int:
+    """`low`'s initial value."""
+    return TOP
+
+
+def lower(db: object, iteration: int, previous: int, value: int, k: int) -> int:
+    """`low`'s `cycle_fn`: join with the previous iteration's value (the minimum)."""
+    return min(previous, value)
+
+
+async def widen(db: Graph, iteration: int, previous: int, value: int, k: int) -> int:
+    """`hops`'s `cycle_fn`: from the third iteration on, jump to the cap (a head is on a cycle)."""
+    return await db.cap() if iteration >= 2 else value
+
+
+async def size_fallback(db: Graph, k: int) -> int:
+    """`size`'s `cycle_fallback`: it reads an input, so the fallback is a dependency."""
+    return -100 - db.src.get(k, default=0)
+
+
 @picante.database(accumulates=str)
 class Graph:
     """The query graph of the state machine; every query body logs its call."""
 
     def __init__(self, log: list[str]) -> None:
         self.log = log
+        self.cycle_log: list[str] = []
         self.late: list[Late] = []
         # The outside world `world` reads, untracked. The machine replaces the dict (never
         # mutates it) and refreshes, so a snapshot keeps the world it was taken in.
@@ -341,6 +404,102 @@ class Graph:
             result += await self.safe(k)
         return result
 
+    # The cycle families: their bodies log to `cycle_log`, apart from the rest, because a
+    # cycle runs its bodies several times per revision (see `CycleOracle`).
+
+    @picante.input
+    async def edge(self, k: int) -> int:
+        raise NotImplementedError
+
+    async def successors(self, k: int) -> list[int]:
+        """Node *k*'s successors: the bits of `cfg(k)` (even *k*, HIGH) or `edge(k)` (odd)."""
+        if k % 2 == 0:
+            mask = self.cfg.get(k, default=0)
+        else:
+            try:
+                mask = await self.edge(k)
+            except MissingInputError:
+                mask = 0
+        return [j for j in KEYS if mask >> j & 1]
+
+    def ran(self, entry: str) -> None:
+        """Log a cycle body's run; fail it if a cycle runs away (it would never yield)."""
+        self.cycle_log.append(entry)
+        if len(self.cycle_log) > RUNAWAY:
+            msg = f"{entry}: more than {RUNAWAY} cycle bodies ran in one operation"
+            raise RunawayError(msg)
+
+    async def cap(self) -> int:
+        """`hops`'s cap: `mode()` clamped to 0..4, 2 when absent."""
+        try:
+            return max(0, min(await self.mode(), 4))
+        except MissingInputError:
+            return 2
+
+    @picante.query(cycle_initial=no_nodes)
+    async def reach(self, k: int) -> frozenset[int]:
+        self.ran(f"reach({k})")
+        out = {k}
+        for j in await self.successors(k):
+            await asyncio.sleep(0)
+            out |= await self.reach(j)
+        return frozenset(out)
+
+    @picante.query(cycle_initial=top, cycle_fn=lower)
+    async def low(self, k: int) -> int:
+        # A min propagation; an absent weight reads another family's cycle, in an iteration.
+        self.ran(f"low({k})")
+        try:
+            weight = await self.src(k)
+        except MissingInputError:
+            weight = 10 + len(await self.reach(k))
+        for j in await self.successors(k):
+            weight = min(weight, await self.low(j))
+        return weight
+
+    @picante.query(cycle_initial=lambda db, k: 0, cycle_fn=widen)
+    async def hops(self, k: int) -> int:
+        # The longest path from k, capped: a counter that climbs to the cap on a cycle.
+        self.ran(f"hops({k})")
+        cap = await self.cap()
+        successors = await self.successors(k)
+        if not successors:
+            return 0
+        return min(cap, 1 + max([await self.hops(j) for j in successors]))
+
+    @picante.query(cycle_fallback=size_fallback)
+    async def size(self, k: int) -> int:
+        # The number of paths from k: infinite on a cycle, where the fallback answers.
+        self.ran(f"size({k})")
+        await asyncio.sleep(0)
+        total = 1
+        for j in await self.successors(k):
+            total += await self.size(j)
+        return total
+
+    @picante.query(cycle_initial=lambda db, k: 0)
+    async def tip(self, k: int) -> int:
+        # On a cycle with `tail` when k is its own successor: entered here, it converges.
+        self.ran(f"tip({k})")
+        if k not in await self.successors(k):
+            return 0
+        return min(await self.tail(k) + 1, MIXED_CAP)
+
+    @picante.query
+    async def tail(self, k: int) -> int:
+        # Did not opt in: entered here first, the cycle it closes raises `CycleError`.
+        self.ran(f"tail({k})")
+        return await self.tip(k)
+
+    @picante.query
+    async def digest(self, k: int) -> tuple[int, int, int, int]:
+        # Three families' cycles through picante.gather (no family reads another's there,
+        # so no two of these tasks wait on each other), then `low`, which reads `reach`.
+        self.ran(f"digest({k})")
+        with spawning():
+            reached, hops, size = await picante.gather(self.reach(k), self.hops(k), self.size(k))
+        return len(reached), hops, size, await self.low(k)
+
 
 @picante.database
 class Tuned(Graph):
@@ -356,7 +515,7 @@ class Tuned(Graph):
             return -200 - int(error.args[1])
 
 
-INPUTS = {"src": 1, "cfg": 1, "mode": 0}
+INPUTS = {"src": 1, "cfg": 1, "mode": 0, "edge": 1}
 QUERIES = {
     "value": 1,
     "strict": 1,
@@ -385,6 +544,10 @@ CELLS: list[Cell] = records(INPUTS)
 RECORDS: list[Record] = records(QUERIES)
 TIMEOUT = float(os.environ.get("PICANTE_MACHINE_TIMEOUT", "10"))
 """Seconds any one operation may take: a deadlock fails the example instead of hanging it."""
+STEP_BUDGET = 100_000
+"""Callbacks any one operation may run: more is a livelock (see `ScheduledLoop.budget`)."""
+STALL = 5.0
+"""Seconds any one callback may run: more is a livelock (see `ScheduledLoop.stall`)."""
 DISABLED = frozenset(filter(None, os.environ.get("PICANTE_MACHINE_SKIP", "").split(",")))
 """Rules of `MemoConsistency` to leave out (comma-separated names), e.g. while a defect is open."""
 
@@ -656,6 +819,160 @@ class TunedOracle(Oracle):
             return -200 - int(error.args[1])
 
 
+# -- the oracle of the cycle families -------------------------------------------------
+
+CYCLE_QUERIES = {
+    "reach": 1,
+    "low": 1,
+    "hops": 1,
+    "size": 1,
+    "digest": 1,
+    "tip": 1,
+    "tail": 1,
+}
+FALLBACK = frozenset({"size", "digest"})
+"""The records that read the fallback family (`PICANTE_MACHINE_SKIP=cycle_fallback`: none)."""
+CYCLE_RECORDS: list[Record] = [
+    record
+    for record in records(CYCLE_QUERIES)
+    if "cycle_fallback" not in DISABLED or record[0] not in FALLBACK
+]
+MIXED = frozenset({"tip", "tail"})
+"""The family with a participant that did not opt in: entry points matter (see the machine)."""
+
+
+def successor_cell(k: int) -> Cell:
+    """The input that holds node *k*'s successors (a bit mask): `cfg(k)` or `edge(k)`."""
+    return ("cfg", (k,)) if k % 2 == 0 else ("edge", (k,))
+
+
+class CycleOracle:
+    """
+    The cycle families' values over a plain dict of inputs, computed as a textbook would.
+
+    `reach` by breadth-first search; `low` and `hops` by iterating every node's equation
+    together from the initial value until nothing changes (Kleene iteration: the least
+    fixpoint, whatever order picante iterates in, since both are monotone from their
+    initial value); `size` from the strongly connected components: a node on a cycle takes
+    its fallback, whatever the entry point (Salsa's `FallbackImmediate`), and any other
+    node adds up its successors. `tip(k)` and `tail(k)` are `MIXED_CAP` when *k* is its
+    own successor (a cycle through both), else 0.
+    """
+
+    def __init__(self, inputs: Mapping[Cell, int]) -> None:
+        self.inputs = dict(inputs)
+        self.succ = {
+            k: frozenset(j for j in KEYS if self.inputs.get(successor_cell(k), 0) >> j & 1)
+            for k in KEYS
+        }
+        self.reach = {k: self._search(k) for k in KEYS}
+        # On a cycle: reachable from one of its own successors.
+        self.cyclic = {k: any(k in self.reach[j] for j in self.succ[k]) for k in KEYS}
+        mode = self.inputs.get(("mode", ()))
+        self.cap = 2 if mode is None else max(0, min(mode, 4))
+        self.low = self._iterate(TOP, self._low)
+        self.hops = self._iterate(0, self._hops)
+        self.size: dict[int, int] = {}
+        for k in KEYS:
+            self._size(k)
+        # The two ways of computing a minimum over the reachable nodes agree.
+        assert all(self.low[k] == min(self._weight(j) for j in self.reach[k]) for k in KEYS), (
+            self.low
+        )
+
+    def _search(self, start: int) -> frozenset[int]:
+        seen = {start}
+        queue = [start]
+        while queue:
+            for j in self.succ[queue.pop(0)]:
+                if j not in seen:
+                    seen.add(j)
+                    queue.append(j)
+        return frozenset(seen)
+
+    def _iterate(self, initial: int, step: Callable[[dict[int, int], int], int]) -> dict[int, int]:
+        values = dict.fromkeys(KEYS, initial)
+        for _ in range(100):
+            after = {k: step(values, k) for k in KEYS}
+            if after == values:
+                return values
+            values = after
+        msg = f"no fixpoint from {initial}: {values}"
+        raise AssertionError(msg)
+
+    def _weight(self, k: int) -> int:
+        found = self.inputs.get(("src", (k,)))
+        return 10 + len(self.reach[k]) if found is None else found
+
+    def _low(self, values: dict[int, int], k: int) -> int:
+        return min([self._weight(k), *(values[j] for j in self.succ[k])])
+
+    def _hops(self, values: dict[int, int], k: int) -> int:
+        if not self.succ[k]:
+            return 0
+        return min(self.cap, 1 + max(values[j] for j in self.succ[k]))
+
+    def _size(self, k: int) -> int:
+        found = self.size.get(k)
+        if found is None:
+            if self.cyclic[k]:
+                found = -100 - self.inputs.get(("src", (k,)), 0)
+            else:
+                # Not on a cycle: no successor leads back here, so this recursion ends.
+                found = 1 + sum(self._size(j) for j in self.succ[k])
+            self.size[k] = found
+        return found
+
+    def value(self, record: Record) -> object:
+        """The value of *record* (for `tail`: when it does not raise)."""
+        name, (k,) = record
+        if name == "digest":
+            return (len(self.reach[k]), self.hops[k], self.size[k], self.low[k])
+        if name in MIXED:
+            return MIXED_CAP if k in self.succ[k] else 0
+        return getattr(self, name)[k]
+
+    def may_fail(self, record: Record) -> bool:
+        """Whether reading *record* meets a cycle (so that a cycle between tasks may raise)."""
+        name, (k,) = record
+        if name in MIXED:
+            return k in self.succ[k]
+        return any(self.cyclic[j] for j in self.reach[k])
+
+    def needed(self, record: Record) -> frozenset[Record]:
+        """The records whose bodies reading *record* may run: those it reads, transitively."""
+        name, (k,) = record
+        nodes = self.reach[k]
+        if name == "digest":
+            return frozenset({record}).union(
+                *(self.needed((family, (k,))) for family in ("reach", "hops", "size", "low"))
+            )
+        if name == "tip":
+            return frozenset({record, ("tail", (k,))} if k in self.succ[k] else {record})
+        if name == "tail":
+            return frozenset({record, ("tip", (k,))})
+        found = {(name, (j,)) for j in nodes}
+        if name == "low":
+            # An absent weight reads `reach(j)`.
+            for j in nodes:
+                if ("src", (j,)) not in self.inputs:
+                    found.update(("reach", (i,)) for i in self.reach[j])
+        return frozenset(found)
+
+    def inputs_of(self, record: Record) -> frozenset[Cell]:
+        """The input cells *record* reads, transitively (its memo's, in any iteration)."""
+        name, (k,) = record
+        if name in MIXED:
+            return frozenset({successor_cell(k)})
+        nodes = self.reach[k]
+        cells = {successor_cell(j) for j in nodes}
+        if name in ("low", "size", "digest"):
+            cells.update(("src", (j,)) for j in nodes)
+        if name in ("hops", "digest"):
+            cells.add(("mode", ()))
+        return frozenset(cells)
+
+
 def assert_matches(record: Record, actual: Result, expected: Outcome) -> None:
     """Assert that an awaited *actual* result is the oracle's: same value, or same error."""
     value, error, _ = actual
@@ -761,6 +1078,16 @@ class Subject:
     # A snapshot's records that must not run: memos valid in its parent when it was taken
     # (forgotten at the snapshot's first change).
     reusable: frozenset[str] = frozenset()
+    # The log of the cycle families' bodies (`Graph.cycle_log`).
+    cycle_log: list[str] = dataclasses.field(default_factory=list)
+    # What the model knows of each `tip(k)`/`tail(k)` pair's memos, by k (see
+    # `MemoConsistency.mixed_verdict`): `("final", r)`, valid while `successor_cell(k)` is
+    # unchanged since revision r; `("error", r)`, `CycleError` memoized for revision r;
+    # `("unknown", r)`, after concurrent reads or a sweep, until the cell changes.
+    mixed: dict[int, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    # The revisions at which cycle records were read concurrently: a cycle that closed
+    # between two tasks may have memoized `CycleError` for the rest of such a revision.
+    tainted: set[int] = dataclasses.field(default_factory=set)
 
     def changed_between(self, start: int, end: int) -> frozenset[Cell]:
         """The cells that changed after revision *start*, up to revision *end*."""
@@ -852,6 +1179,12 @@ class MemoConsistency(RuleBasedStateMachine):
         self.late: list[Late] = []
         self.main = Subject(self.new_db([]), [], {}, 0, [], [{}])
         self.main.db.log = self.main.log
+        self.main.db.cycle_log = self.main.cycle_log
+        # The cycle records of the database the model saw answer a value, with the revision
+        # and the input cells they read, transitively: until one of those changes, reading
+        # them runs no body (their memos, a converged cycle's included, are valid).
+        self.cycle_valid: dict[Record, tuple[int, frozenset[Cell]]] = {}
+        self.cycle_oracles: dict[tuple[tuple[Cell, int], ...], CycleOracle] = {}
         self.snapshots: list[Subject] = []
         # What the model knows of every record of the database it saw verified, and when
         # its outcome last became different (the memo's `changed_at`).
@@ -870,9 +1203,16 @@ class MemoConsistency(RuleBasedStateMachine):
         self.loop: ScheduledLoop | None = None
         self.frozen = False
 
-    @initialize(schedule=schedules(), tuned=st.booleans())
-    def start(self, schedule: Schedule, tuned: bool) -> None:
-        """Draw the schedule, and the database class: `Graph`, or `Tuned` (an override)."""
+    @initialize(
+        schedule=schedules(),
+        tuned=st.booleans(),
+        graph=st.lists(st.none() | st.integers(0, 31), min_size=len(KEYS), max_size=len(KEYS)),
+    )
+    def start(self, schedule: Schedule, tuned: bool, graph: list[int | None]) -> None:
+        """
+        Draw the schedule, the database class (`Graph`, or `Tuned`: an override) and the
+        cycle families' first graph (each node's successors, as a bit mask).
+        """
         if schedule.gc_rate:
             # A full collection walks every object of the process (pytest's and hypothesis's
             # too), about 0.1 s: freeze what exists before the example (until its teardown),
@@ -882,11 +1222,21 @@ class MemoConsistency(RuleBasedStateMachine):
         loop = new_loop(schedule)
         assert isinstance(loop, ScheduledLoop)
         loop.set_task_factory(task_factory)  # type: ignore[arg-type]
+        # An operation runs a few hundred callbacks, each in milliseconds: far more, or a
+        # callback that never returns, is a livelock, which fails the example at once (it
+        # could allocate without end, and a loop that never yields escapes any timeout).
+        loop.budget = STEP_BUDGET
+        loop.stall = STALL
         self.loop = loop
         if tuned and "tuned" not in DISABLED:
             self.graph, self.oracle_type = Tuned, TunedOracle
             self.main.db = self.new_db(self.main.log)
+            self.main.db.cycle_log = self.main.cycle_log
         self.listen(self.main.db)
+        if "cycles" not in DISABLED:
+            edges = [(successor_cell(k), mask) for k, mask in zip(KEYS, graph, strict=True)]
+            apply_batch(self.main.db, edges)
+            self.record_commit(self.main, edges)
 
     def new_db(self, log: list[str]) -> Graph:
         """A fresh database of the drawn class, sharing the machine's outliving tasks."""
@@ -901,6 +1251,7 @@ class MemoConsistency(RuleBasedStateMachine):
         loop = self.loop
         if loop is None:
             return
+        loop.budget = None
         # Only a failed example leaves tasks behind: end them quietly before closing.
         for late in self.late:
             if not late.release.done():
@@ -1187,7 +1538,14 @@ class MemoConsistency(RuleBasedStateMachine):
             self.forget(gone)
             for record in self.loose - before_loose:
                 subject.ran_at.pop(show(record), None)
+            self.cycle_valid.clear()
+        # A converged pair may have lost one of its memos; a memoized error is of this
+        # revision, so the sweep (which keeps what was used in the last one) keeps it.
+        for k, (kind, _) in list(subject.mixed.items()):
+            if kind == "final":
+                subject.mixed[k] = ("unknown", subject.revision)
         assert subject.log == [], "sweep ran a query"
+        assert subject.cycle_log == [], "sweep ran a query"
 
     def add_snapshot(self, source: Subject, db: Graph) -> None:
         """Track *db*, a snapshot just taken of *source*."""
@@ -1208,6 +1566,10 @@ class MemoConsistency(RuleBasedStateMachine):
             )
         # User attributes are copied shallowly: give the snapshot a log of its own.
         db.log = snapshot.log
+        db.cycle_log = snapshot.cycle_log
+        # The snapshot has its parent's memos, memoized cycle errors included.
+        snapshot.mixed = dict(source.mixed)
+        snapshot.tainted = set(source.tainted)
         assert picante.revision(db) == source.revision
         self.snapshots.append(snapshot)
 
@@ -1734,6 +2096,271 @@ class MemoConsistency(RuleBasedStateMachine):
         result = self.run(echo_then_change())
         self.settle([(self.main, ("echo", (k,)), result)], {self.main: start})
 
+    # Cycles.
+
+    def cycle_oracle(self, subject: Subject, revision: int | None = None) -> CycleOracle:
+        """The cycle oracle of *subject*'s inputs at *revision* (default: the current one)."""
+        inputs = subject.states[subject.revision if revision is None else revision]
+        key = tuple(sorted(inputs.items()))
+        found = self.cycle_oracles.get(key)
+        if found is None:
+            found = self.cycle_oracles[key] = CycleOracle(inputs)
+        return found
+
+    def mixed_verdict(self, subject: Subject, record: Record, oracle: CycleOracle) -> str:
+        """
+        What reading `tip(k)` or `tail(k)` on *subject* now gives: `"value"`, `"error"`
+        (`CycleError`) or `"either"` (the model does not know the memos).
+
+        The pair's memos decide, as the model knows them: a converged pair whose input did
+        not change answers its value, and a `CycleError` memoized at this revision raises.
+        Otherwise the pair runs, entered where it is read: if k is its own successor, the
+        first query on the cycle that is re-entered is the entry point, so `tip`, which
+        opted in, converges and `tail`, which did not, raises.
+        """
+        name, (k,) = record
+        state = subject.mixed.get(k)
+        if state is not None:
+            kind, since = state
+            if kind == "error" and since == subject.revision:
+                return "error"
+            if successor_cell(k) not in subject.changed_between(since, subject.revision):
+                if kind == "final":
+                    return "value"
+                if kind == "unknown":
+                    return "either"
+        return "value" if name == "tip" or k not in oracle.succ[k] else "error"
+
+    def check_cycle(
+        self, subject: Subject, record: Record, result: Result, *, concurrent: bool = False
+    ) -> None:
+        """
+        Check one answer of a cycle record, and learn what its memos now are.
+
+        Read alone (*concurrent* false), a record answers its oracle value, or for `tail`
+        and `tip` what `mixed_verdict` says. Read concurrently with other cycle records, or
+        at a revision where such a read happened, a record that meets a cycle may also
+        raise `CycleError` (a cycle closed between two tasks: no evaluation holds all of
+        it), but a value it answers is still the oracle's.
+        """
+        value, error, seen = result
+        name, (k,) = record
+        oracle = self.cycle_oracle(subject, seen)
+        expected = oracle.value(record)
+        loose = concurrent or seen in subject.tainted
+        if name in MIXED and not loose:
+            verdict = self.mixed_verdict(subject, record, oracle)
+        else:
+            verdict = "either" if loose and oracle.may_fail(record) else "value"
+        view = "the database" if subject is self.main else "a snapshot"
+        where = f"{show(record)} on {view} at revision {seen}"
+        if error is None:
+            assert verdict != "error", f"{where} = {value!r}, expected CycleError"
+            assert (type(value), value) == (type(expected), expected), (
+                f"{where} = {value!r}, expected {expected!r}"
+            )
+        else:
+            assert verdict != "value", f"{where} raised {error!r}, expected {expected!r}"
+            assert isinstance(error, picante.CycleError), f"{where} raised {error!r}"
+            names = {step[0] for step in error.path}
+            assert names <= set(CYCLE_QUERIES), f"{where}: {error!r} leaves the cycle families"
+            if verdict == "error":
+                assert set(error.path) == {("tail", (k,)), ("tip", (k,))}, f"{where}: {error!r}"
+                assert f"cycle_fallback: tail({k})" in str(error), f"{where}: {error}"
+        event(
+            "cycle read",
+            f"{'concurrent' if concurrent else 'tainted' if loose else 'alone'}, "
+            f"{'CycleError' if error is not None else 'value'}"
+            f"{', a cycle met' if oracle.may_fail(record) else ''}",
+        )
+        if loose or seen != subject.revision:
+            return
+        if name in MIXED:
+            event("mixed verdict", f"{name}: {verdict}")
+            subject.mixed[k] = ("final" if error is None else "error", seen)
+        if subject is self.main:
+            for dep in oracle.needed(record):
+                if error is None:
+                    self.cycle_valid[dep] = (seen, oracle.inputs_of(dep))
+                else:
+                    self.cycle_valid.pop(dep, None)
+
+    def cycle_valid_now(self, record: Record) -> bool:
+        """Whether the model knows *record*'s memo in the database to be valid (`cycle_valid`)."""
+        found = self.cycle_valid.get(record)
+        if found is None:
+            return False
+        since, cells = found
+        return not cells & self.main.changed_between(since, self.main.revision)
+
+    def check_cycle_work(
+        self, subject: Subject, roots: Iterable[Record], revisions: Iterable[int]
+    ) -> list[str]:
+        """Check that every cycle body that ran is needed by *roots* at one of *revisions*."""
+        ran = list(subject.cycle_log)
+        subject.cycle_log.clear()
+        needed = {
+            show(dep)
+            for rev in revisions
+            for root in roots
+            for dep in self.cycle_oracle(subject, rev).needed(root)
+        }
+        strays = sorted({entry for entry in ran if entry not in needed})
+        assert strays == [], f"{strays} ran but the records read do not need them: {ran}"
+        return ran
+
+    @precondition(enabled("cycles"))
+    @rule(
+        which=st.integers(0, MAX_SNAPSHOTS),
+        batch=st.lists(st.sampled_from(CYCLE_RECORDS), min_size=1, max_size=4),
+    )
+    def query_cycles(self, which: int, batch: list[Record]) -> None:
+        """
+        Read cycle records one after the other on a view; each answers its oracle value.
+
+        On the database, records whose transitive inputs did not change since the model
+        saw them answer run no body (a converged cycle revalidates as one). A second read
+        runs nothing and answers the same.
+        """
+        subject = self.subject(which)
+        valid = subject is self.main and all(self.cycle_valid_now(r) for r in batch)
+        results = self.run(call_each(subject.db, batch))
+        for record, result in zip(batch, results, strict=True):
+            self.check_cycle(subject, record, result)
+        ran = self.check_cycle_work(subject, batch, [subject.revision])
+        if valid:
+            assert ran == [], f"{batch} were valid, yet bodies ran: {ran}"
+        event("cycle bodies run", f"{min(len(ran), 10)}{'+' if len(ran) >= 10 else ''}")
+        again = self.run(call_each(subject.db, batch))
+        for record, first, second in zip(batch, results, again, strict=True):
+            assert (first[0], type(first[1])) == (second[0], type(second[1])), show(record)
+        assert subject.cycle_log == [], f"a second read of {batch} ran {subject.cycle_log}"
+
+    @precondition(enabled("cycles"))
+    @rule(
+        which=st.integers(0, MAX_SNAPSHOTS),
+        k=keys(),
+        mask=st.none() | st.integers(0, 31),
+    )
+    def set_successors(self, which: int, k: int, mask: int | None) -> None:
+        """Give node k of a view's graph other successors (a bit mask; `None`: remove)."""
+        self.mutate(self.subject(which), successor_cell(k), mask)
+
+    def taint(
+        self, starts: Mapping[Subject, int], targets: Iterable[tuple[Subject, Record]]
+    ) -> None:
+        """After concurrent reads of *targets*: the revisions they saw may hold cycle errors."""
+        for subject in [self.main, *self.snapshots]:
+            # A snapshot taken during the operation has its parent's memos.
+            start = starts.get(subject)
+            if start is None or any(s is subject for s, _ in targets):
+                first = subject.revision if start is None else start
+                subject.tainted.update(range(first, subject.revision + 1))
+        for subject, (name, (k,)) in targets:
+            if name in MIXED:
+                subject.mixed[k] = ("unknown", subject.revision)
+
+    @precondition(enabled("cycles"))
+    @rule(
+        calls=st.lists(
+            st.tuples(st.integers(0, MAX_SNAPSHOTS), st.sampled_from(CYCLE_RECORDS)),
+            min_size=2,
+            max_size=5,
+        ),
+        how=st.sampled_from(["asyncio.gather", "picante.gather", "taskgroup"]),
+        commit=st.none() | thread_ops(),
+        within=st.integers(1, 60),
+    )
+    def query_cycles_concurrently(
+        self, calls: Calls, how: str, commit: ThreadOp | None, within: int
+    ) -> None:
+        """
+        Read cycle records concurrently on views, a thread commit perhaps injected.
+
+        Values are the oracle's at the revision each call saw; a record that meets a
+        cycle may raise `CycleError` instead (two tasks closed the cycle between them).
+        """
+        targets = [(self.subject(which), record) for which, record in calls]
+        starts = self.starts()
+        loop = self.scheduled
+
+        async def together() -> list[Result]:
+            coros = [call(subject.db, record) for subject, record in targets]
+            if commit is not None:
+                loop.inject(lambda: self.thread_commit(commit), within=within)
+            if how == "asyncio.gather":
+                return await asyncio.gather(*coros)
+            if how == "picante.gather":
+                return await picante.gather(*coros)
+            async with asyncio.TaskGroup() as group:
+                children = [group.create_task(c) for c in coros]
+            return [task.result() for task in children]
+
+        results = self.run(together())
+        for (subject, record), result in zip(targets, results, strict=True):
+            self.check_cycle(subject, record, result, concurrent=True)
+        self.taint(starts, targets)
+        for subject in [self.main, *self.snapshots]:
+            roots = [record for s, record in targets if s is subject]
+            start = starts.get(subject, subject.revision)
+            self.check_cycle_work(subject, roots, range(start, subject.revision + 1))
+
+    @precondition(enabled("cycles"))
+    @rule(
+        calls=st.lists(
+            st.tuples(st.integers(0, MAX_SNAPSHOTS), st.sampled_from(CYCLE_RECORDS)),
+            min_size=1,
+            max_size=3,
+        ),
+        cancels=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 80)), min_size=1, max_size=2),
+    )
+    def cancel_cycle_reads(self, calls: Calls, cancels: list[tuple[int, int]]) -> None:
+        """
+        Cancel readers of cycle records after seed-chosen numbers of steps (mid-iteration).
+
+        The others answer as concurrent reads do (alone: exactly), and reading each
+        record again afterwards answers right: a cancelled iteration memoized nothing.
+        """
+        targets = [(self.subject(which), record) for which, record in calls]
+        starts = self.starts()
+        loop = self.scheduled
+        armed = [True]
+
+        def cancel(task: asyncio.Task[Result]) -> None:
+            if armed[0]:
+                task.cancel()
+
+        async def cancelling() -> list[Result | BaseException]:
+            tasks = [asyncio.create_task(call(s.db, r)) for s, r in targets]
+            for index, within in cancels:
+                loop.inject(functools.partial(cancel, tasks[index % len(tasks)]), within=within)
+            try:
+                return await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                armed[0] = False
+
+        outcomes = self.run(cancelling(), drain=True)
+        concurrent = len(targets) > 1
+        for (subject, record), outcome in zip(targets, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                event("cycle reader cancelled", "yes")
+                continue
+            assert not isinstance(outcome, BaseException), outcome
+            self.check_cycle(subject, record, outcome, concurrent=concurrent)
+        if concurrent:
+            self.taint(starts, targets)
+        for subject, (name, (k,)) in targets:
+            if name in MIXED:
+                # Whether the cancelled evaluation memoized the pair's error is not known.
+                subject.mixed[k] = ("unknown", subject.revision)
+        for subject in [self.main, *self.snapshots]:
+            self.check_cycle_work(
+                subject, [r for s, r in targets if s is subject], [subject.revision]
+            )
+        for subject, record in targets:
+            self.check_cycle(subject, record, self.run(call(subject.db, record)))
+            self.check_cycle_work(subject, [record], [subject.revision])
+
     # Persistence.
 
     @rule()
@@ -1742,6 +2369,7 @@ class MemoConsistency(RuleBasedStateMachine):
         main = self.main
         self.run(picante.save(main.db, self.cache))
         db = self.new_db(main.log)
+        db.cycle_log = main.cycle_log
         db.outside = main.db.outside
         assert self.run(picante.load(db, self.cache))
         assert main.log == [], "saving or loading ran a query"
@@ -1766,6 +2394,11 @@ class MemoConsistency(RuleBasedStateMachine):
         self.forget(failed)
         for record in self.loose - before:
             main.ran_at.pop(show(record), None)
+        # A memoized `CycleError` is saved without its exception, like any error: the
+        # cycle runs again when read, as if never entered at this revision.
+        main.mixed = {k: state for k, state in main.mixed.items() if state[0] != "error"}
+        main.tainted.clear()
+        assert main.cycle_log == [], "saving or loading ran a query"
 
     @invariant()
     def mutation_events_are_exact(self) -> None:
@@ -1781,6 +2414,7 @@ class MemoConsistency(RuleBasedStateMachine):
                 name, key = cell
                 assert getattr(subject.db, name).get(*key, default=None) == subject.inputs.get(cell)
             assert subject.log == []
+            assert subject.cycle_log == []
 
 
 # The machine is this file's main test: it gets one and a half times the profile's examples
