@@ -233,13 +233,22 @@ async def iterate(
         if outer:
             # A nested head: the outermost head iterates the whole component.
             driver = min(outer, key=_depth)
+            if type(result) is not Failure and ingredient.cycle_fallback is not None:
+                # A participant of the outer cycle that finished provisional, as any other.
+                result = await call_in(frame, ingredient.cycle_fallback, db, *cell.key)
             if type(result) is not Failure:
                 values = driver.cycle.values
                 before = values.get(cell, state.values.get(cell, _NOTHING))
                 if before is _NOTHING or not _equal(ingredient, before, result):
                     driver.cycle.changed = True
                 values[cell] = result
-            # Its own component's members are the outer one's too.
+            # Its own component's members are the outer one's too, and so are the values
+            # its inner heads reported (the next iteration reads them) and whether they moved.
+            for inner, value in state.values.items():
+                if inner is not cell:
+                    driver.cycle.values[inner] = value
+            if state.changed:
+                driver.cycle.changed = True
             driver.cycle.members.update(state.members)
             driver.cycle.seen |= state.seen
             frame.cycle = None

@@ -153,6 +153,7 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
         and cell.flight is None
         and sync.views == 1
         and revision == view.revision
+        and not sync.detached
     ):
         # The cold path: no memo to verify, nobody evaluating it.
         return execute(Frame(view, cell, revision, caller))
@@ -161,6 +162,7 @@ def fetch(view: View, cell: QueryCell, caller: Frame | None) -> Awaitable[Any]:
         and revision == view.revision
         and not (shallow_verify(view, cell, revision) and cell.value is not EVICTED)
         and sync.owner(view, cell, revision) is None
+        and not sync.detached
     ):
         return _fly(Frame(view, cell, revision, caller), verify=True)
     return single_flight(view, cell, revision, caller, verify=True)
@@ -201,7 +203,9 @@ async def single_flight(
             past = memo_at(view, cell, revision)
             if past is not None and past.value is not EVICTED:
                 return past.failure or past.value
-        flight = sync.owner(view, cell, revision)
+        flight = _reentered(caller, cell, revision) if own and sync.detached else None
+        if flight is None:
+            flight = sync.owner(view, cell, revision)
         if flight is None:
             frame = Frame(view, cell, revision, caller)
             if own:
@@ -234,6 +238,14 @@ async def single_flight(
             return outcome
         # Computed by another view, but its memo cannot be installed here (a dependency
         # here holds another version): compute it in this view.
+
+
+def _reentered(caller: Frame, cell: QueryCell, revision: Revision) -> Frame | None:
+    """The frame of *cell*'s record at *revision* among *caller*'s ancestors, if any."""
+    for frame in caller.ancestry():
+        if frame.cell is cell and frame.revision == revision:
+            return frame
+    return None
 
 
 async def _lead(frame: Frame) -> Any:
@@ -273,7 +285,7 @@ async def _follow(flight: Frame, caller: Frame | None) -> Any:
             resolved = await answer(caller, flight, cycle)
             if resolved is HERE:
                 # Evaluate the record in this chain instead (the flight goes on for its own).
-                flight.view.sync.release(flight)
+                flight.view.sync.detach(flight)
                 return RETRY
             if resolved is not ACROSS_TASKS:
                 return resolved
@@ -300,7 +312,7 @@ def _hand_over(waiter: Frame, loop: asyncio.AbstractEventLoop) -> None:
     chain = {id(frame) for frame in waiter.ancestry()}
     for future, (blocked, awaited) in waits_on(loop).items():
         if id(awaited) in chain and id(blocked) not in chain:
-            awaited.view.sync.release(awaited)
+            awaited.view.sync.detach(awaited)
             remove_wait(loop, future)
             waiting = cast("asyncio.Future[Any]", future)  # what `_follow` records
             if not waiting.done():
@@ -322,7 +334,8 @@ def settle(frame: Frame, outcome: Any) -> None:
 
 def _run(view: View, cell: QueryCell, revision: Revision, caller: Frame) -> Awaitable[Any]:
     """Execute *cell* at *revision* (or join the flight doing it); await the outcome."""
-    if cell.flight is None and view.sync.views == 1 and revision == view.revision:
+    sync = view.sync
+    if cell.flight is None and sync.views == 1 and revision == view.revision and not sync.detached:
         # Nobody can be evaluating it: the common case, decided without a lookup.
         return execute(Frame(view, cell, revision, caller))
     return single_flight(view, cell, revision, caller, verify=False)
@@ -496,6 +509,7 @@ async def deep_verify(view: View, root: QueryCell, frame: Frame) -> bool:
                         memo.flight is None
                         and sync.views == 1
                         and revision == view.revision
+                        and not sync.detached
                         and not view.listeners
                         and view.shared is None
                         and not memo.ingredient.cycle
@@ -590,6 +604,10 @@ async def _verify_component(view: View, start: QueryCell, frame: Frame) -> bool:
             return await _rerun_component(view, start, members, frame)
         for dep in deps_of(member):
             if dep in seen:
+                # A member memoized again at this revision (no longer on the cycle, say)
+                # may have a new value: then the memos that read it are not valid.
+                if dep.changed_at > verified_at:
+                    return await _rerun_component(view, start, members, frame)
                 continue
             if type(dep) is InputCell:
                 changed_at = (

@@ -12,7 +12,12 @@ concurrent evaluation and retention; no other code answers these questions itsel
   at one state. It is registered on the record's cell *in the origin view*, so every
   view at that state finds it there: `cell.flight` holds one flight, and the rare second
   flight of the same cell (at another revision) goes to `extra`. A cell whose `flight`
-  is `None` has no flight at all, which is the one check the cold path makes.
+  is `None` has no flight at all, which is the one check the cold path makes. A flight
+  that stops being one while it goes on running (a cycle through independent tasks
+  handed over, `_cycles.ACROSS_TASKS` and `HERE`) is *detached* (`detach`) until it ends:
+  while any is, a read must look for its record among the reader's ancestors before it
+  starts a frame, or a re-entrant read would evaluate the record anew, and again, for
+  ever; the cold paths check `detached` too.
 * **Readers** (`add_reader`, `prune`, `keeps_version`, `keeps_state`). Whatever may
   still read a view at an old revision is a reader: a running evaluation (its frame,
   also after it returned, while a task it started holds it) and a live snapshot (its
@@ -69,11 +74,13 @@ class Readers:
 class SyncTable:
     """The flights and readers of one family (see the module docstring)."""
 
-    __slots__ = ("extra", "lock", "snapshots", "views")
+    __slots__ = ("detached", "extra", "lock", "snapshots", "views")
 
     def __init__(self) -> None:
         # Flights of a cell beyond the one in `cell.flight`: {(cell, revision): frame}.
         self.extra: dict[tuple[QueryCell, Revision], Frame] = {}
+        # Frames that were flights and still run (see the module docstring).
+        self.detached: set[Frame] = set()
         # The family's snapshots, and how many views are alive as of the last `prune`
         # (1: no other view can share a flight). Views of one family have locks of their
         # own: these have this one.
@@ -133,6 +140,8 @@ class SyncTable:
 
     def release(self, frame: Frame) -> None:
         """Unregister *frame*; a flight of the same cell at another revision takes its place."""
+        if self.detached:
+            self.detached.discard(frame)
         cell = frame.home
         if cell.flight is frame:
             cell.flight = None
@@ -143,6 +152,11 @@ class SyncTable:
                         break
         elif self.extra.get((cell, frame.revision)) is frame:
             del self.extra[cell, frame.revision]
+
+    def detach(self, frame: Frame) -> None:
+        """Unregister *frame*, a flight that goes on running, until it is released."""
+        self.release(frame)
+        self.detached.add(frame)
 
     # -- readers ------------------------------------------------------------------------
 

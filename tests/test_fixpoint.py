@@ -7,6 +7,7 @@ Cycles that resolve: fixpoint iteration (`cycle_initial`, `cycle_fn`) and fallba
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 from typing import Any
 
@@ -606,6 +607,112 @@ async def test_fallbacks_on_a_longer_cycle_are_stable() -> None:
         db = Three()
         assert [await run(getattr(db, name)()) for name in (entry, *"abc")] == [0] * 4
         assert sorted(db.log) == ["a", "b", "c"]
+
+
+async def test_a_fallback_head_nested_in_another_cycle_takes_its_fallback() -> None:
+    """
+    Counting paths from n where 2 and 3 each loop on themselves and on each other: 3 heads
+    its own cycle (3 → 3) inside 2's (2 → 3 → 2), and takes its fallback as a participant
+    of 2's, as it does when entered first.
+    """
+
+    def minus(db: object, node: int) -> int:
+        return -100 - node
+
+    @picante.database
+    class Paths:
+        def __init__(self) -> None:
+            self.log: list[int] = []
+
+        @picante.input
+        async def successors(self, node: int) -> tuple[int, ...]:
+            raise NotImplementedError
+
+        @picante.query(cycle_fallback=minus)
+        async def paths(self, node: int) -> int:
+            self.log.append(node)
+            total = 1
+            for successor in await self.successors(node):
+                total += await self.paths(successor)
+            return total
+
+    expected = {1: 1 + (-102) + (-103), 2: -102, 3: -103}
+    for entry in (1, 2, 3):
+        db = Paths()
+        with picante.batch(db):
+            db.successors.set(1, (2, 3))
+            db.successors.set(2, (2, 3))
+            db.successors.set(3, (2, 3))
+        assert await run(db.paths(entry)) == expected[entry]
+        assert {node: await run(db.paths(node)) for node in (1, 2, 3)} == expected
+        # Each body ran to completion once: the component resolved in one iteration.
+        assert sorted(db.log) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("reads", list(itertools.permutations((2, 3, 4))))
+async def test_a_member_off_the_cycle_invalidates_the_members_that_read_it(
+    reads: tuple[int, ...],
+) -> None:
+    """
+    2 ⇄ 3 resolve by fallback, 4 reads both; then 2 loses its edge. Whichever is read
+    first, 2 is memoized again off the cycle with a new value, and 3, still marked as a
+    cycle member, must not be found valid by the component check: it reads 2.
+    """
+
+    @picante.database
+    class Paths:
+        @picante.input
+        async def successors(self, node: int) -> tuple[int, ...]:
+            raise NotImplementedError
+
+        @picante.query(cycle_fallback=lambda db, node: -100)
+        async def paths(self, node: int) -> int:
+            total = 1
+            for successor in await self.successors(node):
+                total += await self.paths(successor)
+            return total
+
+    db = Paths()
+    with picante.batch(db):
+        db.successors.set(2, (3,))
+        db.successors.set(3, (2,))
+        db.successors.set(4, (2, 3))
+    assert [await run(db.paths(node)) for node in (2, 3, 4)] == [-100, -100, -199]
+    db.successors.set(2, ())
+    expected = {2: 1, 3: 2, 4: 4}
+    assert [await run(db.paths(node)) for node in reads] == [expected[n] for n in reads]
+
+
+@pytest.mark.parametrize("entry", range(4))
+async def test_heads_nested_two_deep_keep_their_values_between_iterations(entry: int) -> None:
+    """
+    Longest paths capped at 2 over 0 → 1 → {0, 2} and 2 → {0, 1, 2, 3}, 3 → 2: entered at
+    3, head 1 is nested in head 2, nested in head 3. What 1 reports must reach 3 through
+    2, or the next iteration reads 1's initial value again and 0 ends at 1, not 2.
+    """
+
+    async def widen(db: object, iteration: int, previous: int, value: int, node: int) -> int:
+        return 2 if iteration >= 2 else value
+
+    @picante.database
+    class Hops:
+        @picante.input
+        async def successors(self, node: int) -> tuple[int, ...]:
+            raise NotImplementedError
+
+        @picante.query(cycle_initial=lambda db, node: 0, cycle_fn=widen)
+        async def hops(self, node: int) -> int:
+            successors = await self.successors(node)
+            if not successors:
+                return 0
+            return min(2, 1 + max([await self.hops(j) for j in successors]))
+
+    db = Hops()
+    with picante.batch(db):
+        for node, successors in {0: (1,), 1: (0, 2), 2: (0, 1, 2, 3), 3: (2,)}.items():
+            db.successors.set(node, successors)
+    await run(db.hops(entry))
+    assert [await run(db.hops(node)) for node in range(4)] == [2, 2, 2, 2]
 
 
 async def test_a_failing_initial_value_is_not_memoized_without_the_head() -> None:
