@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import inspect
 
     from ._runtime import View
+    from ._store import Ingredient
 
 
 __all__ = ["HANDLE_CODES", "RESERVED_PREFIX", "Factory", "compile_factory", "instantiate"]
@@ -269,7 +270,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
 def instantiate(
     factory: Factory,
     view: View,
-    ingredient: Any,
+    ingredient: Ingredient,
     *,
     lru: Any,
     defaults: tuple[object, ...],

@@ -42,6 +42,7 @@ from ._store import (
     EVICTED,
     NEVER,
     Durability,
+    EqFn,
     InputCell,
     InternId,
     Lru,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
     from ._frames import Frame
     from ._handles import Factory
-    from ._store import Revision
+    from ._store import InputLike, QueryLike, Revision
 
 
 __all__ = [
@@ -81,8 +82,6 @@ R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 # The key types of an input, one per key parameter: what `set` and `get` take positionally.
 Ks = TypeVarTuple("Ks")
-
-EqFn = typing.Callable[[Any, Any], bool]
 
 
 def never_equal(a: object, b: object) -> bool:
@@ -160,7 +159,7 @@ class _Ingredient(_Named):
 
     def __init__(self, fn: Callable[..., Any], eq: EqFn | Literal[False] | None) -> None:
         self.fn = fn
-        self.eq_option = eq
+        self.eq_option: EqFn | Literal[False] | None = eq
         self.eq: EqFn = default_eq if eq is None else never_equal if eq is False else eq
         super().__init__(getattr(fn, "__name__", "<ingredient>"))
         self.spec: KeySpec | None = None
@@ -641,3 +640,12 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
         for victim in victims:
             victim.value = EVICTED
         view.tally(name).evicted += len(victims)
+
+
+if TYPE_CHECKING:
+
+    def engine_view(
+        source: AnyInput, words: QueryIngredient[Any, Any, Any]
+    ) -> tuple[InputLike, QueryLike]:
+        """Checked, never run: the declarations are what the engine reads of them."""
+        return source, words

@@ -73,7 +73,7 @@ from ._sync import Readers, SyncTable
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
-    from ._store import MemoState
+    from ._store import Ingredient, InputLike, MemoState
 
 
 __all__ = [
@@ -198,7 +198,7 @@ _BATCHES: Final[contextvars.ContextVar[dict[View, _Batch] | None]] = contextvars
     "picante_batches", default=None
 )
 
-_Op = tuple[Table, Any, tuple[object, ...], object]
+_Op = tuple[Table, "InputLike", tuple[object, ...], object]
 """A deferred mutation: (table, input ingredient, key, value or ABSENT)."""
 
 
@@ -339,7 +339,7 @@ class View:
         return 0, ABSENT
 
     def materialize_input(
-        self, table: Table, ingredient: Any, key: tuple[object, ...]
+        self, table: Table, ingredient: InputLike, key: tuple[object, ...]
     ) -> InputCell:
         """Return this view's cell for an input key, creating it as inherited."""
         cell: InputCell | None = table.get(key)
@@ -391,7 +391,7 @@ class View:
     # -- mutations ------------------------------------------------------------------------
 
     def mutate(
-        self, table: Table, ingredient: Any, key: tuple[object, ...], value: object
+        self, table: Table, ingredient: InputLike, key: tuple[object, ...], value: object
     ) -> Revision:
         """Set (or, with `ABSENT`, remove) an input; defer it inside a batch of this view."""
         _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
@@ -728,7 +728,7 @@ def relink(
         add_dependent(dep, cell)
 
 
-def _forbid_inside_query(ingredient: Any, operation: str) -> None:
+def _forbid_inside_query(ingredient: Ingredient, operation: str) -> None:
     frame = ACTIVE.get()
     if frame is not None:
         name, key = frame.record()
