@@ -36,7 +36,7 @@ from typing import (
 from ._errors import UsageError, describe
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
-from ._runtime import BoundHandle, View, view_of
+from ._runtime import BoundHandle, View, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -201,9 +201,11 @@ class _Ingredient(_Named):
 
     def _registered_on(self, instance: object) -> bool:
         """Tell whether this is the ingredient *instance*'s class registered under its name."""
-        spec = getattr(type(instance), "__picante__", None)
-        ingredients = getattr(spec, "ingredients", None)
-        return ingredients is None or ingredients.get(self.name) is self
+        try:
+            spec = spec_of(type(instance))
+        except AttributeError:
+            return True  # not a database class: `key_spec` says so when the handle is made
+        return spec.ingredients.get(self.name) is self
 
     def key_spec(self) -> KeySpec:
         """The key spec, built when the owning class became a database."""

@@ -82,7 +82,7 @@ from ._format import (
     wire_section,
     write_base,
 )
-from ._runtime import view_of
+from ._runtime import spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -1009,8 +1009,7 @@ def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[i
 
 def _resolves_cycles(cls: type) -> bool:
     """Whether a query of database class *cls* resolves cycles (its memos may loop)."""
-    spec: Any = cls.__dict__["__picante__"]
-    return any(getattr(ingredient, "cycle", False) for ingredient in spec.ingredients.values())
+    return any(query.cycle for query in spec_of(cls).queries.values())
 
 
 def _loops(graph: dict[int, list[int]]) -> set[int]:

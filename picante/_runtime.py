@@ -73,6 +73,7 @@ from ._sync import Readers, SyncTable
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
+    from ._declare import DatabaseSpec
     from ._store import Ingredient, InputLike, MemoState
 
 
@@ -86,6 +87,7 @@ __all__ = [
     "refresh",
     "revision",
     "snapshot",
+    "spec_of",
     "take",
     "view_of",
 ]
@@ -739,6 +741,18 @@ def _forbid_inside_query(ingredient: Ingredient, operation: str) -> None:
         raise UsageError(msg)
 
 
+def spec_of(cls: type) -> DatabaseSpec:
+    """
+    Return the ingredient registry of database class *cls*: the `_declare.DatabaseSpec`
+    that `@picante.database` stored as `cls.__picante__` (every subclass has its own).
+
+    Raises:
+        AttributeError: *cls* is not a database class.
+    """
+    spec: DatabaseSpec = getattr(cls, "__picante__")  # noqa: B009 - typed through the annotation
+    return spec
+
+
 def view_of(db: object, function: str = "") -> View:
     """
     Return the view of database instance *db*, creating it on first use; *function*
@@ -750,12 +764,13 @@ def view_of(db: object, function: str = "") -> View:
         raise not_a_database(function or "view_of", db) from None
     view = state.get("__picante__")
     if view is None:
-        spec = getattr(type(db), "__picante__", None)
-        if spec is None:
+        try:
+            spec = spec_of(type(db))
+        except AttributeError:
             if function:
-                raise not_a_database(function, db)
+                raise not_a_database(function, db) from None
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
-            raise UsageError(msg)
+            raise UsageError(msg) from None
         # setdefault: two threads touching a new database first keep one view.
         view = state.setdefault(
             "__picante__",

@@ -26,7 +26,7 @@ from ._accumulate import SINK
 from ._errors import UsageError, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
-from ._runtime import view_of
+from ._runtime import spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
     from ._events import QueryHandle
+    from ._ingredients import QueryIngredient
     from ._runtime import View
     from ._store import Revision
     from .stores import StoreCounters
@@ -279,12 +280,9 @@ def trace(db: object) -> Generator[Trace]:
     """
     view = view_of(db, "debug.trace")
     recording = Trace()
-    spec: Any = type(db).__dict__["__picante__"]
     originals: dict[str, object] = {}
     attributes = vars(db)
-    for name, ingredient in spec.ingredients.items():
-        if ingredient.kind != "query":
-            continue
+    for name, ingredient in spec_of(type(db)).queries.items():
         handle = getattr(db, name)
         originals[name] = attributes.get(name, handle)
         attributes[name] = _counting(view, recording, name, ingredient, handle)
@@ -297,7 +295,13 @@ def trace(db: object) -> Generator[Trace]:
             attributes[name] = handle
 
 
-def _counting(view: View, recording: Trace, name: str, ingredient: Any, handle: Any) -> MethodType:
+def _counting(
+    view: View,
+    recording: Trace,
+    name: str,
+    ingredient: QueryIngredient[Any, Any, Any],
+    handle: Any,
+) -> MethodType:
     """Wrap *handle* to count calls and hits (reads that ran no body of that record)."""
     normalize = ingredient.key_spec().normalize
     executed = recording.executed
@@ -544,9 +548,8 @@ def explain(
     """
     view = view_of(db, "debug.explain")
     name = query if isinstance(query, str) else getattr(query, "__name__", "")
-    spec: Any = type(db).__dict__["__picante__"]
-    ingredient = spec.ingredients.get(name)
-    if ingredient is None or ingredient.kind != "query":
+    ingredient = spec_of(type(db)).queries.get(name)
+    if ingredient is None:
         msg = f"explain(): {query!r} is not a query of {type(db).__name__}"
         raise UsageError(msg)
     full_key = ingredient.key_spec().normalize(args, kwargs)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 from ._accumulate import accumulated
 from ._errors import UsageError, fmt_key
-from ._runtime import batch, snapshot, view_of
+from ._runtime import batch, snapshot, spec_of, view_of
 from ._store import NEVER, QueryCell, TraceExecuted
 
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from hypothesis.stateful import RuleBasedStateMachine
     from hypothesis.strategies import SearchStrategy
 
+    from ._declare import DatabaseSpec
     from ._runtime import Subscription, View
     from ._store import Revision
     from .debug import Executed
@@ -321,12 +322,12 @@ def consistency_machine(
 
     probe = make_db()
     view_of(probe, "testing.consistency_machine")  # a database, or a UsageError saying so
-    spec: Any = getattr(type(probe), "__picante__", None)
+    spec = spec_of(type(probe))
     _check_names(type(probe).__name__, "input", inputs, spec)
     _check_names(type(probe).__name__, "query", queries, spec)
     equalities: dict[str, Callable[[Any, Any], object] | None] = {}
     for name in queries:
-        option = spec.ingredients[name].eq_option
+        option = spec.queries[name].eq_option
         equalities[name] = option if callable(option) else None
     collects = spec.accumulator is not None
 
@@ -518,7 +519,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def _check_names(owner: str, kind: str, names: Mapping[str, object], spec: Any) -> None:
+def _check_names(owner: str, kind: str, names: Mapping[str, object], spec: DatabaseSpec) -> None:
     if not names:
         msg = f"consistency_machine(): give at least one {kind} of {owner}"
         raise UsageError(msg)
