@@ -22,7 +22,7 @@ import attrs
 
 from ._errors import UsageError, describe
 from ._runtime import view_of
-from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
+from ._store import TraceInput, TraceInvalidated, TraceRevision
 
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._runtime import View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
 
 
 __all__ = [
@@ -128,7 +128,7 @@ Event: TypeAlias = (
 """Every record `picante.events` yields."""
 
 
-def public_event(record: object) -> Event | None:
+def public_event(record: TraceRecord) -> Event | None:
     """The public event of a trace record, if it has one."""
     if isinstance(record, TraceRevision):
         return RevisionBumped(record.revision)
@@ -137,7 +137,7 @@ def public_event(record: object) -> Event | None:
         return kind(record.revision, record.ingredient, record.key)
     if isinstance(record, TraceInvalidated):
         return QueryInvalidated(record.revision, record.ingredient, record.key, record.cause)
-    if isinstance(record, TraceExecuted) and record.changed and not record.first:
+    if record.changed and not record.first:
         return QueryChanged(record.revision, record.ingredient, record.key)
     return None
 
@@ -234,7 +234,7 @@ class EventStream(_ClosedAtExit):
         channel: _Channel[Event] = _Channel(buffer)
         self._channel = channel
 
-        def listener(record: object) -> None:
+        def listener(record: TraceRecord) -> None:
             event = public_event(record)
             if event is not None:
                 channel.put(event)
@@ -312,7 +312,7 @@ class RevisionStream(_ClosedAtExit):
         # Yielded so far (or the revision at subscription): only newer ones are yielded.
         self._last = view.revision
 
-        def listener(record: object) -> None:
+        def listener(record: TraceRecord) -> None:
             if isinstance(record, TraceRevision):
                 channel.put(record.revision)
 

@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator
 
     from ._declare import DatabaseSpec
-    from ._store import Ingredient, InputLike, MemoState
+    from ._store import Ingredient, InputLike, MemoState, TraceRecord
 
 
 __all__ = [
@@ -128,12 +128,12 @@ class Subscription:
 
     __slots__ = ("active", "listener", "view")
 
-    def __init__(self, view: View, listener: Callable[[object], None]) -> None:
+    def __init__(self, view: View, listener: Callable[[TraceRecord], None]) -> None:
         self.view = view
         self.listener = listener
         self.active = True
 
-    def __call__(self, record: object) -> None:
+    def __call__(self, record: TraceRecord) -> None:
         if self.active:
             self.listener(record)
 
@@ -306,7 +306,7 @@ class View:
             else parent.accumulations.fork()
         )
 
-    def subscribe(self, listener: Callable[[object], None]) -> Subscription:
+    def subscribe(self, listener: Callable[[TraceRecord], None]) -> Subscription:
         """Give *listener* every trace record of this view from now on."""
         subscription = Subscription(self, listener)
         with self.lock:
@@ -492,7 +492,7 @@ class View:
 
     def _announce(self, changes: list[tuple[InputCell, object]], revision: Revision) -> None:
         """Give the listeners the trace records of a commit: changes, invalidations, revision."""
-        records: list[object] = []
+        records: list[TraceRecord] = []
         seen: set[QueryCell] = set()
         for cell, value in changes:
             cause = (cell.ingredient.name, cell.key)
@@ -510,7 +510,7 @@ class View:
         records.append(TraceRevision(revision))
         self.notify(records)
 
-    def notify(self, records: list[object]) -> None:
+    def notify(self, records: list[TraceRecord]) -> None:
         """Hand *records* to every listener (a listener's failure does not stop the others)."""
         for listener in list(self.listeners):
             for record in records:

@@ -97,6 +97,7 @@ __all__ = [
     "TraceExecuted",
     "TraceInput",
     "TraceInvalidated",
+    "TraceRecord",
     "TraceRevision",
     "add_dependent",
     "default_eq",
@@ -637,3 +638,7 @@ class TraceExecuted(NamedTuple):
     changed: bool
     failed: bool
     seconds: float
+
+
+TraceRecord: TypeAlias = TraceRevision | TraceInput | TraceInvalidated | TraceExecuted
+"""Every record the trace hook delivers (`View.subscribe`)."""

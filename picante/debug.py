@@ -45,10 +45,10 @@ from ._store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
-    from ._events import QueryHandle
+    from ._events import Event, QueryHandle
     from ._ingredients import QueryIngredient
     from ._runtime import View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
     from .stores import StoreCounters
 
 P = ParamSpec("P")
@@ -200,7 +200,7 @@ class Trace:
         self.hits: dict[str, int] = {}
         self.executed: dict[tuple[str, tuple[object, ...]], int] = {}
 
-    def listen(self, record: object) -> None:
+    def listen(self, record: TraceRecord) -> None:
         """The trace hook's listener: keep *record* with its time."""
         self.records.append((time.perf_counter(), _event_of(record)))
         if isinstance(record, TraceExecuted):
@@ -251,7 +251,7 @@ class Trace:
         return "\n".join(lines)
 
 
-def _event_of(record: object) -> object:
+def _event_of(record: TraceRecord) -> TraceExecuted | Event | None:
     """Trace records as the public events; executions stay as they are."""
     if isinstance(record, TraceExecuted):
         return record

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from ._declare import DatabaseSpec
     from ._runtime import Subscription, View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
     from .debug import Executed
 
     Keys: TypeAlias = SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
@@ -130,7 +130,7 @@ class Recording:
                 found.add(fmt_key(name, cell.key))
         return frozenset(found)
 
-    def _listen(self, record: object) -> None:
+    def _listen(self, record: TraceRecord) -> None:
         if type(record) is TraceExecuted:
             self._runs.append(record)
 
