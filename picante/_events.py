@@ -1,7 +1,7 @@
 """
 Runtime events: `picante.events(db)`, `picante.revisions(db)` and `picante.watch(db.q, *key)`.
 
-Each subscription is a listener on the view's trace hook (`View.listeners`) that turns trace
+Each subscription is a listener on the view's trace hook (`View.subscribe`) that turns trace
 records into frozen event records and puts them in a bounded buffer of its own. Commits
 may run on any thread: a listener only appends under a lock and wakes the waiting
 iterator on its event loop with `call_soon_threadsafe`. A subscriber that falls behind
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, final
 
 import attrs
@@ -239,10 +238,8 @@ class EventStream(_ClosedAtExit):
             if event is not None:
                 channel.put(event)
 
-        self._subscription = view.subscribe(listener)
-        # Collected without `aclose()`: stop delivering (the view forgets it at its next
-        # commit; a collector callback changes nothing else).
-        weakref.finalize(self, self._subscription.abandon)
+        # Collected without `aclose()`: it stops delivering.
+        self._subscription = view.subscribe(listener, owner=self)
 
     def __aiter__(self) -> Self:
         return self
@@ -316,10 +313,8 @@ class RevisionStream(_ClosedAtExit):
             if isinstance(record, TraceRevision):
                 channel.put(record.revision)
 
-        self._subscription = view.subscribe(listener)
-        # Collected without `aclose()`: stop delivering (the view forgets it at its next
-        # commit; a collector callback changes nothing else).
-        weakref.finalize(self, self._subscription.abandon)
+        # Collected without `aclose()`: it stops delivering.
+        self._subscription = view.subscribe(listener, owner=self)
 
     def __aiter__(self) -> Self:
         return self

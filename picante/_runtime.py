@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+import weakref
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -72,6 +73,7 @@ from ._sync import Readers, SyncTable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
+    from typing import Self
 
     from ._declare import DatabaseSpec
     from ._store import Ingredient, InputLike, MemoState, TraceRecord
@@ -119,11 +121,11 @@ class Counters:
 
 class Subscription:
     """
-    One listener on a view's trace hook (`View.subscribe`).
+    One listener on a view's trace hook (`View.subscribe`), and how it ends.
 
-    `cancel()` removes it at once, under the view's lock. `abandon()` only clears a flag,
-    so a garbage-collector callback may call it: the listener gets nothing more, and the
-    view forgets it at its next commit.
+    `cancel()` removes it at once, under the view's lock; so does the end of a `with`
+    block on it. `abandon()` only clears a flag, so a garbage-collector callback may call
+    it: the listener gets nothing more, and the view forgets it at its next commit.
     """
 
     __slots__ = ("active", "listener", "view")
@@ -148,6 +150,12 @@ class Subscription:
         with view.lock:
             if self in view.listeners:
                 view.listeners.remove(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
 
 
 class Family:
@@ -306,11 +314,24 @@ class View:
             else parent.accumulations.fork()
         )
 
-    def subscribe(self, listener: Callable[[TraceRecord], None]) -> Subscription:
-        """Give *listener* every trace record of this view from now on."""
+    def subscribe(
+        self, listener: Callable[[TraceRecord], None], *, owner: object = None
+    ) -> Subscription:
+        """
+        Give *listener* every trace record of this view from now on: the trace hook.
+
+        The subscription ends with its `cancel()`, at the end of a `with` block on it, or,
+        given an *owner*, when *owner* is garbage-collected (`abandon()`). The listener
+        runs inside commits and query executions, on their thread: it must be quick and
+        must not raise (an error stops that listener's delivery of the current batch).
+        While no view has a subscription, the runtime builds no record at all: the hot
+        path checks `listeners` (a plain list) before anything else.
+        """
         subscription = Subscription(self, listener)
         with self.lock:
             self.listeners.append(subscription)
+        if owner is not None:
+            weakref.finalize(owner, subscription.abandon)
         return subscription
 
     def tally(self, name: str) -> Tally:

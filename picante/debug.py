@@ -286,11 +286,10 @@ def trace(db: object) -> Generator[Trace]:
         handle = getattr(db, name)
         originals[name] = attributes.get(name, handle)
         attributes[name] = _counting(view, recording, name, ingredient, handle)
-    subscription = view.subscribe(recording.listen)
     try:
-        yield recording
+        with view.subscribe(recording.listen):
+            yield recording
     finally:
-        subscription.cancel()
         for name, handle in originals.items():
             attributes[name] = handle
 
