@@ -82,7 +82,7 @@ from ._format import (
     wire_section,
     write_base,
 )
-from ._runtime import spec_of, view_of
+from ._runtime import iter_records, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -537,7 +537,7 @@ async def _save_full(
     state.must_rewrite = True
     with view.lock:
         capture = _Capture(codecs, fresh, _entries(view))
-        capture.add(cell for table in view.tables.values() for cell in table.values())
+        capture.add(iter_records(view))
         interned = _interned_since(view, codecs, {})
         revision = view.revision
         last_changed = view.last_changed[: len(Durability)]

@@ -72,7 +72,7 @@ from ._sync import Readers, SyncTable
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable, Generator, Iterator
     from typing import Self
 
     from ._declare import DatabaseSpec
@@ -86,6 +86,8 @@ __all__ = [
     "Subscription",
     "View",
     "batch",
+    "iter_memos",
+    "iter_records",
     "refresh",
     "revision",
     "snapshot",
@@ -621,12 +623,7 @@ class View:
             family.interned_bytes += size
 
     def __repr__(self) -> str:
-        memos = sum(
-            1
-            for table in self.tables.values()
-            for cell in table.values()
-            if isinstance(cell, QueryCell) and cell.verified_at >= 0
-        )
+        memos = sum(1 for cell in iter_memos(self) if cell.verified_at >= 0)
         kind = " snapshot" if self.parent is not None else ""
         return f"<{type(self.db).__name__}{kind} rev={self.revision} memos={memos}>"
 
@@ -760,6 +757,26 @@ def _forbid_inside_query(ingredient: Ingredient, operation: str) -> None:
             f"{fmt_key(name, key)}; queries must not mutate inputs"
         )
         raise UsageError(msg)
+
+
+def iter_records(view: View) -> Iterator[InputCell | QueryCell]:
+    """
+    Every record of *view*: its input cells and its query cells, computed or not.
+
+    The tables are copied as they are reached, so records added meanwhile (an evaluation
+    on the loop's thread stores memos without the lock) change nothing; take
+    `view.lock` around the walk for a state no commit changes.
+    """
+    for table in list(view.tables.values()):
+        yield from list(table.values())
+
+
+def iter_memos(view: View) -> Iterator[QueryCell]:
+    """Every query cell of *view*, computed or not (`iter_records`'s memos)."""
+    for table in list(view.tables.values()):
+        for cell in list(table.values()):
+            if type(cell) is QueryCell:
+                yield cell
 
 
 def spec_of(cls: type) -> DatabaseSpec:

@@ -26,7 +26,7 @@ from ._accumulate import SINK
 from ._errors import UsageError, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
-from ._runtime import spec_of, view_of
+from ._runtime import iter_memos, iter_records, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -143,16 +143,15 @@ def dependency_graph(db: object) -> DependencyGraph:
     nodes: dict[Node, None] = {}
     edges: list[tuple[Node, Node]] = []
     with view.lock:
-        for table in list(view.tables.values()):
-            for cell in list(table.values()):
-                if not isinstance(cell, QueryCell) or cell.verified_at == NEVER:
-                    continue
-                source = _node(cell)
-                nodes.setdefault(source)
-                for dep in deps_of(cell):
-                    target = _node(dep)
-                    nodes.setdefault(target)
-                    edges.append((source, target))
+        for cell in iter_memos(view):
+            if cell.verified_at == NEVER:
+                continue
+            source = _node(cell)
+            nodes.setdefault(source)
+            for dep in deps_of(cell):
+                target = _node(dep)
+                nodes.setdefault(target)
+                edges.append((source, target))
     read = {target for _, target in edges}
     reading = {source for source, _ in edges}
     return DependencyGraph(
@@ -404,27 +403,26 @@ def stats(db: object, *, sizes: bool = False) -> Stats:
     inputs = edges = 0
     size = 0
     with view.lock:
-        for name, table in list(view.tables.items()):
-            for cell in list(table.values()):
-                if isinstance(cell, InputCell):
-                    if cell.value is not ABSENT:
-                        inputs += 1
-                        if sizes:
-                            size += sizeof(cell.key) + sizeof(cell.value)
-                    continue
-                if cell.verified_at == NEVER:
-                    continue
-                row = per_query.setdefault(name, [0, 0, 0])
-                row[0] += 1
-                if cell.failure is not None:
-                    row[2] += 1
-                elif cell.value is not EVICTED:
-                    row[1] += 1
+        for cell in iter_records(view):
+            if isinstance(cell, InputCell):
+                if cell.value is not ABSENT:
+                    inputs += 1
                     if sizes:
-                        size += sizeof(cell.value)
+                        size += sizeof(cell.key) + sizeof(cell.value)
+                continue
+            if cell.verified_at == NEVER:
+                continue
+            row = per_query.setdefault(cell.ingredient.name, [0, 0, 0])
+            row[0] += 1
+            if cell.failure is not None:
+                row[2] += 1
+            elif cell.value is not EVICTED:
+                row[1] += 1
                 if sizes:
-                    size += sizeof(cell.key)
-                edges += len(deps_of(cell))
+                    size += sizeof(cell.value)
+            if sizes:
+                size += sizeof(cell.key)
+            edges += len(deps_of(cell))
     interned = sum(len(table.values) for table in view.family.interned.values())
     if sizes:
         size += view.family.interned_bytes or sum(
@@ -645,10 +643,8 @@ async def verify(db: object) -> Verification:
     revision = view.revision
     cells = [
         cell
-        for table in list(view.tables.values())
-        for cell in list(table.values())
-        if isinstance(cell, QueryCell)
-        and cell.value is not EVICTED
+        for cell in iter_memos(view)
+        if cell.value is not EVICTED
         and cell.durability != UNTRACKED
         and (cell.verified_at == revision or (cell.verified_at != NEVER and cell.clean))
     ]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 from ._accumulate import accumulated
 from ._errors import UsageError, fmt_key
-from ._runtime import batch, snapshot, spec_of, view_of
+from ._runtime import batch, iter_memos, snapshot, spec_of, view_of
 from ._store import NEVER, QueryCell, TraceExecuted
 
 
@@ -178,12 +178,7 @@ class Recording:
 def _query_cells(view: View) -> list[QueryCell]:
     """Every query cell of *view*, read under its lock (commits may run on other threads)."""
     with view.lock:
-        return [
-            cell
-            for table in list(view.tables.values())
-            for cell in list(table.values())
-            if type(cell) is QueryCell
-        ]
+        return list(iter_memos(view))
 
 
 def record(db: object) -> Recording:
