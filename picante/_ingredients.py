@@ -1,13 +1,16 @@
 """
-Ingredients at instance time: the descriptors `@picante.input` and `@picante.query`
-produce, the bound handles `db.source` and `db.words`, and key normalization.
+Ingredients at instance time: the descriptors `@picante.input`, `@picante.query` and
+`picante.interned` produce, the handles they give on an instance (`db.source`,
+`db.words`, `db.labels`), and key normalization (`KeySpec`).
 
-The bound handles hold the hot path. A cached hit of `await db.words(k)` costs: one
-`ContextVar.get`, one dict lookup, two attribute checks, and, inside a running query,
-one dict store to record the read. No task, future or context change is made; the only
-allocation is the coroutine object of the call itself. A descriptor stores the bound
-handle in the instance's `__dict__` under its own name on first access, so later
-accesses are plain attribute reads.
+The hot path is not here but in `_handles`: `db.words` is a method generated from the
+declared signature, whose cached hit never comes back to this module. A descriptor makes
+the handle on first access (`make_handle`: the generated code is compiled once per
+ingredient and kind, then bound to the instance's view) and stores it in the instance's
+`__dict__` under its own name, so later accesses are plain attribute reads. What runs
+here is the slower rest: the synchronous input operations (`get`, `set`, `remove`),
+interning, and `KeySpec.normalize` for the calls the generated signature does not take
+(`debug.explain`, `picante.accumulated`, an input's `get` and `set`).
 """
 
 from __future__ import annotations

@@ -102,7 +102,12 @@ Table = dict[tuple[object, ...], Any]
 
 
 class BoundHandle:
-    """Base of the per-instance handles (`db.words`); snapshots do not copy them."""
+    """
+    Base of the handles that are objects of their own (`db.labels`, a `BoundInterned`),
+    bound to one view: `snapshot` does not copy them into the snapshot's instance, which
+    makes its own on first access. (Query and input handles, `db.words`, are methods
+    bound to the view, which `snapshot` leaves behind too: `_is_handle`.)
+    """
 
     __slots__ = ()
 

@@ -259,6 +259,10 @@ def _event_of(record: TraceRecord) -> TraceExecuted | Event | None:
 
 Executed = TraceExecuted
 """The record of one query body run: revision, ingredient, key, first, changed, failed, seconds."""
+# The trace hook's own record, under its public name: reprs, pickles and docs say
+# `picante.debug.Executed` (as `picante/__init__.py` does for the top-level names).
+Executed.__module__ = __name__
+Executed.__name__ = Executed.__qualname__ = "Executed"
 
 
 @contextlib.contextmanager
