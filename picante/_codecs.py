@@ -44,6 +44,7 @@ import orjson
 
 from ._errors import CacheError
 from ._fingerprints import Fingerprinter, code_fingerprint
+from ._runtime import spec_of
 
 
 __all__ = [
@@ -447,10 +448,9 @@ def _native_key_loader(key_types: tuple[type, ...]) -> Callable[[object], tuple[
 
 def codecs_of(cls: type) -> dict[str, Codec]:
     """Build (once per class) the codec of every ingredient of database class *cls*."""
-    # Every database class has a registry of its own (`_declare._register`).
-    spec: Any = cls.__dict__["__picante__"]
+    spec = spec_of(cls)
     if spec.codecs is not None:
-        return spec.codecs  # type: ignore[no-any-return]
+        return spec.codecs
     converter = spec.converter
     if converter is None:
         # Imported here: most programs never persist.
@@ -470,7 +470,9 @@ def codecs_of(cls: type) -> dict[str, Codec]:
             raise CacheError(msg) from error
     # One walk of the code for every query: helpers they share are disassembled once.
     fingerprinter = Fingerprinter(cls)
-    for name, ingredient in spec.ingredients.items():
+    for name, declared in spec.ingredients.items():
+        # Told apart by `kind`: this layer cannot import the classes to test them.
+        ingredient: Any = declared
         where = f"{cls.__qualname__}.{name}"
         if ingredient.kind == "input" and not ingredient.persist:
             # Left out of cache files: no section; the memos that read it revalidate.
@@ -794,8 +796,7 @@ def database_name(cls: type) -> str:
     The name a cache file records for database class *cls*: the name it was given, or
     its module (for the script being run, the script's file name) and qualified name.
     """
-    spec = cls.__dict__.get("__picante__")
-    given: str | None = getattr(spec, "name", None)
+    given = spec_of(cls).name
     if given is not None:
         return given
     module = cls.__module__
@@ -806,8 +807,7 @@ def database_name(cls: type) -> str:
 
 def legacy_names(cls: type) -> frozenset[str]:
     """Other names files written by *cls* may record: `__main__.X`, before 2026-12."""
-    spec = cls.__dict__.get("__picante__")
-    if cls.__module__ == "__main__" and getattr(spec, "name", None) is None:
+    if cls.__module__ == "__main__" and spec_of(cls).name is None:
         return frozenset({f"__main__.{cls.__qualname__}"})
     return frozenset()
 

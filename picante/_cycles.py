@@ -45,7 +45,7 @@ to the waiter's (`HERE`). A cycle headed by a query that did not opt in raises
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._errors import CycleError
 from ._frames import ACTIVE, Frame
@@ -54,6 +54,8 @@ from ._store import Failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from ._store import QueryLike
 
 
 __all__ = [
@@ -179,7 +181,9 @@ async def answer(waiter: Frame, target: Frame, cycle: CycleError) -> object:
         value = _outer_value(target)
         if value is _NOTHING:
             ingredient = cell.ingredient
-            start = ingredient.cycle_initial or ingredient.cycle_fallback
+            start = cast(  # the target `opted_in`: one of the two is set
+                "Callable[..., Any]", ingredient.cycle_initial or ingredient.cycle_fallback
+            )
             value = await call_in(target, start, target.view.db, *cell.key)
         state.values[cell] = value
     return state.values[cell]
@@ -305,7 +309,7 @@ def _depth(frame: Frame) -> int:
     return sum(1 for _ in frame.ancestry())
 
 
-def _equal(ingredient: Any, a: object, b: object) -> bool:
+def _equal(ingredient: QueryLike, a: object, b: object) -> bool:
     """The query's `eq` (an `eq` that raises: not equal)."""
     try:
         return bool(ingredient.eq(a, b))

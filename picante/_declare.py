@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import cattrs
 
     from ._accumulate import Accumulations
+    from ._codecs import Codec
     from ._ingredients import AnyInput
 
 
@@ -95,19 +96,14 @@ class DatabaseSpec:
         self.converter = converter
         # The identity cache files record (`None`: from the module and qualified name).
         self.name = name
-        # Built by `_persist` on first save or load: per-ingredient encoders and fingerprints.
-        self.codecs: Any = None
+        # Built by `_codecs.codecs_of` on first save or load: per-ingredient codecs.
+        self.codecs: dict[str, Codec] | None = None
         # The declared `accumulates=` type and the query collecting values (`_accumulate`).
         self.accumulator = None if accumulates is None else Accumulator(cls, accumulates)
 
     def accumulations(self) -> Accumulations | None:
         """What a new instance keeps of accumulated values (`None`: it accumulates nothing)."""
         return None if self.accumulator is None else self.accumulator.accumulations()
-
-    @property
-    def inputs(self) -> dict[str, AnyInput]:
-        """The inputs, by name, in declaration order."""
-        return {n: i for n, i in self.ingredients.items() if isinstance(i, InputIngredient)}
 
     @property
     def queries(self) -> dict[str, QueryIngredient[Any, Any, Any]]:
@@ -118,11 +114,6 @@ class DatabaseSpec:
     def lru_capacities(self) -> dict[str, int]:
         """The declared `lru=` of the queries that have one, by name."""
         return {n: q.lru for n, q in self.queries.items() if q.lru is not None}
-
-    @property
-    def interned(self) -> dict[str, InternedIngredient[Any]]:
-        """The interned tables, by name, in declaration order."""
-        return {n: i for n, i in self.ingredients.items() if isinstance(i, InternedIngredient)}
 
     def __repr__(self) -> str:
         return f"<DatabaseSpec {self.cls.__qualname__}: {', '.join(self.ingredients)}>"

@@ -1,7 +1,7 @@
 """
 Runtime events: `picante.events(db)`, `picante.revisions(db)` and `picante.watch(db.q, *key)`.
 
-Each subscription is a listener on the view's trace hook (`View.listeners`) that turns trace
+Each subscription is a listener on the view's trace hook (`View.subscribe`) that turns trace
 records into frozen event records and puts them in a bounded buffer of its own. Commits
 may run on any thread: a listener only appends under a lock and wakes the waiting
 iterator on its event loop with `call_soon_threadsafe`. A subscriber that falls behind
@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, final
 
 import attrs
 
 from ._errors import UsageError, describe
 from ._runtime import view_of
-from ._store import TraceExecuted, TraceInput, TraceInvalidated, TraceRevision
+from ._store import TraceInput, TraceInvalidated, TraceRevision
 
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._runtime import View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
 
 
 __all__ = [
@@ -128,7 +127,7 @@ Event: TypeAlias = (
 """Every record `picante.events` yields."""
 
 
-def public_event(record: object) -> Event | None:
+def public_event(record: TraceRecord) -> Event | None:
     """The public event of a trace record, if it has one."""
     if isinstance(record, TraceRevision):
         return RevisionBumped(record.revision)
@@ -137,7 +136,7 @@ def public_event(record: object) -> Event | None:
         return kind(record.revision, record.ingredient, record.key)
     if isinstance(record, TraceInvalidated):
         return QueryInvalidated(record.revision, record.ingredient, record.key, record.cause)
-    if isinstance(record, TraceExecuted) and record.changed and not record.first:
+    if record.changed and not record.first:
         return QueryChanged(record.revision, record.ingredient, record.key)
     return None
 
@@ -234,15 +233,13 @@ class EventStream(_ClosedAtExit):
         channel: _Channel[Event] = _Channel(buffer)
         self._channel = channel
 
-        def listener(record: object) -> None:
+        def listener(record: TraceRecord) -> None:
             event = public_event(record)
             if event is not None:
                 channel.put(event)
 
-        self._subscription = view.subscribe(listener)
-        # Collected without `aclose()`: stop delivering (the view forgets it at its next
-        # commit; a collector callback changes nothing else).
-        weakref.finalize(self, self._subscription.abandon)
+        # Collected without `aclose()`: it stops delivering.
+        self._subscription = view.subscribe(listener, owner=self)
 
     def __aiter__(self) -> Self:
         return self
@@ -312,14 +309,12 @@ class RevisionStream(_ClosedAtExit):
         # Yielded so far (or the revision at subscription): only newer ones are yielded.
         self._last = view.revision
 
-        def listener(record: object) -> None:
+        def listener(record: TraceRecord) -> None:
             if isinstance(record, TraceRevision):
                 channel.put(record.revision)
 
-        self._subscription = view.subscribe(listener)
-        # Collected without `aclose()`: stop delivering (the view forgets it at its next
-        # commit; a collector callback changes nothing else).
-        weakref.finalize(self, self._subscription.abandon)
+        # Collected without `aclose()`: it stops delivering.
+        self._subscription = view.subscribe(listener, owner=self)
 
     def __aiter__(self) -> Self:
         return self

@@ -203,7 +203,11 @@ async def single_flight(
             past = memo_at(view, cell, revision)
             if past is not None and past.value is not EVICTED:
                 return past.failure or past.value
-        flight = _reentered(caller, cell, revision) if own and sync.detached else None
+        flight = (
+            _reentered(caller, cell, revision)
+            if sync.detached and own and caller is not None
+            else None
+        )
         if flight is None:
             flight = sync.owner(view, cell, revision)
         if flight is None:

@@ -1,17 +1,18 @@
 """
 The hot path: per-instance handles generated for each query and input.
 
-`db.words` is a bound method whose function is generated, at class creation, from the
-declared signature: `async def words(view, path)` takes exactly the declared parameters,
-so Python itself applies defaults and binds keywords, and the key is a tuple literal.
-For a cached hit, it costs one tuple, one dict lookup, one `ContextVar.get`, a few
-attribute checks, and, inside a running query, one dict store to record the read. No
-task, future or context change is made.
+`db.words` is a bound method whose function is generated from the declared signature:
+`async def words(view, path)` takes exactly the declared parameters, so Python itself
+applies defaults and binds keywords, and the key is a tuple literal. For a cached hit, it
+costs one tuple, one dict lookup, one `ContextVar.get`, a few attribute checks, and,
+inside a running query, one dict store to record the read. No task, future or context
+change is made; the only allocation beyond the key is the call's coroutine.
 
 The generated source is small and fixed; only the parameter list varies. It is compiled
-once per ingredient (`compile_factory`) and instantiated once per instance
-(`make_query_handle`, `make_input_handle`). The bound method's `__self__` is the view,
-so the handle's repr names the database: `<bound method words of <Site rev=3 memos=5>>`.
+once per ingredient and kind, on the first instance's first access (`compile_factory`,
+called by `_ingredients`' `make_handle`), and instantiated once per instance
+(`instantiate`). The bound method's `__self__` is the view, so the handle's repr names
+the database: `<bound method words of <Site rev=3 memos=5>>`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import inspect
 
     from ._runtime import View
+    from ._store import Ingredient
 
 
 __all__ = ["HANDLE_CODES", "RESERVED_PREFIX", "Factory", "compile_factory", "instantiate"]
@@ -269,7 +271,7 @@ def compile_factory(kind: str, name: str, signature: inspect.Signature, unhashab
 def instantiate(
     factory: Factory,
     view: View,
-    ingredient: Any,
+    ingredient: Ingredient,
     *,
     lru: Any,
     defaults: tuple[object, ...],

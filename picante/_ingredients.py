@@ -1,13 +1,16 @@
 """
-Ingredients at instance time: the descriptors `@picante.input` and `@picante.query`
-produce, the bound handles `db.source` and `db.words`, and key normalization.
+Ingredients at instance time: the descriptors `@picante.input`, `@picante.query` and
+`picante.interned` produce, the handles they give on an instance (`db.source`,
+`db.words`, `db.labels`), and key normalization (`KeySpec`).
 
-The bound handles hold the hot path. A cached hit of `await db.words(k)` costs: one
-`ContextVar.get`, one dict lookup, two attribute checks, and, inside a running query,
-one dict store to record the read. No task, future or context change is made; the only
-allocation is the coroutine object of the call itself. A descriptor stores the bound
-handle in the instance's `__dict__` under its own name on first access, so later
-accesses are plain attribute reads.
+The hot path is not here but in `_handles`: `db.words` is a method generated from the
+declared signature, whose cached hit never comes back to this module. A descriptor makes
+the handle on first access (`make_handle`: the generated code is compiled once per
+ingredient and kind, then bound to the instance's view) and stores it in the instance's
+`__dict__` under its own name, so later accesses are plain attribute reads. What runs
+here is the slower rest: the synchronous input operations (`get`, `set`, `remove`),
+interning, and `KeySpec.normalize` for the calls the generated signature does not take
+(`debug.explain`, `picante.accumulated`, an input's `get` and `set`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from typing import (
 from ._errors import UsageError, describe
 from ._frames import ACTIVE
 from ._handles import compile_factory, instantiate
-from ._runtime import BoundHandle, View, view_of
+from ._runtime import BoundHandle, View, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
     NEVER,
     Durability,
+    EqFn,
     InputCell,
     InternId,
     Lru,
@@ -56,7 +60,7 @@ if TYPE_CHECKING:
 
     from ._frames import Frame
     from ._handles import Factory
-    from ._store import Revision
+    from ._store import InputLike, QueryLike, Revision
 
 
 __all__ = [
@@ -81,8 +85,6 @@ R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 # The key types of an input, one per key parameter: what `set` and `get` take positionally.
 Ks = TypeVarTuple("Ks")
-
-EqFn = typing.Callable[[Any, Any], bool]
 
 
 def never_equal(a: object, b: object) -> bool:
@@ -160,7 +162,7 @@ class _Ingredient(_Named):
 
     def __init__(self, fn: Callable[..., Any], eq: EqFn | Literal[False] | None) -> None:
         self.fn = fn
-        self.eq_option = eq
+        self.eq_option: EqFn | Literal[False] | None = eq
         self.eq: EqFn = default_eq if eq is None else never_equal if eq is False else eq
         super().__init__(getattr(fn, "__name__", "<ingredient>"))
         self.spec: KeySpec | None = None
@@ -202,9 +204,11 @@ class _Ingredient(_Named):
 
     def _registered_on(self, instance: object) -> bool:
         """Tell whether this is the ingredient *instance*'s class registered under its name."""
-        spec = getattr(type(instance), "__picante__", None)
-        ingredients = getattr(spec, "ingredients", None)
-        return ingredients is None or ingredients.get(self.name) is self
+        try:
+            spec = spec_of(type(instance))
+        except AttributeError:
+            return True  # not a database class: `key_spec` says so when the handle is made
+        return spec.ingredients.get(self.name) is self
 
     def key_spec(self) -> KeySpec:
         """The key spec, built when the owning class became a database."""
@@ -641,3 +645,12 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
         for victim in victims:
             victim.value = EVICTED
         view.tally(name).evicted += len(victims)
+
+
+if TYPE_CHECKING:
+
+    def engine_view(
+        source: AnyInput, words: QueryIngredient[Any, Any, Any]
+    ) -> tuple[InputLike, QueryLike]:
+        """Checked, never run: the declarations are what the engine reads of them."""
+        return source, words

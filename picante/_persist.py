@@ -82,7 +82,7 @@ from ._format import (
     wire_section,
     write_base,
 )
-from ._runtime import view_of
+from ._runtime import iter_records, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -537,7 +537,7 @@ async def _save_full(
     state.must_rewrite = True
     with view.lock:
         capture = _Capture(codecs, fresh, _entries(view))
-        capture.add(cell for table in view.tables.values() for cell in table.values())
+        capture.add(iter_records(view))
         interned = _interned_since(view, codecs, {})
         revision = view.revision
         last_changed = view.last_changed[: len(Durability)]
@@ -1009,8 +1009,7 @@ def _check_ids(cells: dict[int, InputCell | QueryCell], dropped: list[KeysView[i
 
 def _resolves_cycles(cls: type) -> bool:
     """Whether a query of database class *cls* resolves cycles (its memos may loop)."""
-    spec: Any = cls.__dict__["__picante__"]
-    return any(getattr(ingredient, "cycle", False) for ingredient in spec.ingredients.values())
+    return any(query.cycle for query in spec_of(cls).queries.values())
 
 
 def _loops(graph: dict[int, list[int]]) -> set[int]:

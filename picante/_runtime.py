@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+import weakref
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -71,9 +72,11 @@ from ._sync import Readers, SyncTable
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable, Generator, Iterator
+    from typing import Self
 
-    from ._store import MemoState
+    from ._declare import DatabaseSpec
+    from ._store import Ingredient, InputLike, MemoState, TraceRecord
 
 
 __all__ = [
@@ -83,9 +86,12 @@ __all__ = [
     "Subscription",
     "View",
     "batch",
+    "iter_memos",
+    "iter_records",
     "refresh",
     "revision",
     "snapshot",
+    "spec_of",
     "take",
     "view_of",
 ]
@@ -96,7 +102,12 @@ Table = dict[tuple[object, ...], Any]
 
 
 class BoundHandle:
-    """Base of the per-instance handles (`db.words`); snapshots do not copy them."""
+    """
+    Base of the handles that are objects of their own (`db.labels`, a `BoundInterned`),
+    bound to one view: `snapshot` does not copy them into the snapshot's instance, which
+    makes its own on first access. (Query and input handles, `db.words`, are methods
+    bound to the view, which `snapshot` leaves behind too: `_is_handle`.)
+    """
 
     __slots__ = ()
 
@@ -117,21 +128,21 @@ class Counters:
 
 class Subscription:
     """
-    One listener on a view's trace hook (`View.subscribe`).
+    One listener on a view's trace hook (`View.subscribe`), and how it ends.
 
-    `cancel()` removes it at once, under the view's lock. `abandon()` only clears a flag,
-    so a garbage-collector callback may call it: the listener gets nothing more, and the
-    view forgets it at its next commit.
+    `cancel()` removes it at once, under the view's lock; so does the end of a `with`
+    block on it. `abandon()` only clears a flag, so a garbage-collector callback may call
+    it: the listener gets nothing more, and the view forgets it at its next commit.
     """
 
     __slots__ = ("active", "listener", "view")
 
-    def __init__(self, view: View, listener: Callable[[object], None]) -> None:
+    def __init__(self, view: View, listener: Callable[[TraceRecord], None]) -> None:
         self.view = view
         self.listener = listener
         self.active = True
 
-    def __call__(self, record: object) -> None:
+    def __call__(self, record: TraceRecord) -> None:
         if self.active:
             self.listener(record)
 
@@ -146,6 +157,12 @@ class Subscription:
         with view.lock:
             if self in view.listeners:
                 view.listeners.remove(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
 
 
 class Family:
@@ -198,7 +215,7 @@ _BATCHES: Final[contextvars.ContextVar[dict[View, _Batch] | None]] = contextvars
     "picante_batches", default=None
 )
 
-_Op = tuple[Table, Any, tuple[object, ...], object]
+_Op = tuple[Table, "InputLike", tuple[object, ...], object]
 """A deferred mutation: (table, input ingredient, key, value or ABSENT)."""
 
 
@@ -304,11 +321,24 @@ class View:
             else parent.accumulations.fork()
         )
 
-    def subscribe(self, listener: Callable[[object], None]) -> Subscription:
-        """Give *listener* every trace record of this view from now on."""
+    def subscribe(
+        self, listener: Callable[[TraceRecord], None], *, owner: object = None
+    ) -> Subscription:
+        """
+        Give *listener* every trace record of this view from now on: the trace hook.
+
+        The subscription ends with its `cancel()`, at the end of a `with` block on it, or,
+        given an *owner*, when *owner* is garbage-collected (`abandon()`). The listener
+        runs inside commits and query executions, on their thread: it must be quick and
+        must not raise (an error stops that listener's delivery of the current batch).
+        While no view has a subscription, the runtime builds no record at all: the hot
+        path checks `listeners` (a plain list) before anything else.
+        """
         subscription = Subscription(self, listener)
         with self.lock:
             self.listeners.append(subscription)
+        if owner is not None:
+            weakref.finalize(owner, subscription.abandon)
         return subscription
 
     def tally(self, name: str) -> Tally:
@@ -339,7 +369,7 @@ class View:
         return 0, ABSENT
 
     def materialize_input(
-        self, table: Table, ingredient: Any, key: tuple[object, ...]
+        self, table: Table, ingredient: InputLike, key: tuple[object, ...]
     ) -> InputCell:
         """Return this view's cell for an input key, creating it as inherited."""
         cell: InputCell | None = table.get(key)
@@ -391,7 +421,7 @@ class View:
     # -- mutations ------------------------------------------------------------------------
 
     def mutate(
-        self, table: Table, ingredient: Any, key: tuple[object, ...], value: object
+        self, table: Table, ingredient: InputLike, key: tuple[object, ...], value: object
     ) -> Revision:
         """Set (or, with `ABSENT`, remove) an input; defer it inside a batch of this view."""
         _forbid_inside_query(ingredient, "remove" if value is ABSENT else "set")
@@ -490,7 +520,7 @@ class View:
 
     def _announce(self, changes: list[tuple[InputCell, object]], revision: Revision) -> None:
         """Give the listeners the trace records of a commit: changes, invalidations, revision."""
-        records: list[object] = []
+        records: list[TraceRecord] = []
         seen: set[QueryCell] = set()
         for cell, value in changes:
             cause = (cell.ingredient.name, cell.key)
@@ -508,7 +538,7 @@ class View:
         records.append(TraceRevision(revision))
         self.notify(records)
 
-    def notify(self, records: list[object]) -> None:
+    def notify(self, records: list[TraceRecord]) -> None:
         """Hand *records* to every listener (a listener's failure does not stop the others)."""
         for listener in list(self.listeners):
             for record in records:
@@ -598,12 +628,7 @@ class View:
             family.interned_bytes += size
 
     def __repr__(self) -> str:
-        memos = sum(
-            1
-            for table in self.tables.values()
-            for cell in table.values()
-            if isinstance(cell, QueryCell) and cell.verified_at >= 0
-        )
+        memos = sum(1 for cell in iter_memos(self) if cell.verified_at >= 0)
         kind = " snapshot" if self.parent is not None else ""
         return f"<{type(self.db).__name__}{kind} rev={self.revision} memos={memos}>"
 
@@ -728,7 +753,7 @@ def relink(
         add_dependent(dep, cell)
 
 
-def _forbid_inside_query(ingredient: Any, operation: str) -> None:
+def _forbid_inside_query(ingredient: Ingredient, operation: str) -> None:
     frame = ACTIVE.get()
     if frame is not None:
         name, key = frame.record()
@@ -737,6 +762,38 @@ def _forbid_inside_query(ingredient: Any, operation: str) -> None:
             f"{fmt_key(name, key)}; queries must not mutate inputs"
         )
         raise UsageError(msg)
+
+
+def iter_records(view: View) -> Iterator[InputCell | QueryCell]:
+    """
+    Every record of *view*: its input cells and its query cells, computed or not.
+
+    The tables are copied as they are reached, so records added meanwhile (an evaluation
+    on the loop's thread stores memos without the lock) change nothing; take
+    `view.lock` around the walk for a state no commit changes.
+    """
+    for table in list(view.tables.values()):
+        yield from list(table.values())
+
+
+def iter_memos(view: View) -> Iterator[QueryCell]:
+    """Every query cell of *view*, computed or not (`iter_records`'s memos)."""
+    for table in list(view.tables.values()):
+        for cell in list(table.values()):
+            if type(cell) is QueryCell:
+                yield cell
+
+
+def spec_of(cls: type) -> DatabaseSpec:
+    """
+    Return the ingredient registry of database class *cls*: the `_declare.DatabaseSpec`
+    that `@picante.database` stored as `cls.__picante__` (every subclass has its own).
+
+    Raises:
+        AttributeError: *cls* is not a database class.
+    """
+    spec: DatabaseSpec = getattr(cls, "__picante__")  # noqa: B009 - typed through the annotation
+    return spec
 
 
 def view_of(db: object, function: str = "") -> View:
@@ -750,12 +807,13 @@ def view_of(db: object, function: str = "") -> View:
         raise not_a_database(function or "view_of", db) from None
     view = state.get("__picante__")
     if view is None:
-        spec = getattr(type(db), "__picante__", None)
-        if spec is None:
+        try:
+            spec = spec_of(type(db))
+        except AttributeError:
             if function:
-                raise not_a_database(function, db)
+                raise not_a_database(function, db) from None
             msg = f"{type(db).__name__} is not a database: decorate it with @picante.database"
-            raise UsageError(msg)
+            raise UsageError(msg) from None
         # setdefault: two threads touching a new database first keep one view.
         view = state.setdefault(
             "__picante__",

@@ -52,7 +52,18 @@ import enum
 import sys
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, NewType, TypeAlias, final
+from collections.abc import Callable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Literal,
+    NamedTuple,
+    NewType,
+    Protocol,
+    TypeAlias,
+    final,
+)
 
 
 if TYPE_CHECKING:
@@ -70,18 +81,23 @@ __all__ = [
     "UNTRACKED",
     "Deps",
     "Durability",
+    "EqFn",
     "Failure",
+    "Ingredient",
     "InputCell",
+    "InputLike",
     "InternId",
     "InternTable",
     "Lru",
     "MemoState",
     "QueryCell",
+    "QueryLike",
     "Revision",
     "Tally",
     "TraceExecuted",
     "TraceInput",
     "TraceInvalidated",
+    "TraceRecord",
     "TraceRevision",
     "add_dependent",
     "default_eq",
@@ -262,6 +278,115 @@ def dependents_of(record: InputCell | QueryCell) -> Iterable[QueryCell]:
     return (current,)  # type: ignore[return-value]
 
 
+# -- ingredients: what the engine reads of a declaration, through its records ----------------
+
+EqFn: TypeAlias = Callable[[Any, Any], bool]
+"""An ingredient's equality: whether a new value is the same as the old (`eq=`)."""
+
+
+class Ingredient(Protocol):
+    """
+    What the engine reads of any declaration: the `ingredient` of a record (a cell).
+
+    The declarations (`_ingredients.InputIngredient`, `QueryIngredient`), a layer above,
+    satisfy these protocols structurally; everything below them sees only the protocols.
+    Read-only: the engine never writes to a declaration.
+    """
+
+    @property
+    def name(self) -> str:
+        """Its attribute name: the name of its table in a view (`words`)."""
+        ...
+
+    @property
+    def qualname(self) -> str:
+        """`Owner.name`, for messages (`Site.words`)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """`"input"`, `"query"` or `"interned"`."""
+        ...
+
+
+class InputLike(Ingredient, Protocol):
+    """What the engine reads of an input's declaration: `InputCell.ingredient`."""
+
+    @property
+    def eq(self) -> EqFn:
+        """Whether a value set is equal to the current one (then the set is a no-op)."""
+        ...
+
+    @property
+    def durability(self) -> Durability:
+        """The declared durability, which its readers' memos inherit."""
+        ...
+
+    @property
+    def persist(self) -> bool:
+        """Whether cache files keep its values."""
+        ...
+
+
+class QueryLike(Ingredient, Protocol):
+    """What the engine reads of a query's declaration: `QueryCell.ingredient`."""
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The body: `async def words(self, path)`, called as `fn(db, *key)`."""
+        ...
+
+    @property
+    def eq(self) -> EqFn:
+        """Whether a new value equals the memo's (early cutoff)."""
+        ...
+
+    @property
+    def eq_option(self) -> EqFn | Literal[False] | None:
+        """The declared `eq=`: `False` means every new value is a change."""
+        ...
+
+    @property
+    def persist(self) -> bool:
+        """Whether cache files keep its memos."""
+        ...
+
+    @property
+    def volatile(self) -> bool:
+        """Whether it reads the outside world: re-executed at every new revision."""
+        ...
+
+    @property
+    def share(self) -> bool:
+        """Whether its results go through the shared stores (`picante.share`)."""
+        ...
+
+    @property
+    def cycle(self) -> bool:
+        """Whether it resolves the cycles it heads (`cycle_initial=` or `cycle_fallback=`)."""
+        ...
+
+    @property
+    def cycle_initial(self) -> Callable[..., Any] | None:
+        """The fixpoint's first provisional value: `cycle_initial(db, *key)`."""
+        ...
+
+    @property
+    def cycle_fn(self) -> Callable[..., Any] | None:
+        """Called after each iteration: `cycle_fn(db, iteration, previous, result, *key)`."""
+        ...
+
+    @property
+    def cycle_fallback(self) -> Callable[..., Any] | None:
+        """The value a re-entered head answers instead of iterating."""
+        ...
+
+    @property
+    def max_iterations(self) -> int:
+        """How many iterations a fixpoint may take before `CycleError`."""
+        ...
+
+
 @final
 class InputCell:
     """One input record: its current value (or `ABSENT`) and who read it."""
@@ -269,9 +394,9 @@ class InputCell:
     __slots__ = ("changed_at", "dependents", "history", "ingredient", "key", "size", "value")
 
     def __init__(
-        self, ingredient: Any, key: tuple[object, ...], value: object, changed_at: Revision
+        self, ingredient: InputLike, key: tuple[object, ...], value: object, changed_at: Revision
     ) -> None:
-        self.ingredient = ingredient
+        self.ingredient: Final = ingredient
         self.key = key
         # Commits write `changed_at` before `value`; readers read `value` before
         # `changed_at`. So a reader on another thread never pairs a new value with an old
@@ -322,8 +447,8 @@ class QueryCell:
         "why",
     )
 
-    def __init__(self, ingredient: Any, key: tuple[object, ...]) -> None:
-        self.ingredient = ingredient
+    def __init__(self, ingredient: QueryLike, key: tuple[object, ...]) -> None:
+        self.ingredient: Final = ingredient
         self.key = key
         self.value: Any = None
         self.failure: Failure | None = None
@@ -513,3 +638,7 @@ class TraceExecuted(NamedTuple):
     changed: bool
     failed: bool
     seconds: float
+
+
+TraceRecord: TypeAlias = TraceRevision | TraceInput | TraceInvalidated | TraceExecuted
+"""Every record the trace hook delivers (`View.subscribe`)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._errors import UsageError
-from ._runtime import knows, view_of
+from ._runtime import iter_memos, knows, view_of
 from ._store import ABSENT, NEVER, InputCell, QueryCell, deps_of, discard_dependent
 
 
@@ -72,11 +72,7 @@ def _check_idle(view: View) -> None:
     running = bool(view.sync.extra)
     lineage: View | None = view
     while lineage is not None and not running:
-        running = any(
-            type(cell) is QueryCell and cell.flight is not None
-            for table in lineage.tables.values()
-            for cell in table.values()
-        )
+        running = any(cell.flight is not None for cell in iter_memos(lineage))
         lineage = lineage.parent
     if running:
         msg = f"sweep() cannot run while a query of this {type(view.db).__name__} runs"
@@ -93,19 +89,16 @@ def _sweep(view: View, horizon: int) -> int:
     # Clean memos, and memos marked less than `unused_for` revisions ago: not known to be
     # used, not known to be unused either.
     unknown: list[InputCell | QueryCell] = []
-    for table in view.tables.values():
-        for cell in table.values():
-            if type(cell) is not QueryCell:
-                continue
-            if (
-                cell.verified_at >= horizon
-                # Kept for a reader: a state saved for it, or valid at a snapshot's revision.
-                or cell in pasts
-                or (pinned and any(knows(view, cell, at) for at in pinned))
-            ):
-                used.append(cell)
-            elif cell.clean or marks.get(cell, NEVER) >= horizon:
-                unknown.append(cell)
+    for memo in iter_memos(view):
+        if (
+            memo.verified_at >= horizon
+            # Kept for a reader: a state saved for it, or valid at a snapshot's revision.
+            or memo in pasts
+            or (pinned and any(knows(view, memo, at) for at in pinned))
+        ):
+            used.append(memo)
+        elif memo.clean or marks.get(memo, NEVER) >= horizon:
+            unknown.append(memo)
     reached: set[InputCell | QueryCell] = set()
     # What the states kept for readers read: a snapshot may still take them.
     _close(

@@ -26,7 +26,7 @@ from ._accumulate import SINK
 from ._errors import UsageError, fmt_key
 from ._events import public_event
 from ._frames import ACTIVE
-from ._runtime import view_of
+from ._runtime import iter_memos, iter_records, spec_of, view_of
 from ._store import (
     ABSENT,
     EVICTED,
@@ -45,9 +45,10 @@ from ._store import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
-    from ._events import QueryHandle
+    from ._events import Event, QueryHandle
+    from ._ingredients import QueryIngredient
     from ._runtime import View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
     from .stores import StoreCounters
 
 P = ParamSpec("P")
@@ -142,16 +143,15 @@ def dependency_graph(db: object) -> DependencyGraph:
     nodes: dict[Node, None] = {}
     edges: list[tuple[Node, Node]] = []
     with view.lock:
-        for table in list(view.tables.values()):
-            for cell in list(table.values()):
-                if not isinstance(cell, QueryCell) or cell.verified_at == NEVER:
-                    continue
-                source = _node(cell)
-                nodes.setdefault(source)
-                for dep in deps_of(cell):
-                    target = _node(dep)
-                    nodes.setdefault(target)
-                    edges.append((source, target))
+        for cell in iter_memos(view):
+            if cell.verified_at == NEVER:
+                continue
+            source = _node(cell)
+            nodes.setdefault(source)
+            for dep in deps_of(cell):
+                target = _node(dep)
+                nodes.setdefault(target)
+                edges.append((source, target))
     read = {target for _, target in edges}
     reading = {source for source, _ in edges}
     return DependencyGraph(
@@ -199,7 +199,7 @@ class Trace:
         self.hits: dict[str, int] = {}
         self.executed: dict[tuple[str, tuple[object, ...]], int] = {}
 
-    def listen(self, record: object) -> None:
+    def listen(self, record: TraceRecord) -> None:
         """The trace hook's listener: keep *record* with its time."""
         self.records.append((time.perf_counter(), _event_of(record)))
         if isinstance(record, TraceExecuted):
@@ -250,7 +250,7 @@ class Trace:
         return "\n".join(lines)
 
 
-def _event_of(record: object) -> object:
+def _event_of(record: TraceRecord) -> TraceExecuted | Event | None:
     """Trace records as the public events; executions stay as they are."""
     if isinstance(record, TraceExecuted):
         return record
@@ -259,6 +259,10 @@ def _event_of(record: object) -> object:
 
 Executed = TraceExecuted
 """The record of one query body run: revision, ingredient, key, first, changed, failed, seconds."""
+# The trace hook's own record, under its public name: reprs, pickles and docs say
+# `picante.debug.Executed` (as `picante/__init__.py` does for the top-level names).
+Executed.__module__ = __name__
+Executed.__name__ = Executed.__qualname__ = "Executed"
 
 
 @contextlib.contextmanager
@@ -279,25 +283,27 @@ def trace(db: object) -> Generator[Trace]:
     """
     view = view_of(db, "debug.trace")
     recording = Trace()
-    spec: Any = type(db).__dict__["__picante__"]
     originals: dict[str, object] = {}
     attributes = vars(db)
-    for name, ingredient in spec.ingredients.items():
-        if ingredient.kind != "query":
-            continue
+    for name, ingredient in spec_of(type(db)).queries.items():
         handle = getattr(db, name)
         originals[name] = attributes.get(name, handle)
         attributes[name] = _counting(view, recording, name, ingredient, handle)
-    subscription = view.subscribe(recording.listen)
     try:
-        yield recording
+        with view.subscribe(recording.listen):
+            yield recording
     finally:
-        subscription.cancel()
         for name, handle in originals.items():
             attributes[name] = handle
 
 
-def _counting(view: View, recording: Trace, name: str, ingredient: Any, handle: Any) -> MethodType:
+def _counting(
+    view: View,
+    recording: Trace,
+    name: str,
+    ingredient: QueryIngredient[Any, Any, Any],
+    handle: Any,
+) -> MethodType:
     """Wrap *handle* to count calls and hits (reads that ran no body of that record)."""
     normalize = ingredient.key_spec().normalize
     executed = recording.executed
@@ -401,27 +407,26 @@ def stats(db: object, *, sizes: bool = False) -> Stats:
     inputs = edges = 0
     size = 0
     with view.lock:
-        for name, table in list(view.tables.items()):
-            for cell in list(table.values()):
-                if isinstance(cell, InputCell):
-                    if cell.value is not ABSENT:
-                        inputs += 1
-                        if sizes:
-                            size += sizeof(cell.key) + sizeof(cell.value)
-                    continue
-                if cell.verified_at == NEVER:
-                    continue
-                row = per_query.setdefault(name, [0, 0, 0])
-                row[0] += 1
-                if cell.failure is not None:
-                    row[2] += 1
-                elif cell.value is not EVICTED:
-                    row[1] += 1
+        for cell in iter_records(view):
+            if isinstance(cell, InputCell):
+                if cell.value is not ABSENT:
+                    inputs += 1
                     if sizes:
-                        size += sizeof(cell.value)
+                        size += sizeof(cell.key) + sizeof(cell.value)
+                continue
+            if cell.verified_at == NEVER:
+                continue
+            row = per_query.setdefault(cell.ingredient.name, [0, 0, 0])
+            row[0] += 1
+            if cell.failure is not None:
+                row[2] += 1
+            elif cell.value is not EVICTED:
+                row[1] += 1
                 if sizes:
-                    size += sizeof(cell.key)
-                edges += len(deps_of(cell))
+                    size += sizeof(cell.value)
+            if sizes:
+                size += sizeof(cell.key)
+            edges += len(deps_of(cell))
     interned = sum(len(table.values) for table in view.family.interned.values())
     if sizes:
         size += view.family.interned_bytes or sum(
@@ -544,9 +549,8 @@ def explain(
     """
     view = view_of(db, "debug.explain")
     name = query if isinstance(query, str) else getattr(query, "__name__", "")
-    spec: Any = type(db).__dict__["__picante__"]
-    ingredient = spec.ingredients.get(name)
-    if ingredient is None or ingredient.kind != "query":
+    ingredient = spec_of(type(db)).queries.get(name)
+    if ingredient is None:
         msg = f"explain(): {query!r} is not a query of {type(db).__name__}"
         raise UsageError(msg)
     full_key = ingredient.key_spec().normalize(args, kwargs)
@@ -643,10 +647,8 @@ async def verify(db: object) -> Verification:
     revision = view.revision
     cells = [
         cell
-        for table in list(view.tables.values())
-        for cell in list(table.values())
-        if isinstance(cell, QueryCell)
-        and cell.value is not EVICTED
+        for cell in iter_memos(view)
+        if cell.value is not EVICTED
         and cell.durability != UNTRACKED
         and (cell.verified_at == revision or (cell.verified_at != NEVER and cell.clean))
     ]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 from ._accumulate import accumulated
 from ._errors import UsageError, fmt_key
-from ._runtime import batch, snapshot, view_of
+from ._runtime import batch, iter_memos, snapshot, spec_of, view_of
 from ._store import NEVER, QueryCell, TraceExecuted
 
 
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from hypothesis.stateful import RuleBasedStateMachine
     from hypothesis.strategies import SearchStrategy
 
+    from ._declare import DatabaseSpec
     from ._runtime import Subscription, View
-    from ._store import Revision
+    from ._store import Revision, TraceRecord
     from .debug import Executed
 
     Keys: TypeAlias = SearchStrategy[tuple[Any, ...]] | tuple[Any, ...]
@@ -129,7 +130,7 @@ class Recording:
                 found.add(fmt_key(name, cell.key))
         return frozenset(found)
 
-    def _listen(self, record: object) -> None:
+    def _listen(self, record: TraceRecord) -> None:
         if type(record) is TraceExecuted:
             self._runs.append(record)
 
@@ -177,12 +178,7 @@ class Recording:
 def _query_cells(view: View) -> list[QueryCell]:
     """Every query cell of *view*, read under its lock (commits may run on other threads)."""
     with view.lock:
-        return [
-            cell
-            for table in list(view.tables.values())
-            for cell in list(table.values())
-            if type(cell) is QueryCell
-        ]
+        return list(iter_memos(view))
 
 
 def record(db: object) -> Recording:
@@ -321,12 +317,12 @@ def consistency_machine(
 
     probe = make_db()
     view_of(probe, "testing.consistency_machine")  # a database, or a UsageError saying so
-    spec: Any = getattr(type(probe), "__picante__", None)
+    spec = spec_of(type(probe))
     _check_names(type(probe).__name__, "input", inputs, spec)
     _check_names(type(probe).__name__, "query", queries, spec)
     equalities: dict[str, Callable[[Any, Any], object] | None] = {}
     for name in queries:
-        option = spec.ingredients[name].eq_option
+        option = spec.queries[name].eq_option
         equalities[name] = option if callable(option) else None
     collects = spec.accumulator is not None
 
@@ -518,7 +514,7 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-def _check_names(owner: str, kind: str, names: Mapping[str, object], spec: Any) -> None:
+def _check_names(owner: str, kind: str, names: Mapping[str, object], spec: DatabaseSpec) -> None:
     if not names:
         msg = f"consistency_machine(): give at least one {kind} of {owner}"
         raise UsageError(msg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import attrs
 
 import picante
@@ -80,6 +82,19 @@ async def test_trace_counts_runs_hits_and_cutoffs() -> None:
     assert "words" in str(recorded)
     # Outside the trace the handles are the plain ones again.
     assert vars(db)["words"] is handle
+
+
+async def test_executed_records_say_picante_debug_executed() -> None:
+    """A trace's executions are `picante.debug.Executed`: by name, in reprs and pickles."""
+    db = await site()
+    db.source.set("a", "p q r")
+    with debug.trace(db) as recorded:
+        await db.words("a")
+    [executed] = [record for _, record in recorded.records if isinstance(record, debug.Executed)]
+    assert (debug.Executed.__module__, debug.Executed.__qualname__) == ("picante.debug", "Executed")
+    assert repr(debug.Executed) == "<class 'picante.debug.Executed'>"
+    assert repr(executed).startswith("Executed(revision=3, ingredient='words', key=('a',), ")
+    assert pickle.loads(pickle.dumps(executed)) == executed
 
 
 def without_sizes(stats: debug.Stats) -> debug.Stats:

@@ -18,10 +18,14 @@ from picante import (
     QueryInvalidated,
     RevisionBumped,
 )
+from picante._runtime import view_of
+from picante._store import TraceExecuted, TraceInput, TraceRevision
 
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from picante._store import TraceRecord
 
 
 TIMEOUT = 5
@@ -239,3 +243,36 @@ async def test_an_abandoned_stream_unsubscribes() -> None:
     assert [subscription.active for subscription in listeners] == [False, False]
     db.source.set("a", "x")
     assert listeners == []
+
+
+async def test_the_trace_hook_subscription_ends_with_its_block() -> None:
+    """`View.subscribe` (what events, debug and testing listen with) ends with a `with` block."""
+    db = Site()
+    db.source.set("a", "x")
+    view = view_of(db)
+    records: list[TraceRecord] = []
+    with view.subscribe(records.append) as subscription:
+        assert view.listeners == [subscription]
+        db.source.set("a", "x y")
+        await db.words("a")
+    db.source.set("a", "x y z")
+    assert view.listeners == []
+    assert [type(record) for record in records] == [TraceInput, TraceRevision, TraceExecuted]
+
+
+def test_a_subscription_ends_with_its_owner() -> None:
+    """Given an *owner*, a subscription is abandoned when the owner is collected."""
+    db = Site()
+    view = view_of(db)
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    subscription = view.subscribe(lambda record: None, owner=owner)
+    assert subscription.active
+    del owner
+    gc.collect()
+    assert not subscription.active
+    db.source.set("a", "x")
+    assert view.listeners == []
