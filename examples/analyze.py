@@ -924,6 +924,7 @@ async def run(options: Options, share: Sequence[Store] = ()) -> int:
             await save(db, cache)
             await watch(db, options.root, cache, report)
             print("stopped")
+            status = 0  # stopped by Ctrl-C, as asked
     await save(db, cache)
     return status
 
