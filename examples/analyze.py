@@ -258,6 +258,11 @@ class Analyzer:
         """
         return sum([await self.lint(path) for path in await self.files()])
 
+    @picante.query
+    async def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Every diagnostic, sorted: a query, so that sorting them is memoized too."""
+        return tuple(sorted(await picante.accumulated(self.check)))
+
     # --8<-- [end:lint]
 
     # --8<-- [start:importers]
@@ -658,7 +663,7 @@ async def analyze(db: Analyzer, progress: Progress | None = None) -> Report:
         for path in paths:
             await db.lint(path)
             progress.advance(bar)
-    diagnostics = tuple(sorted(await picante.accumulated(db.check)))
+    diagnostics = await db.diagnostics()
     seconds = time.perf_counter() - start
     ran = picante.debug.stats(db).executions - before
     return Report(diagnostics, len(paths), ran, seconds)
@@ -815,7 +820,7 @@ async def diagnostics(db: Analyzer, request: dict[str, Any]) -> object:
     if "path" in request:
         found = await picante.accumulated(db.lint, await known_file(db, request))
     else:
-        found = await picante.accumulated(db.check)
+        found = await db.diagnostics()
     return [attrs.asdict(diagnostic) for diagnostic in sorted(found)]
 
 

@@ -372,7 +372,7 @@ def test_analyze_prints_diagnostics_like_a_linter(
     out, err = capsys.readouterr()
     assert out.splitlines() == [*DIAGNOSTICS, "Found 11 diagnostics in 5 files."]
     assert err.startswith("analyzed in ")
-    assert err.endswith(": 51 query bodies ran\n")
+    assert err.endswith(": 52 query bodies ran\n")
 
 
 def test_analyze_exits_zero_on_a_clean_tree(
@@ -422,6 +422,7 @@ async def test_analyze_moved_lines_rerun_no_import_graph_query(tree: Path) -> No
         "check()",
         "picante.accumulated('lint', ('pkg/core.py',))",
         "picante.accumulated('check', ())",
+        "diagnostics()",
     ]
     assert not queries(executed) & GRAPH
     assert lines[:-1] == [
@@ -447,9 +448,10 @@ async def test_analyze_new_unused_import_reruns_that_module_only(tree: Path) -> 
         "check()",
         "picante.accumulated('lint', ('pkg/cli.py',))",
         "picante.accumulated('check', ())",
+        "diagnostics()",
     ]
     assert lines[0] == "+ pkg/cli.py:7:1: F401 `json` imported but unused"
-    assert lines[1].startswith("12 diagnostics: 8 query bodies ran in ")
+    assert lines[1].startswith("12 diagnostics: 9 query bodies ran in ")
 
 
 async def test_analyze_syntax_error_is_a_diagnostic_parsed_once(tree: Path) -> None:
@@ -477,7 +479,7 @@ async def test_analyze_deleted_file_is_swept(tree: Path) -> None:
     report, lines = done
     assert lines[:-1] == [f"- {line}" for line in DIAGNOSTICS if line.startswith("pkg/cli.py")]
     swept = re.fullmatch(
-        r"5 diagnostics: 8 query bodies ran in .* ms, swept (\d+) records?", lines[-1]
+        r"5 diagnostics: 9 query bodies ran in .* ms, swept (\d+) records?", lines[-1]
     )
     assert swept is not None
     # The evaluations of the import cycle linger until the collector runs, and the sweep
@@ -528,7 +530,8 @@ def test_analyze_importers_option(tree: Path, capsys: pytest.CaptureFixture[str]
 
 async def test_analyze_restart_from_cache_runs_no_parse(tree: Path, tmp_path: Path) -> None:
     """A new database loaded from the cache file runs no parse (nor any query body but
-    the collections of diagnostics, which cache files do not hold)."""
+    the collections of diagnostics, which cache files do not hold, and the query that
+    sorts what they collect)."""
     db, report = await analyzed(tree)
     await picante.save(db, tmp_path / "analyze.cache")
     again = analyze.Analyzer()
@@ -537,7 +540,7 @@ async def test_analyze_restart_from_cache_runs_no_parse(tree: Path, tmp_path: Pa
     with record(again) as log:
         restarted = await analyze.analyze(again)
     assert restarted.diagnostics == report.diagnostics
-    assert queries(log.executed) == {"picante.accumulated"}
+    assert queries(log.executed) == {"picante.accumulated", "diagnostics"}
 
 
 def test_analyze_cache_option(
@@ -551,8 +554,9 @@ def test_analyze_cache_option(
     second = capsys.readouterr()
     assert second.out == first.out
     assert second.err.startswith(f"loaded {cache} in ")
-    # Only the collections of the four files with diagnostics, and of check().
-    assert second.err.endswith(": 5 query bodies ran\n")
+    # Only the collections of the four files with diagnostics and of check(), and
+    # diagnostics(), which reads the latter.
+    assert second.err.endswith(": 6 query bodies ran\n")
 
 
 def test_analyze_share_option(
@@ -566,8 +570,8 @@ def test_analyze_share_option(
     assert analyze.main([str(tree), "--share", store]) == 1
     second = capsys.readouterr()
     assert second.out == first.out
-    assert first.err.endswith(": 51 query bodies ran\n")
-    assert second.err.endswith(": 16 query bodies ran\n")
+    assert first.err.endswith(": 52 query bodies ran\n")
+    assert second.err.endswith(": 17 query bodies ran\n")
 
 
 async def requests(*lines: str) -> AsyncIterator[str]:
@@ -732,3 +736,33 @@ async def test_analyze_watch(tree: Path) -> None:
         rest, _ = await asyncio.wait_for(process.communicate(), 30)
     assert rest.decode().splitlines()[-1:] == ["stopped"]
     assert process.returncode == 0
+
+
+async def test_analyze_lru_finds_the_same(tree: Path) -> None:
+    """The hand-cached version finds what the picante one does, edit after edit."""
+    from examples import analyze_lru
+
+    db, report = await analyzed(tree)
+    by_hand = analyze_lru.Tree()
+    for path, text in TREE.items():
+        by_hand.set(path, text)
+    assert by_hand.check() == report.diagnostics
+    assert by_hand.importers("pkg/util.py") == await db.importers("pkg/util.py")
+    edits = [
+        ("pkg/core.py", "import os\n", '"""The core."""\nimport os\n'),  # lines move
+        ("pkg/cli.py", "undefined_name)\n", "undefined_name)\nimport json\n"),
+        ("pkg/util.py", "from pkg.core import run\n", ""),  # the cycle goes
+        ("pkg/broken.py", "oops(:", "oops():"),
+    ]
+    for path, old, new in edits:
+        edit(tree, path, old, new)
+        done = await analyze.reanalyze(db, tree, [path], report)
+        assert done is not None
+        report = done[0]
+        by_hand.set(path, (tree.parent / path).read_text(encoding="utf-8"))
+        assert by_hand.check() == report.diagnostics, path
+    (tree / "cli.py").unlink()
+    by_hand.remove("pkg/cli.py")
+    done = await analyze.reanalyze(db, tree, ["pkg/cli.py"], report)
+    assert done is not None
+    assert by_hand.check() == done[0].diagnostics
