@@ -304,3 +304,14 @@ def test_gc_freeze_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["default"][-4] != "0"
     assert rows["freeze"][-4] == "0"
     assert rows["freeze"][-2] != "0"
+
+
+def test_analyze_tree_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """The analyzer benchmark runs (200 files, once) and prints its two tables."""
+    from benchmarks import analyze_tree
+
+    analyze_tree.main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.startswith("generated tree: 201 files, ")
+    assert "\npicante/: " in out
+    assert out.count("| restart (lru_cache: cold) |") == 2
