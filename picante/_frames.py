@@ -257,7 +257,10 @@ def find_cycle(
     try:
         _check_wait(waiter, target, waits)
     except CycleError as cycle:
-        return cycle
+        # Without its traceback: that holds this call's frames, hence the evaluation
+        # frames in their locals, in a reference cycle only the collector can free,
+        # and a frame kept alive is a reader (`picante.sweep` would keep what it reads).
+        return cycle.with_traceback(None)
     return None
 
 

@@ -7,6 +7,7 @@ Cycles that resolve: fixpoint iteration (`cycle_initial`, `cycle_fn`) and fallba
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import pickle
 from typing import Any
@@ -713,6 +714,26 @@ async def test_heads_nested_two_deep_keep_their_values_between_iterations(entry:
             db.successors.set(node, successors)
     await run(db.hops(entry))
     assert [await run(db.hops(node)) for node in range(4)] == [2, 2, 2, 2]
+
+
+async def test_a_resolved_cycle_leaves_no_evaluation_alive_for_the_collector() -> None:
+    """
+    Finding a cycle must not tie the evaluation frames into a reference cycle (through
+    the `CycleError`'s traceback): a frame alive is a reader at its revision, and `sweep`
+    keeps what readers can read. Here, without any collection, it drops the two memos
+    that no longer matter.
+    """
+    db = graph(a="c", c="a", b="a")
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert await run(db.reach("b")) == frozenset("abc")
+        db.edges.remove("b")
+        assert await run(db.reach("a")) == frozenset("ac")
+        assert picante.sweep(db) == 2  # reach('b') and the input it read
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def test_a_failing_initial_value_is_not_memoized_without_the_head() -> None:
