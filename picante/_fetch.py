@@ -587,8 +587,13 @@ async def _verify_component(view: View, start: QueryCell, frame: Frame) -> bool:
     members: list[QueryCell] = []
     seen: set[QueryCell] = {start}
     todo = [start]
+    snapshot = view.parent is not None
     while todo:
         member = todo.pop()
+        if snapshot and member.verified_at < view.base:
+            # The component as the snapshot inherited it, all of it: a member found
+            # invalid would run alone, reading the others' memos instead of re-entering.
+            view.adopt(member)
         members.append(member)
         for dep in deps_of(member):
             if (
@@ -778,6 +783,10 @@ def _install_component(
     and the family records them as cyclic so that `deep_verify` checks them as one
     (`_verify_component`).
     """
+    # First: installing tracks LRU orders, and a member of a component is never evicted.
+    cyclic = view.family.cyclic
+    cyclic.add((head.cell.ingredient.name, head.cell.key))
+    cyclic.update((cell.ingredient.name, cell.key) for cell in members)
     install(view, head, outcome, cells)
     for frame, member in members.values():
         frame.heads = None
@@ -796,9 +805,6 @@ def _install_component(
         cell.clean = False
         if cell.durability != UNTRACKED and cell.durability > floor:
             cell.durability = floor
-    cyclic = view.family.cyclic
-    cyclic.add((head.cell.ingredient.name, head.cell.key))
-    cyclic.update((cell.ingredient.name, cell.key) for cell in members)
 
 
 async def _iteration(frame: Frame) -> Any:

@@ -606,7 +606,8 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
     the memos that read it stay valid). `None` lifts the cap. The capacity belongs to the
     database instance (a snapshot taken later starts with it); other instances keep the
     declared `lru=`. Handles fetched before a first cap (`h = db.words`) still work, but
-    their hits do not count as uses: fetch `db.words` again.
+    their hits do not count as uses: fetch `db.words` again. Members of a resolved cycle
+    are never evicted (see the Cycles guide).
 
     Raises:
         UsageError: *query* is not a query of a database instance, or *capacity* is not
@@ -641,10 +642,7 @@ def set_lru(query: BoundQuery[..., Any], capacity: int | None) -> None:
                 # The instance's handle, with the LRU touch on hits from now on.
                 vars(view.db)[name] = ingredient.make_handle(view, lru)
         lru.capacity = capacity
-        victims = lru.over()
-        for victim in victims:
-            victim.value = EVICTED
-        view.tally(name).evicted += len(victims)
+        view.evict(name, lru.over())
 
 
 if TYPE_CHECKING:

@@ -412,11 +412,25 @@ class View:
         if lru is None or cell.failure is not None or cell.value is EVICTED:
             return
         victims = lru.add(cell)
-        for victim in victims:
-            # Only the value goes: revalidation still has the bookkeeping.
-            victim.value = EVICTED
         if victims:
-            self.tally(cell.ingredient.name).evicted += len(victims)
+            self.evict(cell.ingredient.name, victims)
+
+    def evict(self, name: str, victims: list[QueryCell]) -> None:
+        """
+        Drop the values of *victims*, memos of query *name* out of its LRU order; only the
+        value goes: revalidation still has the bookkeeping.
+
+        Not a member of a resolved cycle: its value is computed with its whole component
+        only (run alone, it would read the others' memos, not re-enter the cycle). It
+        leaves the LRU order, and keeps its value.
+        """
+        cyclic = self.family.cyclic
+        evicted = 0
+        for victim in victims:
+            if not cyclic or (name, victim.key) not in cyclic:
+                victim.value = EVICTED
+                evicted += 1
+        self.tally(name).evicted += evicted
 
     # -- mutations ------------------------------------------------------------------------
 

@@ -522,8 +522,14 @@ class Lru:
         self.order: OrderedDict[QueryCell, None] = OrderedDict()
 
     def touch(self, cell: QueryCell) -> None:
-        """Make *cell* (a memo with a value, so in the order) the most recently used."""
-        self.order.move_to_end(cell)
+        """
+        Make *cell* (a memo with a value, so in the order unless it is a member of a
+        resolved cycle, which is never evicted: `View.evict`) the most recently used.
+        """
+        try:  # noqa: SIM105 - an LRU hit: `suppress` costs a call and a with block
+            self.order.move_to_end(cell)
+        except KeyError:
+            pass
 
     def add(self, cell: QueryCell) -> list[QueryCell] | tuple[()]:
         """Make *cell* the most recently used (adding it); return the cells to evict."""

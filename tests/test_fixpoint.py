@@ -736,6 +736,59 @@ async def test_a_resolved_cycle_leaves_no_evaluation_alive_for_the_collector() -
             gc.enable()
 
 
+@picante.database
+class Loop:
+    """1 ⇄ 4 through an input of edges, resolved by fallback: a member alone gives 1 - 100."""
+
+    @picante.input
+    async def successors(self, node: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @picante.input
+    async def unrelated(self) -> int:
+        raise NotImplementedError
+
+    @picante.query(cycle_fallback=lambda db, node: -100)
+    async def paths(self, node: int) -> int:
+        total = 1
+        for successor in await self.successors(node):
+            total += await self.paths(successor)
+        return total
+
+
+def loop() -> Loop:
+    db = Loop()
+    with picante.batch(db):
+        db.successors.set(1, (4,))
+        db.successors.set(4, (1,))
+    return db
+
+
+async def test_a_snapshot_that_moved_on_checks_an_inherited_component_whole() -> None:
+    """
+    A snapshot whose own revision moved past its base (an unrelated input set there)
+    revalidates the component it inherited as one: a member it had not read yet is
+    taken from the parent, not left to run alone over the other's memo (1 - 100).
+    """
+    db = loop()
+    assert await run(db.paths(1)) == -100
+    view = picante.snapshot(db)
+    view.unrelated.set(0)
+    assert [await run(view.paths(4)), await run(view.paths(1))] == [-100, -100]
+
+
+async def test_members_of_a_resolved_cycle_are_never_evicted() -> None:
+    """
+    With an LRU of one memo, the two members of a component stay: an evicted member
+    would run alone over the other's memo (1 - 100), since a valid memo is a hit and
+    the cycle is never re-entered.
+    """
+    db = loop()
+    picante.set_lru(db.paths, 1)
+    assert [await run(db.paths(node)) for node in (1, 4, 1, 4)] == [-100] * 4
+    assert db.paths.cache_info().evicted == 0
+
+
 async def test_a_failing_initial_value_is_not_memoized_without_the_head() -> None:
     """What `cycle_initial` or a fallback raises depends on what it read, like a body's."""
 
