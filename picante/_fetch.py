@@ -745,6 +745,17 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
             cells = None if frame.heads else {cell}
         if cells is not None:
             _install_component(view, frame, result, members, cells)
+        elif (
+            cell.ingredient.cycle
+            and not frame.heads
+            and cell.verified_at == frame.revision
+            and cell.value is not EVICTED
+        ):
+            # Memoized at this revision while this evaluation ran: by the evaluation
+            # of a cycle it was handed over to (`HERE`), which then read it as a member.
+            # This one may have read the other members' memos as plain values, not
+            # re-entering the cycle: the memo is the answer.
+            result = _answer(cell)
         elif not joined:
             install(view, frame, result)
         outcome = result

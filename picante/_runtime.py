@@ -693,6 +693,11 @@ def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revis
     stack: list[list[Any]] = []
     if not _push_take(source, stack, mine, theirs, at):
         return False
+    # All or nothing: the cells being taken are installed once every one can be (the
+    # members of a resolved cycle read each other: one taken alone would be read as a
+    # memo by the other's evaluation here, which would not re-enter the cycle).
+    taking = {mine}
+    taken: list[tuple[QueryCell, MemoState]] = []
     while stack:
         entry = stack[-1]
         target: QueryCell = entry[0]
@@ -705,15 +710,20 @@ def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revis
             if type(ours) is InputCell:
                 if ours.version_at(at)[0] != cast("InputCell", dep).version_at(at)[0]:
                     return False
-            elif not (knows(view, ours, at) or (lazy and ours.verified_at == NEVER)):
+            elif not (
+                knows(view, ours, at) or (lazy and ours.verified_at == NEVER) or ours in taking
+            ):
                 entry[3] = index
                 if not _push_take(source, stack, ours, cast("QueryCell", dep), at):
                     return False
+                taking.add(ours)
                 break
             index += 1
         else:
             stack.pop()
-            _install_state(view, target, state, at)
+            taken.append((target, state))
+    for target, state in taken:
+        _install_state(view, target, state, at)
     return True
 
 

@@ -777,6 +777,19 @@ async def test_a_snapshot_that_moved_on_checks_an_inherited_component_whole() ->
     assert [await run(view.paths(4)), await run(view.paths(1))] == [-100, -100]
 
 
+@pytest.mark.timeout(10)  # the bug was a loop that never yields: no asyncio timeout ends it
+async def test_a_view_takes_a_component_another_view_evaluated_whole() -> None:
+    """
+    The database follows a snapshot's evaluation of the cycle (same state), then takes
+    its memos: the two members read each other, and are taken together, once.
+    """
+    db = loop()
+    view = picante.snapshot(db)
+    assert await run(asyncio.gather(view.paths(1), db.paths(1))) == [-100, -100]
+    with picante.testing.assert_nothing_runs(db):
+        assert [await run(db.paths(4)), await run(db.paths(1))] == [-100, -100]
+
+
 async def test_members_of_a_resolved_cycle_are_never_evicted() -> None:
     """
     With an LRU of one memo, the two members of a component stay: an evicted member

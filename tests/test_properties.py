@@ -2174,6 +2174,9 @@ class MemoConsistency(RuleBasedStateMachine):
             f"{', a cycle met' if oracle.may_fail(record) else ''}",
         )
         if loose or seen != subject.revision:
+            if name in MIXED:
+                # A memo of the pair may exist now: what it holds is not known.
+                subject.mixed[k] = ("unknown", seen)
             return
         if name in MIXED:
             event("mixed verdict", f"{name}: {verdict}")
