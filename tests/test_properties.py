@@ -1312,6 +1312,31 @@ class MemoConsistency(RuleBasedStateMachine):
         assert pending == [], f"tasks left running: {pending}"
         return result
 
+    def run_cancelling(
+        self, targets: list[tuple[Subject, Record]], cancels: list[tuple[int, int]]
+    ) -> list[Result | BaseException]:
+        """
+        Read *targets* in tasks of their own, cancelling the tasks *cancels* picks (an
+        index, modulo) within their numbers of steps; return each outcome, draining.
+        """
+        loop = self.scheduled
+        armed = [True]
+
+        def cancel(task: asyncio.Task[Result]) -> None:
+            if armed[0]:
+                task.cancel()
+
+        async def cancelling() -> list[Result | BaseException]:
+            tasks = [asyncio.create_task(call(s.db, r)) for s, r in targets]
+            for index, within in cancels:
+                loop.inject(functools.partial(cancel, tasks[index % len(tasks)]), within=within)
+            try:
+                return await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                armed[0] = False
+
+        return self.run(cancelling(), drain=True)
+
     def subject(self, which: int) -> Subject:
         """The database (0) or one of the snapshots, by a drawn index."""
         subjects = [self.main, *self.snapshots]
@@ -2012,23 +2037,7 @@ class MemoConsistency(RuleBasedStateMachine):
         """
         targets = [(self.subject(which), record) for which, record in calls]
         starts = self.starts()
-        loop = self.scheduled
-        armed = [True]
-
-        def cancel(task: asyncio.Task[Result]) -> None:
-            if armed[0]:
-                task.cancel()
-
-        async def cancelling() -> list[Result | BaseException]:
-            tasks = [asyncio.create_task(call(s.db, r)) for s, r in targets]
-            for index, within in cancels:
-                loop.inject(functools.partial(cancel, tasks[index % len(tasks)]), within=within)
-            try:
-                return await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                armed[0] = False
-
-        outcomes = self.run(cancelling(), drain=True)
+        outcomes = self.run_cancelling(targets, cancels)
         answers: list[tuple[Subject, Record, Result | None]] = []
         for (subject, record), outcome in zip(targets, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
@@ -2326,23 +2335,7 @@ class MemoConsistency(RuleBasedStateMachine):
         """
         targets = [(self.subject(which), record) for which, record in calls]
         starts = self.starts()
-        loop = self.scheduled
-        armed = [True]
-
-        def cancel(task: asyncio.Task[Result]) -> None:
-            if armed[0]:
-                task.cancel()
-
-        async def cancelling() -> list[Result | BaseException]:
-            tasks = [asyncio.create_task(call(s.db, r)) for s, r in targets]
-            for index, within in cancels:
-                loop.inject(functools.partial(cancel, tasks[index % len(tasks)]), within=within)
-            try:
-                return await asyncio.gather(*tasks, return_exceptions=True)
-            finally:
-                armed[0] = False
-
-        outcomes = self.run(cancelling(), drain=True)
+        outcomes = self.run_cancelling(targets, cancels)
         concurrent = len(targets) > 1
         for (subject, record), outcome in zip(targets, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
