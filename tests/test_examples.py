@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from picante.testing import record
 
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,39 +220,69 @@ def test_site_reports_broken_templates(site: Site) -> None:
     assert (site.out / "tags" / "guide.html").is_file()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-async def test_site_watch(site: Site) -> None:
-    pytest.importorskip("watchfiles", reason="needs the examples dependency group")
+@contextlib.asynccontextmanager
+async def watching(
+    command: list[str], *, stderr: bool = False
+) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """
+    Run an example's *command* in watch mode until it says it is watching; yield the
+    reader of its next output line (with *stderr*, of either stream). Then Ctrl-C: it
+    must say "stopped" and exit with 0.
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(EXAMPLES / "site.py"),
-        str(site.content),
-        "--out",
-        str(site.out),
-        "--watch",
+        *command,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL,
         env=environment(),
     )
     assert process.stdout is not None
+    stdout = process.stdout
 
     async def next_line() -> str:
-        assert process.stdout is not None
-        return (await process.stdout.readline()).decode().rstrip()
+        return (await stdout.readline()).decode().rstrip()
 
     try:
         async with asyncio.timeout(30):
             while not (line := await next_line()).startswith("watching "):
-                assert line, "site.py exited before watching"
-        # The watcher starts just after that line: edit until a rebuild shows up.
-        for attempt in range(20):
-            site.edit("pages/about.md", "playground game", f"playground game ({attempt})")
-            try:
-                async with asyncio.timeout(1):
-                    line = await next_line()
-            except TimeoutError:
-                continue
-            break
+                assert line, f"{command[0]} exited before watching"
+        yield next_line
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert rest.decode().splitlines()[-1:] == ["stopped"]
+    assert process.returncode == 0
+
+
+async def first_report(edit: Callable[[int], None], next_line: Callable[[], Awaitable[str]]) -> str:
+    """
+    Edit (attempt 0, 1, ...) until the watcher reports: it starts just after saying it
+    watches, and may miss an edit made before. Return the report's first line.
+    """
+    for attempt in range(20):
+        edit(attempt)
+        try:
+            async with asyncio.timeout(1):
+                return await next_line()
+        except TimeoutError:
+            continue
+    msg = "no report after 20 edits"
+    raise AssertionError(msg)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+async def test_site_watch(site: Site) -> None:
+    pytest.importorskip("watchfiles", reason="needs the examples dependency group")
+    command = [str(EXAMPLES / "site.py"), str(site.content), "--out", str(site.out), "--watch"]
+    async with watching(command, stderr=True) as next_line:
+        # The watcher starts just after the "watching" line: edit until a rebuild shows.
+        line = await first_report(
+            lambda attempt: site.edit(
+                "pages/about.md", "playground game", f"playground game ({attempt})"
+            ),
+            next_line,
+        )
         assert line.startswith(f"rebuilt 1 of {PAGES} pages (about.md) in ")
         # Every memo is still needed: the sweep after the rebuild drops nothing.
         assert line.endswith(" ms, swept 0 records")
@@ -266,12 +297,6 @@ async def test_site_watch(site: Site) -> None:
         # Its parse, summary, html and rendered memos, and its file input, now absent.
         assert line.endswith(" ms, swept 5 records"), line
         assert not (site.out / "guides" / "caching.html").exists()
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)  # Ctrl-C
-        rest, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert rest.decode().splitlines()[-1:] == ["stopped"]
-    assert process.returncode == 0
 
 
 def test_site_shared_between_two_checkouts(site: Site, tmp_path: Path) -> None:
@@ -692,47 +717,19 @@ def test_analyze_serve_over_stdin(tree: Path) -> None:
 async def test_analyze_watch(tree: Path) -> None:
     """`--watch` prints what an edit changed and how many bodies ran; Ctrl-C stops it."""
     pytest.importorskip("watchfiles", reason="needs the examples dependency group")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / "analyze.py"),
-        str(tree),
-        "--watch",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=environment(),
-    )
-    assert process.stdout is not None
 
-    async def next_line() -> str:
-        assert process.stdout is not None
-        return (await process.stdout.readline()).decode().rstrip()
+    def append_import(attempt: int) -> None:
+        # Each edit appends an unused import at the end: the first one seen adds one.
+        with (tree / "cli.py").open("a", encoding="utf-8") as file:
+            file.write(f"import json as j{attempt}\n")
 
-    try:
-        async with asyncio.timeout(30):
-            while not (line := await next_line()).startswith("watching "):
-                assert line, "analyze.py exited before watching"
-        # The watcher starts just after that line: edit until a report shows up. Each
-        # edit appends an unused import at the end: the first one seen adds a diagnostic.
-        for attempt in range(20):
-            with (tree / "cli.py").open("a", encoding="utf-8") as file:
-                file.write(f"import json as j{attempt}\n")
-            try:
-                async with asyncio.timeout(1):
-                    line = await next_line()
-            except TimeoutError:
-                continue
-            break
+    async with watching([str(EXAMPLES / "analyze.py"), str(tree), "--watch"]) as next_line:
+        line = await first_report(append_import, next_line)
         assert line.startswith("+ pkg/cli.py:7:1: F401 `json` imported but unused"), line
         async with asyncio.timeout(30):
             while " query bod" not in (line := await next_line()):
                 assert line.startswith("+ pkg/cli.py:"), line
         assert line.startswith("1")  # 12 or more diagnostics
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)  # Ctrl-C
-        rest, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert rest.decode().splitlines()[-1:] == ["stopped"]
-    assert process.returncode == 0
 
 
 async def test_analyze_lru_finds_the_same(tree: Path) -> None:
