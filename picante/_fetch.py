@@ -238,10 +238,18 @@ async def single_flight(
         outcome = await _follow(flight, caller)
         if outcome is RETRY:
             continue
-        if flight.view is view or take(view, cell, flight.view, flight.cell, revision):
+        if (
+            flight.view is view
+            or take(view, cell, flight.view, flight.cell, revision)
+            # Outside any query: the outcome is the record's at this state all the same
+            # (computed at it by another view), only not memoized here. Computing it
+            # again could only be done at a newer revision than the call's.
+            or caller is None
+        ):
             return outcome
         # Computed by another view, but its memo cannot be installed here (a dependency
-        # here holds another version): compute it in this view.
+        # here holds another version, or the memo here is newer): compute it in this
+        # view, where the caller's memo can record it.
 
 
 def _reentered(caller: Frame, cell: QueryCell, revision: Revision) -> Frame | None:

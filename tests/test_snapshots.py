@@ -293,3 +293,51 @@ async def test_snapshot_reuses_memo_valid_by_durability(log: list[str]) -> None:
     db.src.set(3)
     assert await snap.high() == 2
     assert log == ["high()"]
+
+
+async def test_a_call_that_followed_a_snapshot_answers_at_its_own_revision() -> None:
+    """
+    `db.value()` starts at revision 1 and follows the evaluation a snapshot at the same
+    state runs. Meanwhile a commit, and a read at revision 2, memoize `value()` anew, so
+    the snapshot's memo of revision 1 cannot be taken here: the outcome still answers the
+    call, at the revision it started at (before, it was computed again at revision 2).
+    """
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    runs: list[int] = []
+
+    @picante.database
+    class Gated:
+        @picante.input
+        async def src(self) -> int:
+            raise NotImplementedError
+
+        @picante.query
+        async def value(self) -> int:
+            runs.append(picante.revision(self))
+            found = await self.src()
+            if len(runs) == 1:
+                started.set()
+                await gate.wait()
+            return found
+
+    db = Gated()
+    db.src.set(0)
+    view = picante.snapshot(db)
+    first = asyncio.create_task(view.value())
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    entered = asyncio.Event()
+
+    async def follow() -> tuple[int, int]:
+        revision = picante.revision(db)
+        entered.set()
+        return revision, await db.value()
+
+    second = asyncio.create_task(follow())
+    await asyncio.wait_for(entered.wait(), TIMEOUT)
+    db.src.set(5)
+    assert await asyncio.wait_for(db.value(), TIMEOUT) == 5
+    gate.set()
+    assert await asyncio.wait_for(first, TIMEOUT) == 0
+    assert await asyncio.wait_for(second, TIMEOUT) == (1, 0)
+    assert runs == [1, 2]  # the snapshot's evaluation, and the read at revision 2
