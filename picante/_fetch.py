@@ -1003,6 +1003,7 @@ def install(
             return
         # Stored as `deps_of` reads it back: one record without its tuple (the loop's last).
         packed: Deps = dep if len(read) == 1 else tuple(read)  # type: ignore[assignment]
+        reshaped = False
         if not first:
             if view.readers.oldest < revision:
                 # The state being replaced, for readers at the revisions it was valid at
@@ -1011,7 +1012,13 @@ def install(
                 view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
             if packed != cell.deps:
                 relink(cell, deps_of(cell), unpack_deps(packed))
-        if cell.changed_at == NEVER or durability < cell.durability:
+                cyclic = view.family.cyclic
+                # A record that was on a cycle, now with other reads, perhaps off it:
+                # the members that read it may owe their values to the cycle's shape
+                # (a fallback), not only to its value. Not backdated, so that they are
+                # checked again.
+                reshaped = bool(cyclic) and (cell.ingredient.name, cell.key) in cyclic
+        if cell.changed_at == NEVER or durability < cell.durability or reshaped:
             cell.changed_at = revision
         elif failure is None and cell.failure is None:
             # `backdate` for two values, inline, and `default_eq` too: this runs for every

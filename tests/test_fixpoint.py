@@ -790,6 +790,27 @@ async def test_a_view_takes_a_component_another_view_evaluated_whole() -> None:
         assert [await run(db.paths(4)), await run(db.paths(1))] == [-100, -100]
 
 
+@pytest.mark.parametrize("saved", [False, True])
+async def test_a_member_whose_cycle_changed_shape_is_not_backdated(
+    saved: bool, tmp_path: Any
+) -> None:
+    """
+    1 ⇄ 4 resolve by fallback (-100 each); then 1 loops on itself alone: 1 is memoized
+    again with the same value, -100, but 4 is no longer on a cycle, so its fallback is
+    no longer its value: 1 + -100. 1's memo must not be backdated, or 4 (checked alone,
+    or after a save and load) would keep -100.
+    """
+    db = loop()
+    assert [await run(db.paths(1)), await run(db.paths(4))] == [-100, -100]
+    db.successors.set(1, (1,))
+    assert await run(db.paths(1)) == -100
+    if saved:
+        await picante.save(db, tmp_path / "cache")
+        db = Loop()
+        await picante.load(db, tmp_path / "cache")
+    assert await run(db.paths(4)) == -99
+
+
 async def test_members_of_a_resolved_cycle_are_never_evicted() -> None:
     """
     With an LRU of one memo, the two members of a component stay: an evicted member
