@@ -2190,6 +2190,11 @@ class MemoConsistency(RuleBasedStateMachine):
         if name in MIXED:
             event("mixed verdict", f"{name}: {verdict}")
             subject.mixed[k] = ("final" if error is None else "error", seen)
+            for other in [self.main, *self.snapshots]:
+                if other is not subject and k not in other.mixed:
+                    # A view at the same state (a snapshot, its parent) may adopt the
+                    # pair's memos: what it reads there is no longer decided.
+                    other.mixed[k] = ("unknown", other.revision)
         if subject is self.main:
             for dep in oracle.needed(record):
                 if error is None:
