@@ -756,14 +756,17 @@ async def execute(frame: Frame, *, claimed: bool = False) -> Any:
         elif (
             cell.ingredient.cycle
             and not frame.heads
-            and cell.verified_at == frame.revision
-            and cell.value is not EVICTED
+            and cell.verified_at >= frame.revision
+            and (known := memo_at(view, cell, frame.revision)) is not None
+            and known.value is not EVICTED
         ):
-            # Memoized at this revision while this evaluation ran: by the evaluation
-            # of a cycle it was handed over to (`HERE`), which then read it as a member.
-            # This one may have read the other members' memos as plain values, not
-            # re-entering the cycle: the memo is the answer.
-            result = _answer(cell)
+            # Memoized for this revision while this evaluation ran: by the evaluation of
+            # a cycle it was handed over to (`HERE`), or that it waited for and that
+            # ended provisional (then a newer revision may have replaced the memo, and
+            # kept this state for readers here). This one may have read the other
+            # members' memos as plain values, not re-entering the cycle: that memo is
+            # the answer.
+            result = known.failure or known.value
         elif not joined:
             install(view, frame, result)
         outcome = result
