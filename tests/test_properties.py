@@ -1312,6 +1312,39 @@ class MemoConsistency(RuleBasedStateMachine):
         assert pending == [], f"tasks left running: {pending}"
         return result
 
+    def run_together(
+        self,
+        targets: list[tuple[Subject, Record]],
+        how: str,
+        commit: ThreadOp | None,
+        within: int,
+        *,
+        drain: bool = False,
+    ) -> list[Result]:
+        """
+        Read *targets* at once, *how* says: `gather` or `asyncio.gather`,
+        `picante.gather`, `tasks` (awaited in order) or a task group; with *commit*, a
+        thread commit injected among the next *within* callbacks.
+        """
+        loop = self.scheduled
+
+        async def together() -> list[Result]:
+            coros = [call(subject.db, record) for subject, record in targets]
+            if commit is not None:
+                loop.inject(lambda: self.thread_commit(commit), within=within)
+            if how in ("gather", "asyncio.gather"):
+                return await asyncio.gather(*coros)
+            if how == "picante.gather":
+                return await picante.gather(*coros)
+            if how == "tasks":
+                tasks = [asyncio.create_task(c) for c in coros]
+                return [await task for task in tasks]
+            async with asyncio.TaskGroup() as group:
+                children = [group.create_task(c) for c in coros]
+            return [task.result() for task in children]
+
+        return self.run(together(), drain=drain)
+
     def run_cancelling(
         self, targets: list[tuple[Subject, Record]], cancels: list[tuple[int, int]]
     ) -> list[Result | BaseException]:
@@ -1990,22 +2023,7 @@ class MemoConsistency(RuleBasedStateMachine):
         """
         targets = [(self.subject(which), record) for which, record in calls]
         starts = self.starts()
-        loop = self.scheduled
-
-        async def together() -> list[Result]:
-            coros = [call(subject.db, record) for subject, record in targets]
-            if commit is not None:
-                loop.inject(lambda: self.thread_commit(commit), within=within)
-            if how == "gather":
-                return await asyncio.gather(*coros)
-            if how == "tasks":
-                tasks = [asyncio.create_task(c) for c in coros]
-                return [await task for task in tasks]
-            async with asyncio.TaskGroup() as group:
-                children = [group.create_task(c) for c in coros]
-            return [task.result() for task in children]
-
-        results = self.run(together())
+        results = self.run_together(targets, how, commit, within)
         self.settle(
             [(s, r, result) for (s, r), result in zip(targets, results, strict=True)], starts
         )
@@ -2299,24 +2317,10 @@ class MemoConsistency(RuleBasedStateMachine):
         """
         targets = [(self.subject(which), record) for which, record in calls]
         starts = self.starts()
-        loop = self.scheduled
-
-        async def together() -> list[Result]:
-            coros = [call(subject.db, record) for subject, record in targets]
-            if commit is not None:
-                loop.inject(lambda: self.thread_commit(commit), within=within)
-            if how == "asyncio.gather":
-                return await asyncio.gather(*coros)
-            if how == "picante.gather":
-                return await picante.gather(*coros)
-            async with asyncio.TaskGroup() as group:
-                children = [group.create_task(c) for c in coros]
-            return [task.result() for task in children]
-
         # Drained: a record whose cycle closed between two tasks raises in one child of a
         # `picante.gather` (`digest`), which, as `asyncio.gather` does, leaves the others
         # running.
-        results = self.run(together(), drain=True)
+        results = self.run_together(targets, how, commit, within, drain=True)
         for (subject, record), result in zip(targets, results, strict=True):
             self.check_cycle(subject, record, result, concurrent=True)
         self.taint(starts, targets)
