@@ -400,8 +400,10 @@ class View:
         view, at = self.parent, self.base
         while view is not None:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
-            if theirs is not None:
+            if theirs is not None and (view.parent is None or theirs.verified_at >= view.base):
                 return take(self, cell, view, theirs, at)
+            # No memo of the ancestor's own (none, or a cell `take` made for a dependency
+            # it left lazy): the ancestor inherits it from its own parent, as this one does.
             at = view.base
             view = view.parent
         return False
@@ -711,7 +713,9 @@ def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revis
                 if ours.version_at(at)[0] != cast("InputCell", dep).version_at(at)[0]:
                     return False
             elif not (
-                knows(view, ours, at) or (lazy and ours.verified_at == NEVER) or ours in taking
+                knows(view, ours, at)
+                or (lazy and ours.verified_at == NEVER and not _on_cycle(view, ours))
+                or ours in taking
             ):
                 entry[3] = index
                 if not _push_take(source, stack, ours, cast("QueryCell", dep), at):
@@ -725,6 +729,16 @@ def take(view: View, mine: QueryCell, source: View, theirs: QueryCell, at: Revis
     for target, state in taken:
         _install_state(view, target, state, at)
     return True
+
+
+def _on_cycle(view: View, cell: QueryCell) -> bool:
+    """
+    Tell whether *cell*'s record was a member of a resolved cycle: taken without it, the
+    member taken would be read as a plain memo by its evaluation here, which would not
+    re-enter the cycle.
+    """
+    cyclic = view.family.cyclic
+    return bool(cyclic) and (cell.ingredient.name, cell.key) in cyclic
 
 
 def _push_take(

@@ -10,11 +10,13 @@ import asyncio
 import gc
 import itertools
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import picante
+from picante._runtime import take, view_of
+from picante._store import QueryCell
 
 
 TIMEOUT = 5
@@ -755,6 +757,10 @@ class Loop:
             total += await self.paths(successor)
         return total
 
+    @picante.query
+    async def doubled(self, node: int) -> int:
+        return 2 * await self.paths(node)
+
 
 def loop() -> Loop:
     db = Loop()
@@ -775,6 +781,39 @@ async def test_a_snapshot_that_moved_on_checks_an_inherited_component_whole() ->
     view = picante.snapshot(db)
     view.unrelated.set(0)
     assert [await run(view.paths(4)), await run(view.paths(1))] == [-100, -100]
+
+
+async def test_a_snapshot_of_a_snapshot_inherits_a_component_its_parent_did_not_read() -> None:
+    """
+    The middle snapshot took a memo that reads member 1 and left 1 for later (a cell
+    without a memo): the last one inherits 1 from the database through it, rather than
+    running 1 alone over 4's memo (1 - 100).
+    """
+    db = loop()
+    middle = picante.snapshot(db)
+    assert await run(db.doubled(1)) == -200
+    assert await run(middle.doubled(1)) == -200
+    last = picante.snapshot(middle)
+    with picante.testing.assert_nothing_runs(last):
+        assert [await run(last.paths(1)), await run(last.paths(4))] == [-100, -100]
+
+
+async def test_taking_a_member_takes_the_members_it_reads() -> None:
+    """
+    A snapshot that takes member 4 from the database takes 1, which 4 read, with it,
+    even though the snapshot has not read 1 yet: left for later, 1 could be evaluated
+    here over 4's memo, a plain value (1 - 100), never re-entering the cycle.
+    """
+    db = loop()
+    assert await run(db.paths(1)) == -100
+    view = picante.snapshot(db)
+    ours, theirs = view_of(view), view_of(db)
+    source = cast("QueryCell", theirs.tables["paths"][(4,)])
+    mine = QueryCell(source.ingredient, (4,))
+    ours.table("paths")[(4,)] = mine
+    assert take(ours, mine, theirs, source, ours.base)
+    taken = ours.tables["paths"][(1,)]
+    assert (taken.verified_at, taken.value) == (ours.base, -100)
 
 
 @pytest.mark.timeout(10)  # the bug was a loop that never yields: no asyncio timeout ends it
