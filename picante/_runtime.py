@@ -402,8 +402,8 @@ class View:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
             if theirs is not None and (view.parent is None or theirs.verified_at >= view.base):
                 return take(self, cell, view, theirs, at)
-            # No memo of the ancestor's own (none, or a cell `take` made for a dependency
-            # it left lazy): the ancestor inherits it from its own parent, as this one does.
+            # No memo of the ancestor's own (none, or older than its base, as a cell `take`
+            # made for a dependency it left lazy): as `fetch` there would, look further up.
             at = view.base
             view = view.parent
         return False
