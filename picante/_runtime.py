@@ -401,7 +401,17 @@ class View:
         while view is not None:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
             if theirs is not None and (view.parent is None or theirs.verified_at >= view.base):
-                return take(self, cell, view, theirs, at)
+                if take(self, cell, view, theirs, at):
+                    return True
+                verified_at = theirs.verified_at
+                # Not known valid at `at`, only at its own `verified_at` (a sweep marked it,
+                # say: valid all the same, but checked on its next read): taken as of
+                # then, this view checks it as the ancestor would, without running it.
+                return (
+                    NEVER < verified_at < at
+                    and theirs.value is not EVICTED
+                    and take(self, cell, view, theirs, verified_at)
+                )
             # No memo of the ancestor's own (none, or older than its base, as a cell `take`
             # made for a dependency it left lazy): as `fetch` there would, look further up.
             at = view.base

@@ -246,6 +246,25 @@ async def test_clean_memo_read_between_sweeps_is_kept(log: list[str]) -> None:
     assert view_of(db).counters.dependency_checks > checks
 
 
+async def test_a_snapshot_taken_after_a_sweep_reuses_the_memos_it_marked(
+    log: list[str],
+) -> None:
+    """
+    Marked memos are valid all the same: a snapshot taken after the sweep checks them as
+    the database would (as of their revision), without running them; one whose input
+    changed in the database before the snapshot runs again there, with the new text.
+    """
+    db = site(log)
+    assert [await db.label("b"), await db.label("c")] == ["en:odd", "en:odd"]
+    db.source.set("a", "x")  # a revision the labels did not read: they stay clean
+    assert picante.sweep(db) == 0  # ... and are marked
+    db.source.set("c", "seven eight")
+    log.clear()
+    view = picante.snapshot(db)
+    assert [await view.label("b"), await view.label("c")] == ["en:odd", "en:even"]
+    assert log == ["words('c')", "parity('c')", "label('c')"]
+
+
 async def test_unused_for_counts_revisions(log: list[str]) -> None:
     """`unused_for=N` keeps memos used in the last N revisions, and drops older ones."""
     db = site(log)
