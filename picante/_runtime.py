@@ -401,17 +401,7 @@ class View:
         while view is not None:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
             if theirs is not None and (view.parent is None or theirs.verified_at >= view.base):
-                if take(self, cell, view, theirs, at):
-                    return True
-                verified_at = theirs.verified_at
-                # Not known valid at `at`, only at its own `verified_at` (a sweep marked it,
-                # say: valid all the same, but checked on its next read): taken as of
-                # then, this view checks it as the ancestor would, without running it.
-                return (
-                    NEVER < verified_at < at
-                    and theirs.value is not EVICTED
-                    and take(self, cell, view, theirs, verified_at)
-                )
+                return take(self, cell, view, theirs, at)
             # No memo of the ancestor's own (none, or older than its base, as a cell `take`
             # made for a dependency it left lazy): as `fetch` there would, look further up.
             at = view.base
@@ -667,6 +657,10 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         # Clean, or nothing as durable as what it read changed since it was verified.
         and (cell.clean or view.last_changed[cell.durability] <= verified_at)
     ):
+        return view.state_of(cell, at)
+    if NEVER < verified_at <= at <= view.marks.get(cell, NEVER):
+        # Marked by a sweep, which it was clean for: valid from `verified_at` through the
+        # mark's revision (the sweep took `clean` away, not what it said).
         return view.state_of(cell, at)
     # Newest first: a later state of the same revision knows more (a value computed where
     # the earlier one, loaded from a cache file without its value, had none).
