@@ -674,10 +674,10 @@ def _mark_verified(view: View, cell: QueryCell, revision: Revision) -> None:
         with view.lock:
             if view.readers.oldest < revision and cell.verified_at < revision:
                 # A reader (a snapshot, an evaluation bound to it) at the old `verified_at`
-                # may still need this state. Only there: the walk proved the memo valid at
-                # both revisions, not in between (a dependency may have been backdated
-                # across a value it never saw).
-                view.keep_past(cell, cell.verified_at, snapshots=False)
+                # (or up to a sweep's mark) may still need this state. Only there: the walk
+                # proved the memo valid at both revisions, not in between (a dependency
+                # may have been backdated across a value it never saw).
+                view.keep_past(cell, view.known_through(cell), snapshots=False)
             _verified(view, cell, revision)
         return
     _verified(view, cell, revision)
@@ -1011,7 +1011,7 @@ def install(
             if view.readers.oldest < revision:
                 # The state being replaced, for readers at the revisions it was valid at
                 # (before this one).
-                valid_through = view.revision if cell.clean else previous
+                valid_through = view.known_through(cell)
                 view.keep_past(cell, min(valid_through, revision - 1), snapshots=False)
             if packed != cell.deps:
                 relink(cell, deps_of(cell), unpack_deps(packed))

@@ -396,12 +396,27 @@ class View:
         return cast("QueryCell", mine)
 
     def adopt(self, cell: QueryCell) -> bool:
-        """Give *cell* an ancestor's memo valid at the state this snapshot inherited."""
+        """
+        Give *cell* an ancestor's memo valid at the state this snapshot inherited; or, for
+        a member of a resolved cycle, its memo as of the revision it was verified at, for
+        this view to check as the ancestor would (`False`: neither could be taken).
+        """
         view, at = self.parent, self.base
         while view is not None:
             theirs: QueryCell | None = view.tables.get(cell.ingredient.name, {}).get(cell.key)
             if theirs is not None and (view.parent is None or theirs.verified_at >= view.base):
-                return take(self, cell, view, theirs, at)
+                if take(self, cell, view, theirs, at):
+                    return True
+                verified_at = theirs.verified_at
+                # A component's memos are not clean, so often not known valid here. Run
+                # anew rather than checked, a cycle entered at a query that did not opt in
+                # would raise where the ancestor answers its memo.
+                return (
+                    NEVER < verified_at < at
+                    and theirs.value is not EVICTED
+                    and _on_cycle(self, cell)
+                    and take(self, cell, view, theirs, verified_at)
+                )
             # No memo of the ancestor's own (none, or older than its base, as a cell `take`
             # made for a dependency it left lazy): as `fetch` there would, look further up.
             at = view.base
@@ -611,6 +626,17 @@ class View:
                     stack.append(dependents)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         self.counters.invalidations += invalidated
 
+    def known_through(self, memo: QueryCell) -> Revision:
+        """
+        The last revision *memo*'s memo is known valid at: now if it is clean; else its
+        `verified_at`, or the revision of a sweep's mark if later (it was clean then).
+        """
+        if memo.clean:
+            return self.revision
+        verified_at = memo.verified_at
+        mark = self.marks.get(memo, NEVER) if self.marks else NEVER
+        return max(mark, verified_at)
+
     def keep_past(self, memo: QueryCell, valid_through: Revision, *, snapshots: bool) -> None:
         """
         Save *memo*'s state, valid from its `verified_at` through *valid_through*, if a
@@ -658,8 +684,8 @@ def memo_at(view: View, cell: QueryCell, at: Revision) -> MemoState | None:
         and (cell.clean or view.last_changed[cell.durability] <= verified_at)
     ):
         return view.state_of(cell, at)
-    if NEVER < verified_at <= at <= view.marks.get(cell, NEVER):
-        # Marked by a sweep, which it was clean for: valid from `verified_at` through the
+    if NEVER < verified_at <= at <= view.known_through(cell):
+        # Marked by a sweep, for which it was clean: valid from `verified_at` through the
         # mark's revision (the sweep took `clean` away, not what it said).
         return view.state_of(cell, at)
     # Newest first: a later state of the same revision knows more (a value computed where

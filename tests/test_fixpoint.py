@@ -816,6 +816,46 @@ async def test_taking_a_member_takes_the_members_it_reads() -> None:
     assert (taken.verified_at, taken.value) == (ours.base, -100)
 
 
+async def test_a_snapshot_checks_an_inherited_mixed_cycle_as_the_database_would() -> None:
+    """
+    After an edit the pair did not read, a snapshot reads b (which did not opt in) first:
+    it checks the pair's memos as the database would, and answers 3. Run anew instead,
+    entered at b, the cycle would raise `CycleError`.
+    """
+    log: list[str] = []
+
+    @picante.database
+    class Capped:
+        @picante.input
+        async def cap(self) -> int:
+            raise NotImplementedError
+
+        @picante.input
+        async def unrelated(self) -> int:
+            raise NotImplementedError
+
+        @picante.query(cycle_initial=lambda db: 0)
+        async def a(self) -> int:
+            log.append("a")
+            return min(await self.b() + 1, await self.cap())
+
+        @picante.query
+        async def b(self) -> int:
+            log.append("b")
+            return await self.a()
+
+    db = Capped()
+    db.cap.set(3)
+    assert [await run(db.a()), await run(db.b())] == [3, 3]
+    db.unrelated.set(0)
+    log.clear()
+    view = picante.snapshot(db)
+    assert [await run(view.b()), await run(view.a())] == [3, 3]
+    assert log == []
+    assert [await run(db.b()), await run(db.a())] == [3, 3]
+    assert log == []
+
+
 @pytest.mark.timeout(10)  # the bug was a loop that never yields: no asyncio timeout ends it
 async def test_a_view_takes_a_component_another_view_evaluated_whole() -> None:
     """

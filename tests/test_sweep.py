@@ -251,15 +251,21 @@ async def test_a_snapshot_taken_after_a_sweep_reuses_the_memos_it_marked(
 ) -> None:
     """
     A memo the sweep marked was valid at the sweep's revision: a snapshot taken at that
-    revision reuses it, as it would have before the sweep.
+    revision reuses it, as it would have before the sweep, also after the database
+    checked it again at a later revision.
     """
     db = site(log)
     assert [await db.label("b"), await db.label("c")] == ["en:odd", "en:odd"]
     db.source.set("a", "x")  # a revision the labels did not read: they stay clean
     assert picante.sweep(db) == 0  # ... and are marked
     log.clear()
-    view = picante.snapshot(db)
+    view, later = picante.snapshot(db), picante.snapshot(db)
     assert [await view.label("b"), await view.label("c")] == ["en:odd", "en:odd"]
+    db.source.set("c", "seven eight")
+    assert [await db.label("b"), await db.label("c")] == ["en:odd", "en:even"]
+    assert log == ["words('c')", "parity('c')", "label('c')"]
+    log.clear()
+    assert [await later.label("b"), await later.label("c")] == ["en:odd", "en:odd"]
     assert log == []
 
 
