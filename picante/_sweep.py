@@ -114,7 +114,10 @@ def _sweep(view: View, horizon: int) -> int:
                 inputs.append((table, key, cell))
                 continue
             if cell in reached:
-                marks.pop(cell, None)
+                if marks.get(cell, NEVER) <= cell.verified_at:
+                    # Checked since its mark. Otherwise the mark stays: it still says the
+                    # memo was valid through its revision (a snapshot there reuses it).
+                    marks.pop(cell, None)
                 continue
             if cell in kept:
                 if cell.clean:

@@ -269,6 +269,23 @@ async def test_a_snapshot_taken_after_a_sweep_reuses_the_memos_it_marked(
     assert log == []
 
 
+async def test_a_sweep_keeps_the_marks_a_snapshot_needs(log: list[str]) -> None:
+    """
+    A second sweep, while a snapshot of the mark's revision lives, keeps the memos the
+    snapshot can read, and their marks: a snapshot taken after it still reuses them.
+    """
+    db = site(log)
+    assert await db.label("b") == "en:odd"
+    db.source.set("a", "x")
+    assert picante.sweep(db) == 0  # marks label('b') and what it read
+    first = picante.snapshot(db)
+    assert picante.sweep(db) == 0
+    log.clear()
+    second = picante.snapshot(db)
+    assert [await second.label("b"), await first.label("b")] == ["en:odd", "en:odd"]
+    assert log == []
+
+
 async def test_unused_for_counts_revisions(log: list[str]) -> None:
     """`unused_for=N` keeps memos used in the last N revisions, and drops older ones."""
     db = site(log)
